@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return cmd_train(args, parser)
-        return {"data": cmd_data, "evaluate": cmd_evaluate, "predict": cmd_predict, "runs": cmd_runs}[args.command](args)
+        commands = {"data": cmd_data, "evaluate": cmd_evaluate, "predict": cmd_predict, "runs": cmd_runs}
+        return commands[args.command](args)
     except (DataError, RunError) as exc:
         return _err(str(exc))
