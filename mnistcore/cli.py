@@ -79,12 +79,16 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     from mnistcore.data import load_mnist, provision_mnist
     from mnistcore.runs import RunStore
-    from mnistcore.train import BatchEvent, EpochEvent, train
+    from mnistcore.train import BatchEvent, EpochEvent, resolve_device, train
 
     try:
         config = _config(args)
     except ValueError as exc:
         parser.error(str(exc))
+    try:
+        resolve_device(config.device)  # fail before provisioning and loading, not after
+    except ValueError as exc:
+        return _err(str(exc))
     provision_mnist(args.data_dir)
     data = load_mnist(args.data_dir)
     bar = tqdm(total=None, unit="batch", file=sys.stderr, dynamic_ncols=True, leave=True)
@@ -97,8 +101,9 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             bar.set_postfix(loss=f"{ev.loss:.3f}", acc=f"{ev.train_accuracy:.3f}")
             bar.refresh()
         elif isinstance(ev, EpochEvent):
+            # tqdm.write defaults to stdout, which belongs to the --json object.
             bar.write(f"epoch {ev.epoch}/{ev.epochs}: test accuracy {ev.test_accuracy:.4f}, "
-                      f"loss {ev.test_loss:.4f} ({ev.epoch_seconds:.2f} s)")
+                      f"loss {ev.test_loss:.4f} ({ev.epoch_seconds:.2f} s)", file=sys.stderr)
 
     try:
         result = train(config, data, on_event=on_event)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
+from numbers import Integral, Real
 from typing import Any
 
 OPTIMIZERS = ("adam", "sgd")
@@ -29,7 +31,20 @@ class TrainConfig:
     report_every: int = 50  # batches between progress events (each costs one sync)
 
     def __post_init__(self) -> None:
+        # Types first: a config read from a saved run's JSON may hold anything, and e.g. hidden=128.5
+        # would pass the range check below and only fail deep inside torch.
+        for name in ("hidden", "epochs", "batch_size", "seed", "report_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, Integral):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+        for name in ("lr", "dropout", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if not isinstance(self.augment, bool):
+            raise ValueError(f"augment must be true or false, got {self.augment!r}")
         checks = [
+            (-(2**63) <= self.seed < 2**64, "seed must fit in 64 bits"),
             (16 <= self.hidden <= 2048, "hidden must be between 16 and 2048"),
             (1 <= self.epochs <= 200, "epochs must be between 1 and 200"),
             (1 <= self.batch_size <= 60000, "batch_size must be between 1 and 60000"),

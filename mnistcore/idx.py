@@ -21,34 +21,65 @@ def _fix(path: Path) -> str:
     return f"Delete {path} and provision the data again (python -m mnistcore data)."
 
 
-def read_idx(path: str | os.PathLike, kind: str) -> np.ndarray:
-    """Read an IDX ubyte file of `kind` 'images' (N,28,28) or 'labels' (N,), validating header and size."""
-    path = Path(path)
+KINDS = ("images", "labels")
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+
+def _header_dims(path: Path, head: bytes, size: int, kind: str) -> tuple[int, ...]:
+    """Validate magic, dims and the file size against the header; return the dims."""
     expected_magic = IMAGE_MAGIC if kind == "images" else LABEL_MAGIC
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise IdxError(f"{path} does not exist. Provision the data: python -m mnistcore data") from None
     ndim = 3 if kind == "images" else 1
     header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise IdxError(f"{path} is truncated: {len(raw)} bytes, shorter than its header. {_fix(path)}")
-    magic = int.from_bytes(raw[0:4], "big")
+    if size < header:
+        raise IdxError(f"{path} is truncated: {size} bytes, shorter than its header. {_fix(path)}")
+    magic = int.from_bytes(head[0:4], "big")
     if magic != expected_magic:
         raise IdxError(
             f"{path} has magic number {magic:#010x}, expected {expected_magic:#010x} for an IDX "
             f"{kind} file: it is not an MNIST {kind} file. {_fix(path)}"
         )
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     if kind == "images" and dims[1:] != (28, 28):
         raise IdxError(f"{path} holds images of {dims[1]}x{dims[2]}, expected 28x28. {_fix(path)}")
     expected_len = header + int(np.prod(dims))
-    if len(raw) != expected_len:
-        state = "truncated" if len(raw) < expected_len else "longer than its header says"
+    if size != expected_len:
+        state = "truncated" if size < expected_len else "longer than its header says"
         raise IdxError(
-            f"{path} is {state}: {len(raw)} bytes, its header says {dims} items = {expected_len} bytes. "
+            f"{path} is {state}: {size} bytes, its header says {dims} items = {expected_len} bytes. "
             f"{_fix(path)}"
         )
+    return dims
+
+
+def _read(path: Path, n: int | None = None) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read() if n is None else f.read(n)
+    except FileNotFoundError:
+        raise IdxError(f"{path} does not exist. Provision the data: python -m mnistcore data") from None
+    except OSError as exc:  # a directory, no permission, an I/O error: still a data problem, not a traceback
+        raise IdxError(f"{path} cannot be read ({exc.strerror or exc}). {_fix(path)}") from None
+
+
+def read_idx_header(path: str | os.PathLike, kind: str) -> tuple[int, ...]:
+    """Validate an IDX file's header and size without reading its payload; return its dims."""
+    _check_kind(kind)
+    path = Path(path)
+    head = _read(path, 16)
+    return _header_dims(path, head, path.stat().st_size, kind)
+
+
+def read_idx(path: str | os.PathLike, kind: str) -> np.ndarray:
+    """Read an IDX ubyte file of `kind` 'images' (N,28,28) or 'labels' (N,), validating header and size."""
+    _check_kind(kind)
+    path = Path(path)
+    raw = _read(path)
+    dims = _header_dims(path, raw, len(raw), kind)
+    header = 16 if kind == "images" else 8
     data = np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
     if kind == "labels" and data.size and int(data.max()) > 9:
         raise IdxError(f"{path} holds label {int(data.max())}; MNIST labels are 0..9. {_fix(path)}")
@@ -57,7 +88,16 @@ def read_idx(path: str | os.PathLike, kind: str) -> np.ndarray:
 
 def idx_bytes(array: np.ndarray, kind: str) -> bytes:
     """Encode a uint8 array (N,28,28) or (N,) as IDX bytes."""
-    arr = np.ascontiguousarray(array, dtype=np.uint8)
+    _check_kind(kind)
+    arr = np.asarray(array)
+    if kind == "images" and (arr.ndim != 3 or arr.shape[1:] != (28, 28)):
+        raise ValueError(f"images must have shape (N, 28, 28), got {arr.shape}")
+    if kind == "labels" and arr.ndim != 1:
+        raise ValueError(f"labels must have shape (N,), got {arr.shape}")
+    # A silent uint8 cast would wrap 256 to 0 and -1 to 255: refuse instead of writing wrong data.
+    if arr.dtype != np.uint8 and arr.size and (arr.min() < 0 or arr.max() > 255):
+        raise ValueError("IDX ubyte values must be in 0..255")
+    arr = np.ascontiguousarray(arr, dtype=np.uint8)
     magic = IMAGE_MAGIC if kind == "images" else LABEL_MAGIC
     header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
     return header + arr.tobytes()

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,19 @@ def default_runs_dir() -> Path:
     return Path(os.environ.get("MNIST_RUNS_DIR", "runs"))
 
 
+def _number(value: Any) -> float:
+    """A JSON number as float; strings and booleans are not numbers here."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _utc(created: str) -> datetime:
+    """Parse an ISO 8601 timestamp, naive ones taken as UTC, for sorting."""
+    dt = datetime.fromisoformat(created)
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
 def _expected_shapes(hidden: int) -> dict[str, tuple[int, ...]]:
     return {"fc1.weight": (hidden, 784), "fc1.bias": (hidden,), "fc2.weight": (10, hidden), "fc2.bias": (10,)}
 
@@ -71,10 +84,11 @@ class RunStore:
              extra: dict[str, Any] | None = None) -> RunInfo:
         """Save weights + metadata into a temp dir, then rename it into place (all or nothing)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        created = datetime.now(timezone.utc)
+        created = datetime.now(UTC)
         run_id = f"{created:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         meta = {
-            "format": FORMAT_VERSION, "run_id": run_id, "created": created.isoformat(timespec="seconds"),
+            # Microseconds: runs saved within one second must still sort (and so pick "latest") correctly.
+            "format": FORMAT_VERSION, "run_id": run_id, "created": created.isoformat(timespec="microseconds"),
             "config": config.to_dict(), "test_accuracy": test_accuracy, "train_seconds": train_seconds,
             "history": history, "stopped": stopped, "dataset": dataset, "extra": extra or {},
         }
@@ -99,7 +113,7 @@ class RunStore:
             if not runs:
                 raise RunError(f"no saved runs in {self.root}; train one first (python -m mnistcore train)")
             return runs[0].path
-        if not run_id or "/" in run_id or "\\" in run_id or run_id.startswith("."):
+        if not isinstance(run_id, str) or not run_id or any(c in run_id for c in "/\\\0") or run_id.startswith("."):
             raise RunError(f"{run_id!r} is not a run id")
         path = self.root / run_id
         if not path.is_dir():
@@ -111,10 +125,20 @@ class RunStore:
         path = self._dir(run_id)
         try:
             meta = json.loads((path / META).read_text())
+            if not isinstance(meta, dict):
+                raise TypeError(f"expected a JSON object, got {type(meta).__name__}")
+            if meta.get("format") != FORMAT_VERSION:
+                raise ValueError(f"format {meta.get('format')!r}, this version reads format {FORMAT_VERSION}")
+            for key, kind in (("config", dict), ("history", list), ("created", str)):
+                if not isinstance(meta[key], kind):
+                    raise TypeError(f"{key} must be a {kind.__name__}")
+            if not all(isinstance(h, dict) for h in meta["history"]):
+                raise TypeError("history must be a list of objects")
+            datetime.fromisoformat(meta["created"])
             return RunInfo(
                 run_id=path.name, path=path, config=TrainConfig.from_dict(meta["config"]),
-                created=str(meta["created"]), test_accuracy=float(meta["test_accuracy"]),
-                train_seconds=float(meta["train_seconds"]), history=list(meta["history"]),
+                created=meta["created"], test_accuracy=_number(meta["test_accuracy"]),
+                train_seconds=_number(meta["train_seconds"]), history=list(meta["history"]),
                 stopped=bool(meta.get("stopped", False)), dataset=dict(meta.get("dataset", {})),
                 extra=dict(meta.get("extra", {})),
             )
@@ -132,7 +156,8 @@ class RunStore:
                     runs.append(self.info(p.name))
                 except RunError:
                     continue
-        return sorted(runs, key=lambda r: (r.created, r.run_id), reverse=True)
+        # Parsed, not compared as text: older runs stored seconds only, newer ones microseconds.
+        return sorted(runs, key=lambda r: (_utc(r.created), r.run_id), reverse=True)
 
     def load(self, run_id: str = "latest", device: str | torch.device = "cpu") -> tuple[ShallowNet, RunInfo]:
         """Load a run's model (eval mode) and info; refuse anything that is not exactly our format."""
@@ -147,6 +172,9 @@ class RunStore:
         got = {k: tuple(v.shape) for k, v in state.items()}
         if got != expected:
             raise RunError(f"{weights} holds tensors {got}, expected {expected} for hidden={info.config.hidden}")
+        wrong = sorted(k for k, v in state.items() if v.dtype != torch.float32)
+        if wrong:
+            raise RunError(f"{weights} holds {', '.join(wrong)} as non-float32 tensors; runs are saved as float32")
         model = ShallowNet(info.config.hidden, info.config.dropout)
         model.load_state_dict(state)
         return model.to(device).eval(), info

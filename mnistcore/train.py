@@ -1,8 +1,15 @@
-"""Fast in-memory training with progress events and a stop request; safe in a background thread."""
+"""Fast in-memory training with progress events and a stop request; safe in a background thread.
+
+The network is small enough that, with autograd and torch.optim, framework overhead costs more than
+the arithmetic (about 1 ms a step against 0.2 ms of matrix products). So training runs its own
+forward and backward pass (four matrix products and a handful of small ops into preallocated
+buffers) on the four parameters held as views of one flat buffer, updated by one fused optimizer
+kernel per step (the same kernels torch.optim's fused=True path calls). The result is a plain
+ShallowNet with the same maths as `ShallowNet` + cross-entropy + torch.optim (checked in the tests).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import threading
 import time
@@ -18,6 +25,8 @@ from mnistcore.data import MnistData
 from mnistcore.model import ShallowNet
 from mnistcore.normalize import normalize
 
+AUGMENT_CHUNK = 4096  # images distorted per Augmenter call: per batch costs ~20x more, per epoch delays a stop
+
 
 @dataclass(frozen=True)
 class BatchEvent:
@@ -29,7 +38,7 @@ class BatchEvent:
     batches: int  # batches per epoch
     step: int  # batches done overall
     total_steps: int
-    loss: float  # mean training loss over the batches since the previous event
+    loss: float  # mean training loss over the images since the previous event
     train_accuracy: float  # running training accuracy over this epoch so far
     elapsed: float  # seconds since training started
     eta: float  # estimated seconds left
@@ -75,33 +84,178 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    if config.precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def onecycle(step: int, total_steps: int, max_lr: float) -> tuple[float, float]:
+    """(lr, momentum) of torch's OneCycleLR with its defaults at optimizer step `step` (0-based)."""
+    # Written out rather than driving torch.optim.lr_scheduler.OneCycleLR: that needs a torch.optim
+    # optimizer, whose per-step Python overhead is what this module avoids.
+    initial, peak = max_lr / 25.0, max_lr
+    final = initial / 1e4
+    warm_end = 0.3 * total_steps - 1
+    last = total_steps - 1
+    if step <= warm_end:
+        pct, lr_from, lr_to, mom_from, mom_to = step / warm_end, initial, peak, 0.95, 0.85
+    else:
+        pct, lr_from, lr_to, mom_from, mom_to = (step - warm_end) / (last - warm_end), peak, final, 0.85, 0.95
+    cos = math.cos(math.pi * pct) + 1
+
+    def anneal(start: float, end: float) -> float:
+        return end + (start - end) / 2.0 * cos
+
+    return anneal(lr_from, lr_to), anneal(mom_from, mom_to)
+
+
+class _Params:
+    """fc1.weight, fc2.weight, fc1.bias, fc2.bias as views of one flat tensor, in that order.
+
+    Weights first, so the two weight gradients form one contiguous block (one cast in bf16).
+    """
+
+    def __init__(self, hidden: int, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
+        self.hidden = hidden
+        self.weights = hidden * 784 + 10 * hidden  # length of the weight block
+        self.flat = torch.zeros(self.weights + hidden + 10, device=device, dtype=dtype)
+        w1, w2, b1, b2 = self.flat.split((hidden * 784, 10 * hidden, hidden, 10))
+        self.w1, self.w2, self.b1, self.b2 = w1.view(hidden, 784), w2.view(10, hidden), b1, b2
+        self.b2col = b2.view(10, 1)  # broadcast over the batch in the (10, batch) logits
+
+
+class _Optimizer:
+    """Adam / AdamW / SGD with Nesterov momentum on one flat tensor: one fused kernel per step."""
+
+    def __init__(self, config: TrainConfig, params: torch.Tensor, grads: torch.Tensor) -> None:
+        self.config = config
+        self.params, self.grads = params, grads
+        if config.optimizer == "adam":
+            self.exp_avg, self.exp_avg_sq = torch.zeros_like(params), torch.zeros_like(params)
+            self.step_count = torch.zeros((), device=params.device)  # the kernels want it as a tensor
+            self.kernel = torch._fused_adamw_ if config.weight_decay else torch._fused_adam_
+        else:
+            self.momentum = torch.zeros_like(params)
+        self.first = True
+
+    def step(self, lr: float, momentum: float) -> None:
+        """Apply the current gradients; `momentum` is Adam's beta1 or SGD's momentum."""
+        c = self.config
+        if c.optimizer == "adam":
+            self.step_count.add_(1)
+            self.kernel([self.params], [self.grads], [self.exp_avg], [self.exp_avg_sq], [], [self.step_count],
+                        lr=lr, beta1=momentum, beta2=0.999, weight_decay=c.weight_decay, eps=1e-8,
+                        amsgrad=False, maximize=False)
+        else:
+            torch._fused_sgd_([self.params], [self.grads], [self.momentum], weight_decay=c.weight_decay,
+                              momentum=momentum, lr=lr, dampening=0.0, nesterov=True, maximize=False,
+                              is_first_step=self.first)
+        self.first = False
+
+
+class _Stepper:
+    """Forward + cross-entropy + backward for one batch, written into preallocated buffers."""
+
+    def __init__(self, config: TrainConfig, params: _Params, grads: _Params, device: torch.device,
+                 dropout_seed: int) -> None:
+        self.config, self.params, self.grads, self.device = config, params, grads, device
+        self.dtype = torch.bfloat16 if config.precision == "bf16" else torch.float32
+        if self.dtype == torch.float32:
+            self.compute = params  # the products read the fp32 master weights directly
+            self.wgrad = grads
+        else:
+            # bf16 copies of the weights for the products, and a bf16 landing place for the weight
+            # gradients; the master weights and the optimizer stay fp32.
+            self.compute = _Params(config.hidden, device, self.dtype)
+            self.wgrad = _Params(config.hidden, device, self.dtype)
+        self.keep = 1.0 - config.dropout
+        # Dropout draws from its own generator: reseeding the global one would disturb other threads.
+        self.dropout_gen = torch.Generator(device=device).manual_seed(dropout_seed) if config.dropout else None
+        self._buffers: dict[int, tuple[torch.Tensor, ...]] = {}
+
+    def buffers(self, m: int) -> tuple[torch.Tensor, ...]:
+        """Hidden activations, logits (10, m), output gradient and hidden gradient for batch size m."""
+        if m not in self._buffers:
+            h = self.config.hidden
+            self._buffers[m] = (
+                torch.empty(m, h, device=self.device, dtype=self.dtype),
+                torch.empty(10, m, device=self.device, dtype=self.dtype),
+                torch.empty(10, m, device=self.device),
+                torch.empty(m, h, device=self.device, dtype=self.dtype),
+                torch.empty(m, h, device=self.device, dtype=self.dtype),
+            )
+        return self._buffers[m]
+
+    def __call__(self, xb: torch.Tensor, neg_onehot: torch.Tensor, labels: torch.Tensor,
+                 true_logp: torch.Tensor, max_logp: torch.Tensor) -> None:
+        """Gradients of the mean loss of batch xb into the grads buffer.
+
+        neg_onehot: (10, m) with -1/batch_size at each label; labels: (1, m). Writes each image's
+        log-probability of its label into true_logp (1, m) and its largest log-probability into
+        max_logp (m,): the loss and accuracy are summed from them only when reported.
+        """
+        p, g, m = self.compute, self.grads, xb.shape[0]
+        hidden, logits, grad_out, grad_hidden, mask = self.buffers(m)
+        if self.compute is not self.params:
+            p.flat.copy_(self.params.flat)
+        torch.addmm(p.b1, xb, p.w1.t(), out=hidden)
+        hidden.relu_()
+        if self.dropout_gen is not None:
+            mask.bernoulli_(self.keep, generator=self.dropout_gen).mul_(1.0 / self.keep)
+            hidden.mul_(mask)
+        # Logits as (10, m): softmax over the contiguous dim of a (10, m) tensor is ~5x faster here.
+        torch.addmm(p.b2col, p.w2, hidden.t(), out=logits)
+        logp = torch.log_softmax(logits, 0, dtype=torch.float32)
+        torch.gather(logp, 0, labels, out=true_logp)
+        torch.amax(logp, 0, out=max_logp)
+        # d(mean loss)/d(logits) = (softmax - onehot) / m
+        torch.add(neg_onehot, logp.exp_(), alpha=1.0 / self.config.batch_size, out=grad_out)
+        if m != self.config.batch_size:
+            grad_out.mul_(self.config.batch_size / m)
+        torch.sum(grad_out, 1, out=g.b2)
+        go = grad_out if self.dtype == torch.float32 else grad_out.to(self.dtype)
+        torch.mm(go, hidden, out=self.wgrad.w2)
+        torch.mm(go.t(), p.w2, out=grad_hidden)
+        if self.dropout_gen is not None:
+            grad_hidden.mul_(mask)
+        grad_pre = torch.ops.aten.threshold_backward(grad_hidden, hidden, 0)
+        torch.mm(grad_pre.t(), xb, out=self.wgrad.w1)
+        torch.sum(grad_pre, 0, dtype=torch.float32, out=g.b1)
+        if self.wgrad is not g:
+            g.flat[:g.weights].copy_(self.wgrad.flat[:g.weights])
 
 
 @torch.no_grad()
-def _test_metrics(model: ShallowNet, x: torch.Tensor, y: torch.Tensor, config: TrainConfig) -> tuple[float, float]:
-    model.eval()
+def _test_metrics(params: _Params, x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of the current weights on (x, y), in the training precision."""
+    w1, b1, w2, b2 = (t.to(dtype) for t in (params.w1, params.b1, params.w2, params.b2))
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), dtype=torch.long, device=x.device)
-    with _autocast(config, x.device):
-        for i in range(0, len(x), 8192):
-            logits = model(x[i:i + 8192]).float()
-            loss_sum += F.cross_entropy(logits, y[i:i + 8192], reduction="sum")
-            correct += (logits.argmax(1) == y[i:i + 8192]).sum()
-    model.train()
+    for i in range(0, len(x), 8192):
+        logits = torch.addmm(b2, torch.addmm(b1, x[i:i + 8192], w1.t()).relu_(), w2.t()).float()
+        loss_sum += F.cross_entropy(logits, y[i:i + 8192], reduction="sum")
+        correct += (logits.argmax(1) == y[i:i + 8192]).sum()
     n = max(len(x), 1)
     return loss_sum.item() / n, correct.item() / n
 
 
-def _optimizer(model: ShallowNet, config: TrainConfig) -> torch.optim.Optimizer:
-    if config.optimizer == "adam":
-        cls = torch.optim.AdamW if config.weight_decay else torch.optim.Adam
-        return cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
-    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, nesterov=True,
-                           weight_decay=config.weight_decay, foreach=True)
+def _init_params(config: TrainConfig, device: torch.device, gen: torch.Generator) -> _Params:
+    """PyTorch's default Linear init (U(-1/sqrt(fan_in), 1/sqrt(fan_in))), drawn from our own generator."""
+    params = _Params(config.hidden, torch.device("cpu"))
+    for weight, bias in ((params.w1, params.b1), (params.w2, params.b2)):
+        bound = 1 / math.sqrt(weight.shape[1])
+        weight.uniform_(-bound, bound, generator=gen)
+        bias.uniform_(-bound, bound, generator=gen)
+    if device.type != "cpu":
+        moved = _Params(config.hidden, device)
+        moved.flat.copy_(params.flat)
+        params = moved
+    return params
+
+
+def _to_model(params: _Params, config: TrainConfig) -> ShallowNet:
+    """A ShallowNet (eval mode, on the training device) holding copies of the trained weights."""
+    model = ShallowNet(config.hidden, config.dropout)
+    with torch.no_grad():
+        for dst, src in ((model.fc1.weight, params.w1), (model.fc1.bias, params.b1),
+                         (model.fc2.weight, params.w2), (model.fc2.bias, params.b2)):
+            dst.copy_(src)
+    return model.to(params.flat.device).eval()
 
 
 def train(
@@ -111,98 +265,106 @@ def train(
     stop: threading.Event | None = None,
 ) -> TrainResult:
     """Train a ShallowNet on `data`; report events to `on_event`; end within one batch of `stop`."""
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)  # dropout masks use the global generator
-    gen = torch.Generator().manual_seed(config.seed)
-    model = ShallowNet(config.hidden, config.dropout)
-    # Re-initialise from our own generator so results never depend on what ran before.
-    with torch.no_grad():
-        for layer in (model.fc1, model.fc2):  # PyTorch's default bounds, from our own generator
-            bound = 1 / math.sqrt(layer.in_features)
-            layer.weight.uniform_(-bound, bound, generator=gen)
-            layer.bias.uniform_(-bound, bound, generator=gen)
-    model.to(device).train()
+    with torch.inference_mode():  # no autograd anywhere: skips version-counter bookkeeping on every op
+        result, params = _train(config, data, on_event, stop)
+    # Built outside inference mode, so the returned model is an ordinary one (it can be fine-tuned).
+    result.model = _to_model(params, config)
+    return result
 
+
+def _train(
+    config: TrainConfig,
+    data: MnistData,
+    on_event: Callable[[Event], None] | None,
+    stop: threading.Event | None,
+) -> tuple[TrainResult, _Params]:
+    device = resolve_device(config.device)
+    gen = torch.Generator().manual_seed(config.seed)  # init, then shuffling
+    params = _init_params(config, device, gen)
+    grads = _Params(config.hidden, device)
+    opt = _Optimizer(config, params.flat, grads.flat)
+    # Dropout's stream is derived from the seed, not drawn from `gen`, so dropout=0 runs shuffle exactly as before.
+    stepper = _Stepper(config, params, grads, device, (config.seed * 6364136223846793005 + 1) % 2**64)
+    dtype = stepper.dtype
+
+    n, bs = len(data.train_labels), config.batch_size
     y_train = data.train_labels.to(device)
-    x_test, y_test = normalize(data.test_images).to(device), data.test_labels.to(device)
+    x_test, y_test = normalize(data.test_images).to(device, dtype), data.test_labels.to(device)
     if config.augment:
         from mnistcore.augment import Augmenter
 
         augmenter = Augmenter(seed=config.seed)
-        x_train = data.train_images.to(device)  # uint8 images; distorted and normalised per batch
+        x_train = data.train_images.to(device)  # uint8; distorted and normalised a chunk at a time
     else:
         augmenter = None
-        x_train = normalize(data.train_images).to(device)  # normalised once, not per batch
+        x_train = normalize(data.train_images).to(device, dtype)  # normalised once, not per batch
+    # -1/batch_size at (label, image): the gradient's constant part, shuffled along with the images.
+    neg_onehot = torch.zeros(10, n, device=device)
+    neg_onehot[y_train, torch.arange(n, device=device)] = -1.0 / bs
+    true_logp = torch.empty(n, device=device)
+    max_logp = torch.empty(n, device=device)
+    xbuf = torch.empty(bs, 784, device=device, dtype=dtype)
+    chunk = max(1, AUGMENT_CHUNK // bs) * bs  # images per augmentation call, whole batches
 
-    n = len(y_train)
-    batches = math.ceil(n / config.batch_size)
+    batches = math.ceil(n / bs)
     total_steps = batches * config.epochs
-    opt = _optimizer(model, config)
-    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total_steps)
-             if config.schedule == "onecycle" else None)
-    result = TrainResult(model=model, config=config)
+    result = TrainResult(model=ShallowNet(config.hidden, config.dropout), config=config)  # model: set by train()
     emit = on_event or (lambda _e: None)
     start = time.perf_counter()
     step = 0
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.perf_counter()
         perm = torch.randperm(n, generator=gen).to(device)
-        # Sums stay on the device; reading them (.item()) happens only at report time.
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), dtype=torch.long, device=device)
-        window_loss = torch.zeros((), device=device)
-        window_n = seen = 0
+        labels = y_train[perm].view(1, n)
+        onehot = neg_onehot[:, perm]
+        loss_sum, correct, window_start, seen = 0.0, 0, 0, 0
+        x_chunk, chunk_start = x_train, 0
         for b in range(batches):
             if stop is not None and stop.is_set():
                 result.stopped = True
                 break
-            idx = perm[b * config.batch_size:(b + 1) * config.batch_size]
-            yb = y_train[idx]
-            xb = x_train[idx]
+            s, e = b * bs, min((b + 1) * bs, n)
             if augmenter is not None:
-                xb = normalize(augmenter(xb))
-            with _autocast(config, device):
-                logits = model(xb)
-            loss = F.cross_entropy(logits.float(), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
+                if s % chunk == 0:
+                    chunk_start = s
+                    x_chunk = normalize(augmenter(x_train[perm[s:s + chunk]])).to(dtype)
+                xb = x_chunk[s - chunk_start:e - chunk_start]
+            elif e - s == bs:
+                xb = torch.index_select(x_train, 0, perm[s:e], out=xbuf)
+            else:
+                xb = x_train[perm[s:e]]
+            stepper(xb, onehot[:, s:e], labels[:, s:e], true_logp[s:e].view(1, e - s), max_logp[s:e])
+            lr, momentum = (onecycle(step, total_steps, config.lr) if config.schedule == "onecycle"
+                            else (config.lr, 0.9))
+            opt.step(lr, momentum)
             step += 1
-            with torch.no_grad():
-                detached = loss.detach()
-                loss_sum += detached * len(yb)
-                window_loss += detached
-                correct += (logits.argmax(1) == yb).sum()
-            window_n += 1
-            seen += len(yb)
+            seen = e
             if (b + 1) % config.report_every == 0 or b + 1 == batches:
+                window = slice(window_start, seen)
+                window_loss = -true_logp[window].sum().item()
+                loss_sum += window_loss
+                correct += int((true_logp[window] == max_logp[window]).sum().item())
                 elapsed = time.perf_counter() - start
                 emit(BatchEvent(
                     epoch=epoch, epochs=config.epochs, batch=b + 1, batches=batches, step=step,
-                    total_steps=total_steps, loss=window_loss.item() / window_n,
-                    train_accuracy=correct.item() / seen, elapsed=elapsed,
-                    eta=elapsed / step * (total_steps - step),
+                    total_steps=total_steps, loss=window_loss / (seen - window_start),
+                    train_accuracy=correct / seen, elapsed=elapsed, eta=elapsed / step * (total_steps - step),
                 ))
-                window_loss.zero_()
-                window_n = 0
+                window_start = seen
         if result.stopped:
             break
-        test_loss, test_acc = _test_metrics(model, x_test, y_test, config)
+        test_loss, test_acc = _test_metrics(params, x_test, y_test, dtype)
         event = EpochEvent(
-            epoch=epoch, epochs=config.epochs, train_loss=loss_sum.item() / max(seen, 1),
-            train_accuracy=correct.item() / max(seen, 1), test_loss=test_loss, test_accuracy=test_acc,
+            epoch=epoch, epochs=config.epochs, train_loss=loss_sum / max(seen, 1),
+            train_accuracy=correct / max(seen, 1), test_loss=test_loss, test_accuracy=test_acc,
             epoch_seconds=time.perf_counter() - epoch_start, elapsed=time.perf_counter() - start,
         )
         result.history.append(event.__dict__.copy())
         emit(event)
     result.train_seconds = time.perf_counter() - start
     result.steps_done = step
-    model.eval()
     if result.history and not result.stopped:
         result.test_loss, result.test_accuracy = result.history[-1]["test_loss"], result.history[-1]["test_accuracy"]
     else:
-        result.test_loss, result.test_accuracy = _test_metrics(model, x_test, y_test, config)
-        model.eval()
-    return result
+        result.test_loss, result.test_accuracy = _test_metrics(params, x_test, y_test, dtype)
+    return result, params

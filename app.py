@@ -1,0 +1,25 @@
+"""MNIST Lab dashboard: navigation and the sidebar model selector; the pages live in app_pages/.
+
+Not in pages/: when a folder named pages/ sits next to the main script, Streamlit 1.67 starts every
+fresh server in the legacy auto-discovery mode, and a first request for a deep link (/draw,
+/confusion?true=4&pred=9) then runs that page file alone, without this script's navigation, page
+config or sidebar, until some session has loaded "/".
+"""
+
+import streamlit as st
+
+from ui import sidebar
+
+st.set_page_config(page_title="MNIST Lab", page_icon="✏️", layout="wide")
+
+PAGES = [
+    st.Page("app_pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
+    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+    st.Page("app_pages/confusion.py", title="Confusion matrix", icon=":material/grid_on:", url_path="confusion"),
+    st.Page("app_pages/errors.py", title="Errors", icon=":material/error:", url_path="errors"),
+    st.Page("app_pages/draw.py", title="Draw", icon=":material/draw:", url_path="draw"),
+]
+
+page = st.navigation(PAGES)
+sidebar.render(page.url_path)
+page.run()

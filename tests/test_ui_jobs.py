@@ -1,0 +1,183 @@
+"""The dashboard's training-job registry (ui/jobs.py): plain Python, no Streamlit, tiny synthetic data."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from mnistcore.config import PRESETS, TrainConfig
+from mnistcore.data import MnistData
+from mnistcore.runs import RunStore
+from mnistcore.train import BatchEvent, EpochEvent
+from ui.jobs import (
+    DISCARDED,
+    FAILED,
+    FINISHED,
+    KEPT,
+    RUNNING,
+    STOPPED,
+    JobBusyError,
+    JobError,
+    JobLimitError,
+    JobRegistry,
+    is_default_recipe,
+)
+
+TINY = TrainConfig(hidden=16, epochs=2, batch_size=64, device="cpu", report_every=2)
+# Long enough to still be running when the test acts on it (each epoch is ~10 tiny batches).
+LONG = TrainConfig(hidden=16, epochs=200, batch_size=8, device="cpu", report_every=1)
+
+
+def tiny_data(n_train: int = 600, n_test: int = 200, seed: int = 0, side: int = 28) -> MnistData:
+    g = torch.Generator().manual_seed(seed)
+    return MnistData(
+        train_images=torch.randint(0, 256, (n_train, side, side), dtype=torch.uint8, generator=g),
+        train_labels=torch.randint(0, 10, (n_train,), generator=g),
+        test_images=torch.randint(0, 256, (n_test, side, side), dtype=torch.uint8, generator=g),
+        test_labels=torch.randint(0, 10, (n_test,), generator=g),
+        checksums={"synthetic": "0" * 32},
+    )
+
+
+@pytest.fixture
+def data() -> MnistData:
+    return tiny_data()
+
+
+@pytest.fixture
+def registry():
+    reg = JobRegistry(max_running=2)
+    yield reg
+    reg.shutdown()
+
+
+@pytest.fixture
+def store(tmp_path) -> RunStore:
+    return RunStore(tmp_path / "runs")
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.01)
+    raise AssertionError("condition not reached in time")
+
+
+def test_tiny_job_finishes_saves_the_run_and_reports_progress(registry, data, store):
+    job = registry.start("s1", TINY, data, store)
+    assert job.wait(60)
+    snap = job.snapshot()
+    assert snap.status == FINISHED and not snap.running
+    assert snap.fraction == 1.0
+    assert snap.epochs_done == 2
+    assert any(isinstance(e, BatchEvent) for e in snap.events)
+    assert [e.epoch for e in snap.events if isinstance(e, EpochEvent)] == [1, 2]
+    assert snap.last_batch is not None and snap.last_batch.step == snap.last_batch.total_steps
+    runs = store.list()
+    assert [r.run_id for r in runs] == [snap.run_info.run_id]
+    assert runs[0].dataset == data.checksums and not runs[0].stopped
+    assert runs[0].config == TINY
+    assert snap.test_accuracy == pytest.approx(runs[0].test_accuracy)
+    assert "Finished 2 epochs" in snap.progress_text
+
+
+def test_progress_text_while_running(registry, data, store):
+    job = registry.start("s1", LONG, data, store)
+    wait_for(lambda: job.snapshot().last_batch is not None)
+    snap = job.snapshot()
+    assert snap.status == RUNNING and 0 < snap.fraction < 1
+    assert snap.progress_text.startswith("Epoch 1/200 · batch ") and "left" in snap.progress_text
+
+
+def test_stop_ends_the_job_quickly_and_the_partial_model_can_be_kept(registry, data, store):
+    job = registry.start("s1", LONG, data, store)
+    wait_for(lambda: job.snapshot().last_batch is not None)
+    job.stop()
+    t = time.monotonic()
+    assert job.wait(10)
+    assert time.monotonic() - t < 5
+    snap = job.snapshot()
+    assert snap.status == STOPPED
+    assert snap.test_accuracy is not None
+    assert store.list() == []  # nothing saved until the user decides
+    info = job.keep()
+    assert info.stopped and job.status == KEPT
+    assert [r.run_id for r in store.list()] == [info.run_id]
+    with pytest.raises(JobError):
+        job.keep()
+
+
+def test_a_stopped_job_can_be_discarded(registry, data, store):
+    job = registry.start("s1", LONG, data, store)
+    wait_for(lambda: job.snapshot().last_batch is not None)
+    job.stop()
+    assert job.wait(10)
+    job.discard()
+    assert job.status == DISCARDED
+    assert store.list() == []
+    with pytest.raises(JobError):
+        job.keep()
+
+
+def test_one_running_job_per_session(registry, data, store):
+    registry.start("s1", LONG, data, store)
+    with pytest.raises(JobBusyError, match="already have a training job"):
+        registry.start("s1", TINY, data, store)
+
+
+def test_server_wide_cap_of_two_running_jobs(registry, data, store):
+    a = registry.start("a", LONG, data, store)
+    registry.start("b", LONG, data, store)
+    assert registry.running_count() == 2
+    with pytest.raises(JobLimitError, match="limit"):
+        registry.start("c", TINY, data, store)
+    a.stop()
+    assert a.wait(10)
+    c = registry.start("c", TINY, data, store)  # a slot is free again
+    assert c.wait(60) and c.status == FINISHED
+
+
+def test_sessions_never_see_each_others_jobs(registry, data, store):
+    job = registry.start("alice", TINY, data, store)
+    assert registry.get("alice") is job
+    assert registry.get("bob") is None
+    job.wait(60)
+    bob = registry.start("bob", TINY, data, store)
+    assert registry.get("alice") is job and registry.get("bob") is bob
+    bob.wait(60)
+
+
+def test_a_new_job_replaces_the_sessions_finished_one(registry, data, store):
+    first = registry.start("s1", TINY, data, store)
+    first.wait(60)
+    second = registry.start("s1", TINY, data, store)
+    assert registry.get("s1") is second
+    second.wait(60)
+
+
+def test_a_failing_job_reports_its_error(registry, store):
+    bad = tiny_data(side=27)  # 729 pixels: the 784-input network cannot take them
+    job = registry.start("s1", TINY, bad, store)
+    assert job.wait(30)
+    snap = job.snapshot()
+    assert snap.status == FAILED and snap.error
+    assert snap.progress_text.startswith("Failed: ")
+    assert registry.running_count() == 0
+
+
+def test_default_seconds_estimate(registry, data, store):
+    assert registry.default_seconds() == 5  # nothing measured yet: the documented guess
+    assert registry.default_seconds(saved=[2.6, 3.4, 9.0]) == 3
+    assert is_default_recipe(PRESETS["default"].with_(device="cpu", report_every=10))
+    assert not is_default_recipe(PRESETS["default"].with_(hidden=64))
+
+
+def test_forget_stops_a_running_job(registry, data, store):
+    job = registry.start("s1", LONG, data, store)
+    registry.forget("s1")
+    assert registry.get("s1") is None
+    assert job.wait(10)

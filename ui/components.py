@@ -1,0 +1,110 @@
+"""Small Streamlit building blocks shared by the pages."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from mnistcore.config import PRESETS, TrainConfig
+from mnistcore.model import ShallowNet
+from mnistcore.predict import predict_prepared
+from mnistcore.preprocess import NOTHING_DRAWN, PreparedDigit
+from mnistcore.runs import RunInfo
+from ui import resources as res
+from ui.figures import probability_bars, training_curves, upscale
+from ui.jobs import REGISTRY, RUNNING, JobError, TrainingJob
+
+
+UI_REPORT_EVERY = 10  # batches between progress events: smooth curves even on a slow machine
+
+
+def start_job(config: TrainConfig) -> TrainingJob | None:
+    """Start a training job for this session; show the reason when it cannot start."""
+    try:
+        return REGISTRY.start(res.session_id(), config.with_(report_every=UI_REPORT_EVERY), res.get_data(),
+                              res.store())
+    except JobError as exc:
+        st.error(str(exc))
+        return None
+
+
+def live_progress(job: TrainingJob, curves: bool = False, key: str = "job") -> None:
+    """Progress (and curves) of a job, refreshed every 0.5 s while it runs, with one full rerun at its end."""
+    was_running = job.running
+
+    @st.fragment(run_every=0.5 if was_running else None)
+    def _live() -> None:
+        snap = job.snapshot()
+        with st.container(key=f"{key}_progress"):
+            st.progress(snap.fraction, text=snap.progress_text)
+        if curves:
+            if snap.events:
+                st.plotly_chart(training_curves(snap.events), key=f"{key}_curves")
+            else:
+                st.caption("The curves appear after the first batches.")
+        if was_running and not snap.running:
+            res.activate_finished_job()
+            st.rerun()
+
+    _live()
+
+
+def train_default_prompt(where: str) -> None:
+    """For a user with no model yet: one obvious button that trains the default recipe, then its progress."""
+    job = res.current_job()
+    if job is not None and job.running:
+        st.info("Training a model for you — this page updates by itself when it is ready.")
+        live_progress(job, key=f"{where}_default")
+        return
+    st.info("There is no trained model yet. Train the default one (784-128-10, 5 epochs) — it takes a few "
+            "seconds — then draw digits, explore its confusion matrix and its mistakes.")
+    label = f"Train the default model (~{res.default_train_seconds()} s)"
+    clicked = st.button(label, key=f"{where}_train_default", type="primary", icon=":material/bolt:")
+    if clicked and start_job(PRESETS["default"]) is not None:
+        st.rerun()
+
+
+def model_card(info: RunInfo) -> None:
+    """The active model: test accuracy, shape and recipe, when and how long it trained."""
+    c = info.config
+    with st.container(border=True, key="model_card"):
+        cols = st.columns([1, 2])
+        cols[0].metric("Test accuracy", f"{info.test_accuracy:.2%}")
+        cols[1].markdown(
+            f"**784-{c.hidden}-10** · {c.optimizer} lr {c.lr:g} · batch {c.batch_size} · "
+            f"{len(info.history)}/{c.epochs} epochs · seed {c.seed}"
+            + (f" · dropout {c.dropout:g}" if c.dropout else "")
+            + (" · one-cycle" if c.schedule == "onecycle" else "")
+            + (" · augmented" if c.augment else "")
+            + f"  \nTrained {info.created[:16].replace('T', ' ')} UTC in {info.train_seconds:.1f} s"
+            + (" · **stopped early**" if info.stopped else "")
+            + f"  \n`{info.run_id}`"
+        )
+
+
+def job_status_sidebar() -> None:
+    """A one-line status of this session's running job in the sidebar (pages that show no progress of their own)."""
+    job = res.current_job()
+    if job is None or job.status != RUNNING:
+        return
+    st.caption("Training in the background")
+    live_progress(job, key="sidebar_job")
+
+
+def prediction(model: ShallowNet, prepared: PreparedDigit | None, key: str) -> None:
+    """The predicted digit (large), the ten probabilities as bars and the 28x28 input the model saw."""
+    if prepared is None or prepared.empty:
+        with st.container(key=f"{key}_empty"):
+            st.info("Draw a digit" if prepared is None or prepared.message == NOTHING_DRAWN else prepared.message)
+        return
+    probs = predict_prepared(model, prepared)
+    pred = int(np.argmax(probs))
+    left, right = st.columns([1, 2])
+    with left:
+        with st.container(key=f"{key}_digit"):
+            st.markdown(f"<div style='font-size:96px;font-weight:700;line-height:1'>{pred}</div>",
+                        unsafe_allow_html=True)
+        st.caption(f"{probs[pred]:.1%} sure")
+        st.image(upscale((prepared.pixels * 255).astype(np.uint8), 5), caption="What the model saw (28×28)")
+    with right:
+        st.plotly_chart(probability_bars(probs), key=f"{key}_bars", config={"displayModeBar": False})

@@ -1,0 +1,80 @@
+"""Confusion page parts: the selected cell (kept in the URL), the clickable matrix, the cell's images."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from mnistcore.evaluate import Evaluation
+from ui import resources as res
+from ui.figures import cell_from_selection, confusion_figure, parse_cell
+
+CHART = "cm"  # plotly chart key (its selection state)
+LAST_CELL = "cm_cell"  # session copy of the cell, restored when coming back from another page
+LAST_CLICK = "cm_last_click"  # the chart selection already acted on
+
+
+def _set_cell(cell: tuple[int, int] | None) -> None:
+    st.session_state[LAST_CELL] = cell
+    if cell is None:
+        for name in ("true", "pred"):
+            st.query_params.pop(name, None)
+    else:
+        st.query_params["true"], st.query_params["pred"] = str(cell[0]), str(cell[1])
+
+
+def current_cell() -> tuple[int, int] | None:
+    """The cell to show: a new click on the matrix, else the URL's (?true=4&pred=9), else this session's last."""
+    clicked = cell_from_selection(st.session_state.get(CHART))
+    if clicked != st.session_state.get(LAST_CLICK):
+        st.session_state[LAST_CLICK] = clicked
+        if clicked is not None:  # (a click on the selected cell deselects it: keep showing that cell)
+            _set_cell(clicked)
+            return clicked
+    if "true" in st.query_params or "pred" in st.query_params:
+        cell = parse_cell(st.query_params.get("true"), st.query_params.get("pred"))
+        if cell is None:
+            st.warning("The link names no valid cell: true and pred must be digits 0–9.")
+        st.session_state[LAST_CELL] = cell
+        return cell
+    cell = st.session_state.get(LAST_CELL)
+    if cell is not None:
+        _set_cell(cell)
+    return cell
+
+
+def matrix(ev: Evaluation, normalize: bool, cell: tuple[int, int] | None) -> None:
+    fig = confusion_figure(ev.confusion, normalize=normalize, selected=cell)
+    _, mid, _ = st.columns([1, 6, 1])
+    with mid:
+        st.plotly_chart(fig, key=CHART, on_select="rerun", selection_mode="points",
+                        config={"displayModeBar": False})
+
+
+def cell_images(run_id: str, cell: tuple[int, int] | None) -> None:
+    """Exactly the test images of the cell, most confident first, captioned with their probability."""
+    if cell is None:
+        st.info("Click a cell of the matrix to see its test images.")
+        return
+    true, pred = cell
+    grid, count = res.cell_grid(run_id, true, pred)
+    kind = "correct" if true == pred else "misclassified"
+    head, clear = st.columns([5, 1])
+    with head, st.container(key="cm_cell_title"):
+        st.subheader(f"True {true}, predicted {pred}: {count} {kind} image{'s' if count != 1 else ''}")
+    clear.button("Clear selection", key="cm_clear", on_click=_set_cell, args=(None,))
+    if count == 0:
+        st.caption("No test image falls in this cell.")
+        return
+    st.caption(f"Most confident first; each caption is the probability the model gave to “{pred}”.")
+    with st.container(key="cm_cell_images"):
+        st.html(grid)
+
+
+def metrics_table(ev: Evaluation) -> None:
+    f1 = 2 * ev.precision * ev.recall / (ev.precision + ev.recall).clip(min=1e-12)
+    df = pd.DataFrame({"digit": range(10), "precision": ev.precision, "recall": ev.recall, "F1": f1,
+                       "test images": ev.support, "errors": ev.support - ev.confusion.diagonal()})
+    pct = st.column_config.NumberColumn(format="percent")
+    st.dataframe(df, hide_index=True, key="cm_metrics", width="content",
+                 column_config={"precision": pct, "recall": pct, "F1": pct})

@@ -1,0 +1,260 @@
+"""Plotly figure builders and image mosaics: pure functions of arrays, testable without Streamlit."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image
+from plotly.subplots import make_subplots
+
+from mnistcore.train import BatchEvent, EpochEvent
+
+DIGITS = list(range(10))
+CORRECT_COLOR = "#15803D"  # green: right answers (the diagonal, the predicted bar when it is right)
+ERROR_COLOR = "#B91C1C"  # red: mistakes
+NEUTRAL_COLOR = "#94A3B8"
+
+
+# ---------------------------------------------------------------- confusion matrix
+
+def confusion_values(cm: np.ndarray, normalize: bool = False) -> np.ndarray:
+    """Counts, or each row as a percentage of that true digit's images (rows with no images give 0)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    if not normalize:
+        return cm
+    rows = cm.sum(axis=1, keepdims=True)
+    return np.divide(cm * 100.0, rows, out=np.zeros_like(cm), where=rows > 0)
+
+
+def confusion_figure(cm: np.ndarray, normalize: bool = False,
+                     selected: tuple[int, int] | None = None) -> go.Figure:
+    """Clickable confusion matrix: rows = true digit, columns = predicted.
+
+    Two heatmaps (errors in reds scaled to the largest error, the diagonal in greens) so the diagonal
+    reads distinctly and small error counts still show; an invisible square marker per cell on top
+    carries customdata [true, pred, count, row %] for hover and click selection (a heatmap alone
+    returns an empty selection on click).
+    """
+    cm = np.asarray(cm, dtype=np.int64)
+    values = confusion_values(cm, normalize)
+    pct = confusion_values(cm, True)
+    eye = np.eye(10, dtype=bool)
+    text = np.where(cm == 0, "", np.vectorize(lambda v: f"{v:.1f}" if normalize else f"{int(v)}")(values))
+    off = np.where(eye, np.nan, values)
+    diag = np.where(eye, values, np.nan)
+    off_max = float(np.nanmax(off)) if np.isfinite(off).any() and np.nanmax(off) > 0 else 1.0
+    diag_max = float(np.nanmax(diag)) if np.isfinite(diag).any() and np.nanmax(diag) > 0 else 1.0
+    common = dict(x=DIGITS, y=DIGITS, hoverinfo="skip", showscale=False, xgap=1, ygap=1,
+                  texttemplate="%{text}", textfont=dict(size=13))
+    fig = go.Figure()
+    fig.add_trace(go.Heatmap(z=off, text=text, zmin=0, zmax=off_max, name="errors",
+                             colorscale=[[0, "#FFF1F0"], [1, "#F87171"]], **common))
+    fig.add_trace(go.Heatmap(z=diag, text=text, zmin=0, zmax=diag_max, name="correct",
+                             colorscale=[[0, "#DCFCE7"], [1, CORRECT_COLOR]], **common))
+    t, p = np.meshgrid(DIGITS, DIGITS, indexing="ij")
+    custom = np.stack([t.ravel(), p.ravel(), cm.ravel(), np.round(pct.ravel(), 2)], axis=1)
+    fig.add_trace(go.Scatter(
+        x=p.ravel(), y=t.ravel(), mode="markers", name="cells", customdata=custom, showlegend=False,
+        marker=dict(symbol="square", size=40, color="rgba(0,0,0,0)"),
+        hovertemplate=("True %{customdata[0]} → predicted %{customdata[1]}<br>"
+                       "%{customdata[2]} images (%{customdata[3]:.1f}% of the true %{customdata[0]}s)"
+                       "<extra></extra>"),
+    ))
+    if selected is not None:
+        true, pred = selected
+        fig.add_shape(type="rect", x0=pred - 0.5, x1=pred + 0.5, y0=true - 0.5, y1=true + 0.5,
+                      line=dict(color="#1E1B4B", width=3))
+    axis = dict(tickmode="array", tickvals=DIGITS, showgrid=False, zeroline=False, fixedrange=True)
+    fig.update_layout(
+        height=560, margin=dict(l=60, r=20, t=20, b=60), plot_bgcolor="white", clickmode="event+select",
+        dragmode=False,
+        xaxis=dict(title="Predicted digit", range=[-0.5, 9.5], side="bottom", constrain="domain", **axis),
+        yaxis=dict(title="True digit", range=[9.5, -0.5], scaleanchor="x", constrain="domain", **axis),
+    )
+    return fig
+
+
+def cell_from_selection(selection: Any) -> tuple[int, int] | None:
+    """(true, pred) of the first clicked cell in a plotly selection, or None when nothing is selected.
+
+    Accepts the event Streamlit returns (or its `selection` mapping, or the list of points); customdata
+    comes back as a dict keyed "0", "1", ... rather than a list.
+    """
+    if selection is None:
+        return None
+    if not isinstance(selection, list | tuple):
+        sel = selection.get("selection", selection) if hasattr(selection, "get") else selection
+        points = sel.get("points", []) if hasattr(sel, "get") else []
+    else:
+        points = selection
+    for point in points or []:
+        custom = point.get("customdata") if hasattr(point, "get") else None
+        if custom is None:
+            continue
+        seq = [custom[str(i)] for i in range(len(custom))] if isinstance(custom, dict) else list(custom)
+        if len(seq) >= 2:
+            true, pred = int(seq[0]), int(seq[1])
+            if 0 <= true <= 9 and 0 <= pred <= 9:
+                return true, pred
+    return None
+
+
+def parse_cell(true: Any, pred: Any) -> tuple[int, int] | None:
+    """A (true, pred) cell from query-string values, or None unless both are digits 0..9."""
+    try:
+        t, p = int(str(true)), int(str(pred))
+    except (TypeError, ValueError):
+        return None
+    return (t, p) if 0 <= t <= 9 and 0 <= p <= 9 else None
+
+
+def pick_from_selection(selection: Any) -> int | None:
+    """The test-image index (customdata[0]) of the first clicked tile of an image-grid figure."""
+    points = []
+    if selection is not None:
+        sel = selection.get("selection", selection) if hasattr(selection, "get") else {}
+        points = sel.get("points", []) if hasattr(sel, "get") else []
+    for point in points:
+        custom = point.get("customdata") if hasattr(point, "get") else None
+        if custom is None:
+            continue
+        first = custom["0"] if isinstance(custom, dict) else (custom[0] if len(custom) else None)
+        if first is not None:
+            return int(first)
+    return None
+
+
+# ---------------------------------------------------------------- training curves
+
+def _split_events(events: Sequence[BatchEvent | EpochEvent]) -> tuple[list[BatchEvent], list[EpochEvent]]:
+    batches = [e for e in events if isinstance(e, BatchEvent)]
+    epochs = [e for e in events if isinstance(e, EpochEvent)]
+    return batches, epochs
+
+
+def training_curves(events: Sequence[BatchEvent | EpochEvent]) -> go.Figure:
+    """Loss (left) and accuracy (right) against epochs: training values as they stream, test per epoch."""
+    batches, epochs = _split_events(events)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.12)
+    bx = [e.epoch - 1 + e.batch / e.batches for e in batches]
+    fig.add_trace(go.Scatter(x=bx, y=[e.loss for e in batches], mode="lines", name="train loss",
+                             line=dict(color="#6366F1"), legendgroup="train"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=[e.epoch for e in epochs], y=[e.test_loss for e in epochs], mode="lines+markers",
+                             name="test loss", line=dict(color="#F59E0B"), legendgroup="test"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=bx, y=[e.train_accuracy for e in batches], mode="lines", name="train accuracy",
+                             line=dict(color="#6366F1", dash="dot"), legendgroup="train"), row=1, col=2)
+    fig.add_trace(go.Scatter(x=[e.epoch for e in epochs], y=[e.test_accuracy for e in epochs],
+                             mode="lines+markers", name="test accuracy", line=dict(color="#F59E0B"),
+                             legendgroup="test"), row=1, col=2)
+    total = batches[-1].epochs if batches else (epochs[-1].epochs if epochs else 1)
+    fig.update_xaxes(title_text="epoch", range=[0, max(total, 1)])
+    fig.update_yaxes(tickformat=".0%", row=1, col=2)
+    fig.update_layout(height=340, margin=dict(l=50, r=20, t=40, b=40), uirevision="curves",
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+# ---------------------------------------------------------------- bars
+
+def probability_bars(probs: np.ndarray, true: int | None = None, height: int = 260) -> go.Figure:
+    """The ten class probabilities as bars; the predicted digit highlighted (red when it is wrong)."""
+    probs = np.asarray(probs, dtype=np.float64).reshape(10)
+    pred = int(probs.argmax())
+    color = ERROR_COLOR if true is not None and true != pred else CORRECT_COLOR
+    colors = [color if d == pred else NEUTRAL_COLOR for d in DIGITS]
+    fig = go.Figure(go.Bar(
+        x=DIGITS, y=probs, marker_color=colors, text=[f"{p:.0%}" if p >= 0.005 else "" for p in probs],
+        textposition="outside", hovertemplate="digit %{x}: %{y:.2%}<extra></extra>",
+    ))
+    fig.update_layout(height=height, margin=dict(l=40, r=10, t=20, b=40), yaxis=dict(range=[0, 1.12],
+                      tickformat=".0%", title="probability"), xaxis=dict(tickmode="array", tickvals=DIGITS,
+                      title="digit", fixedrange=True), bargap=0.25)
+    return fig
+
+
+def class_counts_figure(train_counts: np.ndarray, test_counts: np.ndarray) -> go.Figure:
+    """Images per digit in each split, as grouped bars."""
+    fig = go.Figure([
+        go.Bar(x=DIGITS, y=np.asarray(train_counts).tolist(), name="train (60 000)", marker_color="#6366F1"),
+        go.Bar(x=DIGITS, y=np.asarray(test_counts).tolist(), name="test (10 000)", marker_color="#F59E0B"),
+    ])
+    fig.update_layout(barmode="group", height=300, margin=dict(l=40, r=10, t=20, b=40),
+                      xaxis=dict(tickmode="array", tickvals=DIGITS, title="digit"), yaxis=dict(title="images"),
+                      legend=dict(orientation="h", y=1.12))
+    return fig
+
+
+# ---------------------------------------------------------------- image mosaics
+
+def mosaic(images: np.ndarray, cols: int, pad: int = 2, pad_bottom: int | None = None, fill: int = 255) -> np.ndarray:
+    """Tile uint8 images (N, h, w) into one (rows*(h+pad+pad_bottom), cols*(w+2*pad)) uint8 picture."""
+    images = np.asarray(images)
+    n, h, w = images.shape
+    rows = max(1, -(-n // cols))
+    pad_bottom = pad if pad_bottom is None else pad_bottom
+    th, tw = h + pad + pad_bottom, w + 2 * pad
+    out = np.full((rows * th, cols * tw), fill, dtype=np.uint8)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        out[r * th + pad:r * th + pad + h, c * tw + pad:c * tw + pad + w] = images[i]
+    return out
+
+
+def png_data_uri(pixels: np.ndarray) -> str:
+    """A uint8 greyscale array as a data: URI of a PNG."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8), mode="L").save(buf, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def upscale(pixels: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour upscaling (crisp pixels, no browser blur)."""
+    return np.kron(np.asarray(pixels), np.ones((factor, factor), dtype=np.asarray(pixels).dtype))
+
+
+def image_grid_figure(images: np.ndarray, captions: Sequence[str], customdata: Sequence[Sequence[Any]],
+                      cols: int = 8, hover: Sequence[str] | None = None, highlight: int | None = None) -> go.Figure:
+    """A clickable grid of 28x28 images with a caption under each.
+
+    One composed picture (go.Image, a single PNG) plus an invisible square marker on each tile carrying
+    `customdata` (the first item should identify the image) for hover and click selection; the tile at
+    position `highlight` gets an outline.
+    """
+    images = np.asarray(images, dtype=np.uint8)
+    n = len(images)
+    pad, cap = 3, 13  # px around each tile, px under it for the caption (in image pixels)
+    tw, th = 28 + 2 * pad, 28 + pad + cap
+    rows = max(1, -(-n // cols))
+    pic = mosaic(images, cols, pad=pad, pad_bottom=cap) if n else np.full((th, cols * tw), 255, np.uint8)
+    idx = np.arange(n)
+    cx = (idx % cols) * tw + tw / 2 - 0.5
+    cy = (idx // cols) * th + pad + 14 - 0.5
+    scale = 2.4  # screen px per image pixel
+    fig = go.Figure()
+    fig.add_trace(go.Image(source=png_data_uri(pic), x0=0, y0=0, dx=1, dy=1, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(
+        x=cx, y=cy + 14 + cap / 2 + 0.5, mode="text", text=list(captions), hoverinfo="skip", showlegend=False,
+        textfont=dict(size=11, color="#111827"), unselected=dict(textfont=dict(color="#111827")),
+    ))
+    fig.add_trace(go.Scatter(
+        x=cx, y=cy, mode="markers", showlegend=False, customdata=[list(c) for c in customdata],
+        marker=dict(symbol="square", size=28 * scale * 0.95, color="rgba(0,0,0,0)"),
+        text=list(hover) if hover is not None else list(captions), hovertemplate="%{text}<extra></extra>",
+    ))
+    if highlight is not None and 0 <= highlight < n:
+        x, y = (highlight % cols) * tw, (highlight // cols) * th
+        fig.add_shape(type="rect", x0=x + 0.5, x1=x + tw - 1.5, y0=y + 0.5, y1=y + th - 1.5,
+                      line=dict(color="#4F46E5", width=3))
+    width, height = cols * tw * scale, rows * th * scale
+    fig.update_layout(
+        width=int(width), height=int(height), margin=dict(l=0, r=0, t=0, b=0), plot_bgcolor="white",
+        clickmode="event+select", dragmode=False,
+        xaxis=dict(visible=False, range=[-0.5, cols * tw - 0.5], fixedrange=True),
+        yaxis=dict(visible=False, range=[rows * th - 0.5, -0.5], fixedrange=True, scaleanchor="x"),
+    )
+    return fig

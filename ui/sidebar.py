@@ -1,0 +1,51 @@
+"""The sidebar on every page: pick the active model among the saved runs, delete one (with confirmation)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from mnistcore.runs import RunError
+from ui import components
+from ui import resources as res
+
+PICK = "sidebar_model"
+
+
+def _picked() -> None:
+    res.set_active(st.session_state.get(PICK))
+
+
+def _delete(run_id: str) -> None:
+    try:
+        res.store().delete(run_id)
+    except RunError as exc:
+        st.session_state["sidebar_delete_error"] = str(exc)
+        return
+    res.forget_run(run_id)
+    res.set_active(None)
+
+
+def render(page: str = "") -> None:
+    """Draw the sidebar for the page at url path `page`; the active run id lives in session state."""
+    res.activate_finished_job()
+    runs = res.list_runs()
+    active = res.active_run_id()
+    with st.sidebar:
+        st.markdown("#### Active model")
+        if not runs:
+            st.caption("No saved models yet — train one (Home or Train page).")
+        else:
+            by_id = {r.run_id: r for r in runs}
+            st.session_state[PICK] = active  # the widget follows the active run (e.g. after training)
+            st.radio("Saved models", list(by_id), key=PICK, on_change=_picked, label_visibility="collapsed",
+                     format_func=lambda rid: by_id[rid].label,
+                     help="Accuracy on the 10 000 test images · network shape · when it was trained (UTC)")
+            with st.popover("Delete…", icon=":material/delete:", key="sidebar_delete"):
+                st.warning(f"Delete **{by_id[active].label}**? Its weights are removed from disk; "
+                           f"this cannot be undone.")
+                st.button("Yes, delete it", key="sidebar_delete_confirm", type="primary",
+                          on_click=_delete, args=(active,))
+            if err := st.session_state.pop("sidebar_delete_error", None):
+                st.error(err)
+        if runs and page != "train":  # the Train page and the no-model prompts show their own progress
+            components.job_status_sidebar()

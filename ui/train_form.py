@@ -1,0 +1,101 @@
+"""The training form (preset + hyper-parameters) and the job panel (progress, curves, Stop, keep/discard)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import streamlit as st
+
+from mnistcore.config import OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig
+from ui import components
+from ui import resources as res
+from ui.jobs import FAILED, FINISHED, KEPT, RUNNING, STOPPED, TrainingJob
+
+BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024, 2048]
+LEARNING_RATES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1]
+MAX_EPOCHS = 20
+FIELDS = {  # widget key -> TrainConfig field
+    "train_hidden": "hidden", "train_epochs": "epochs", "train_batch": "batch_size", "train_lr": "lr",
+    "train_optimizer": "optimizer", "train_seed": "seed", "train_dropout": "dropout",
+    "train_schedule": "schedule", "train_augment": "augment",
+}
+AUGMENT_AVAILABLE = importlib.util.find_spec("mnistcore.augment") is not None
+
+
+def _apply_preset() -> None:
+    """Copy the chosen preset's values into the form's widgets."""
+    preset = PRESETS[st.session_state.get("train_preset", "default")]
+    for key, name in FIELDS.items():
+        st.session_state[key] = getattr(preset, name)
+    if not AUGMENT_AVAILABLE:
+        st.session_state["train_augment"] = False
+
+
+def _max_epochs() -> int:
+    return max(MAX_EPOCHS, PRESETS[st.session_state.get("train_preset", "default")].epochs)
+
+
+def form(disabled: bool) -> TrainConfig | None:
+    """Draw the preset selector and the form; the config to train when Start was pressed, else None."""
+    if any(key not in st.session_state for key in FIELDS):
+        _apply_preset()
+    st.selectbox("Preset", list(PRESETS), key="train_preset", on_change=_apply_preset, persist_state="session",
+                 help="default: the seed recipe (784-128-10, Adam, 5 epochs). best: the strongest shallow "
+                      "net we know (1024 hidden, dropout, one-cycle schedule, augmentation, 30 epochs).")
+    with st.form("train_form", border=True):
+        c = st.columns(3)
+        c[0].number_input("Hidden units", 16, 2048, step=16, key="train_hidden", persist_state="session")
+        c[1].slider("Epochs", 1, _max_epochs(), key="train_epochs", persist_state="session")
+        c[2].selectbox("Batch size", BATCH_SIZES, key="train_batch", persist_state="session")
+        c = st.columns(3)
+        c[0].select_slider("Learning rate", LEARNING_RATES, key="train_lr", format_func=lambda v: f"{v:g}",
+                           persist_state="session")
+        c[1].radio("Optimizer", OPTIMIZERS, key="train_optimizer", horizontal=True, persist_state="session",
+                   help="adam, or sgd with Nesterov momentum 0.9")
+        c[2].number_input("Seed", 0, 2**31 - 1, step=1, key="train_seed", persist_state="session")
+        with st.expander("Regularisation (used by the best preset)"):
+            c = st.columns(3)
+            c[0].slider("Dropout", 0.0, 0.8, step=0.05, key="train_dropout", persist_state="session")
+            c[1].selectbox("Learning-rate schedule", SCHEDULES, key="train_schedule", persist_state="session")
+            c[2].checkbox("Augment training images", key="train_augment", disabled=not AUGMENT_AVAILABLE,
+                          persist_state="session",
+                          help=None if AUGMENT_AVAILABLE else "Not available: mnistcore.augment is missing.")
+        start = st.form_submit_button("Start training", type="primary", key="train_start", disabled=disabled,
+                                      icon=":material/play_arrow:")
+    if not start:
+        return None
+    values = {name: st.session_state[key] for key, name in FIELDS.items()}
+    values["lr"] = float(values["lr"])
+    try:
+        return PRESETS[st.session_state.get("train_preset", "default")].with_(**values)
+    except ValueError as exc:
+        st.error(f"Invalid settings: {exc}")
+        return None
+
+
+def _keep(job: TrainingJob) -> None:
+    job.keep()
+    res.activate_finished_job()
+
+
+def panel(job: TrainingJob) -> None:
+    """This session's job: live progress and curves; Stop while it runs; keep/discard after a stop."""
+    status = job.status
+    if status == RUNNING:
+        st.button("Stop", key="train_stop", on_click=job.stop, icon=":material/stop:",
+                  help="Ends training within one batch; then keep or discard the partial model.")
+    components.live_progress(job, curves=True, key="train")
+    snap = job.snapshot()
+    if status == FINISHED and snap.run_info is not None:
+        st.success(f"Saved as `{snap.run_info.run_id}` ({snap.run_info.test_accuracy:.2%} on the test set) — "
+                   "it is now the active model.")
+        st.page_link("app_pages/draw.py", label="Draw a digit with it", icon=":material/draw:")
+    elif status == KEPT and snap.run_info is not None:
+        st.success(f"Partial model kept as `{snap.run_info.run_id}`; it is now the active model.")
+    elif status == STOPPED:
+        st.warning(f"Training stopped. The partial model scores {snap.test_accuracy:.2%} on the test set.")
+        c = st.columns(2)
+        c[0].button("Keep the partial model", key="train_keep", on_click=_keep, args=(job,), type="primary")
+        c[1].button("Discard it", key="train_discard", on_click=job.discard)
+    elif status == FAILED:
+        st.error(f"Training failed: {snap.error}")
