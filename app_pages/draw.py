@@ -48,7 +48,7 @@ with upload_tab:
     if upload is not None:
         try:
             prepared = prepare_digit(upload.getvalue())
-        except ImageReadError as exc:
-            st.error(f"Could not read “{upload.name}” as an image ({exc}). Upload a PNG or JPEG picture.")
+        except ImageReadError:
+            st.error(f"Could not read “{upload.name}” as an image. Upload a PNG or JPEG picture of one digit.")
         else:
             components.prediction(model, prepared, key="upload")

@@ -8,10 +8,11 @@ of a transparent canvas, or as dark ink on light paper.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 from scipy import ndimage
 
 CANVAS = 280
@@ -27,6 +28,7 @@ class RedrawStyle:
     aspect: tuple[float, float] = (1.0, 1.0)  # width stretch factor (log-uniform); 1 keeps the shape
     rotation: tuple[float, float] = (0.0, 0.0)  # |angle| in degrees, either direction
     backgrounds: tuple[str, ...] = ("black", "transparent")
+    methods: tuple[str, ...] = ("pen", "outline")  # trace the centre line with a round pen, or offset the outline
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Redrawn:
     aspect: float
     angle: float
     background: str
+    method: str
 
 
 def _stroke_width(mask: np.ndarray) -> float:
@@ -78,6 +81,57 @@ def stroke_ink(mask: np.ndarray, pen: float) -> tuple[np.ndarray, float]:
     return ink, width + 2 * delta
 
 
+def thin(mask: np.ndarray) -> np.ndarray:
+    """Zhang-Suen thinning: the one-pixel-wide centre line of a boolean mask."""
+    img = np.pad(mask, 1).astype(np.uint8)
+    core = img[1:-1, 1:-1]  # a view: clearing it clears img
+    changed = True
+    while changed:
+        changed = False
+        for step in (0, 1):
+            p2, p3, p4, p5 = img[:-2, 1:-1], img[:-2, 2:], img[1:-1, 2:], img[2:, 2:]
+            p6, p7, p8, p9 = img[2:, 1:-1], img[2:, :-2], img[1:-1, :-2], img[:-2, :-2]
+            ring = [p2, p3, p4, p5, p6, p7, p8, p9, p2]
+            neighbours = sum(q.astype(np.int16) for q in ring[:-1])
+            transitions = sum(((a == 0) & (b == 1)).astype(np.int16) for a, b in itertools.pairwise(ring))
+            # The two sub-steps peel south-east and north-west edges in turn, keeping the line centred.
+            first, second = (p2 & p4 & p6, p4 & p6 & p8) if step == 0 else (p2 & p4 & p8, p2 & p6 & p8)
+            side = (first == 0) & (second == 0)
+            remove = (core == 1) & (neighbours >= 2) & (neighbours <= 6) & (transitions == 1) & side
+            if remove.any():
+                core[remove] = 0
+                changed = True
+    return core.astype(bool)
+
+
+def pen_ink(skeleton: np.ndarray, scale: float, pen: float, supersample: int = 2) -> np.ndarray:
+    """Anti-aliased ink of a round pen of width `pen` traced along a skeleton scaled by `scale`."""
+    pts = np.argwhere(skeleton)
+    h, w = skeleton.shape
+    ss = supersample
+    margin = pen / 2 + 2
+    out_h, out_w = int(np.ceil(h * scale + 2 * margin)), int(np.ceil(w * scale + 2 * margin))
+    img = Image.new("L", (out_w * ss, out_h * ss), 0)
+    draw = ImageDraw.Draw(img)
+    r = pen * ss / 2
+
+    def at(p: np.ndarray) -> tuple[float, float]:
+        return ((p[1] + 0.5) * scale + margin) * ss, ((p[0] + 0.5) * scale + margin) * ss
+
+    for p in pts:
+        x, y = at(p)
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
+    # Joining 8-neighbours (each pair once) closes the gaps between the scaled-up centre-line pixels.
+    for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):
+        a = skeleton[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)]
+        b = skeleton[max(0, dy):, max(0, dx):][:a.shape[0], :a.shape[1]]
+        for y, x in np.argwhere(a & b):
+            p0 = np.array([y + max(0, -dy), x + max(0, -dx)])
+            draw.line([at(p0), at(p0 + np.array([dy, dx]))], fill=255, width=max(1, round(2 * r)))
+    small = img.resize((out_w, out_h), Image.BOX)
+    return np.asarray(small, dtype=np.float32) / 255.0
+
+
 def composite(ink: np.ndarray, top: int, left: int, background: str) -> np.ndarray:
     """Place ink on a 280x280 canvas: 'black' RGBA opaque, 'transparent' RGBA, or 'paper' RGB."""
     canvas = np.zeros((CANVAS, CANVAS), np.float32)
@@ -103,7 +157,13 @@ def redraw(digit: np.ndarray, rng: np.random.Generator, style: RedrawStyle | Non
     aspect = float(np.exp(rng.uniform(np.log(s.aspect[0]), np.log(s.aspect[1]))))
     angle = float(rng.uniform(*s.rotation) * rng.choice([-1, 1]))
     background = str(rng.choice(s.backgrounds))
-    ink, used = stroke_ink(digit_shape(digit, size, aspect, angle), pen)
+    method = str(rng.choice(s.methods))
+    if method == "pen":
+        # Trace the centre line at 3x MNIST resolution (smooth enough, cheap to thin), then draw it.
+        shape = digit_shape(digit, 60.0, aspect, angle)
+        ink, used = pen_ink(thin(shape), size / max(shape.shape), pen), pen
+    else:
+        ink, used = stroke_ink(digit_shape(digit, size, aspect, angle), pen)
     ys, xs = np.nonzero(ink > 0)
     ink = ink[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
     if max(ink.shape) > CANVAS - 4:  # a thick pen on a large digit: shrink to fit the canvas
@@ -113,4 +173,4 @@ def redraw(digit: np.ndarray, rng: np.random.Generator, style: RedrawStyle | Non
     h, w = ink.shape
     top = int(rng.integers(0, CANVAS - h + 1))
     left = int(rng.integers(0, CANVAS - w + 1))
-    return Redrawn(composite(ink, top, left, background), size, used, aspect, angle, background)
+    return Redrawn(composite(ink, top, left, background), size, used, aspect, angle, background, method)

@@ -206,7 +206,7 @@ def test_weight_decay_shrinks_weights(tiny_data: MnistData) -> None:
 
 
 def test_augmented_training_learns_and_is_deterministic(tiny_data: MnistData) -> None:
-    config = FAST.with_(epochs=2, augment=True)
+    config = FAST.with_(epochs=1, augment=True)
     first, second = train(config, tiny_data), train(config, tiny_data)
     assert _untimed(first.history) == _untimed(second.history)
     assert torch.equal(first.model.fc1.weight, second.model.fc1.weight)

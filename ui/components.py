@@ -14,7 +14,6 @@ from ui import resources as res
 from ui.figures import probability_bars, training_curves, upscale
 from ui.jobs import REGISTRY, RUNNING, JobError, TrainingJob
 
-
 UI_REPORT_EVERY = 10  # batches between progress events: smooth curves even on a slow machine
 
 

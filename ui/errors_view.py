@@ -47,15 +47,14 @@ def grid(ev: Evaluation, images: np.ndarray, idx: np.ndarray) -> int | None:
     custom = [[int(i), int(a), int(b)] for i, a, b in zip(shown, t, p, strict=True)]
     st.caption(f"Showing {len(shown)} of {len(idx):,} (page {page} of {pages}). Click an image to see its "
                "ten class probabilities.")
-    before = pick_from_selection(st.session_state.get("err_grid"))
-    where = np.flatnonzero(shown == before)
+    pick = pick_from_selection(st.session_state.get("err_grid"))  # the click that caused this rerun
+    where = np.flatnonzero(shown == pick)
     fig = image_grid_figure(images[shown], captions, custom, cols=8, hover=hover,
                             highlight=int(where[0]) if len(where) else None)
     with st.container(key="err_grid_box"):
-        event = st.plotly_chart(fig, key="err_grid", on_select="rerun", selection_mode="points", width="content",
-                                config={"displayModeBar": False})
-    pick = pick_from_selection(event)
-    return pick if pick is not None and pick in set(shown.tolist()) else None
+        st.plotly_chart(fig, key="err_grid", on_select="rerun", selection_mode="points", width="content",
+                        config={"displayModeBar": False})
+    return pick if len(where) else None
 
 
 def picked(ev: Evaluation, images: np.ndarray, index: int | None) -> None:

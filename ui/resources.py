@@ -10,7 +10,6 @@ import uuid
 
 import numpy as np
 import streamlit as st
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from mnistcore.data import DataError, MnistData, default_data_dir, load_mnist, provision_mnist
 from mnistcore.evaluate import Evaluation, cell_indices, evaluate
@@ -21,7 +20,8 @@ from ui.gallery import html_grid
 from ui.jobs import REGISTRY, TrainingJob
 
 ACTIVE_RUN = "ui_active_run"  # session_state key: the run id the user has chosen (or None)
-ACTIVATED_JOB = "ui_activated_job"  # session_state key: the job whose run was last made active
+ACTIVATED_JOB = "ui_activated_job"
+SESSION_ID = "ui_session_id"  # session_state key: the job whose run was last made active
 
 
 def data_dir() -> str:
@@ -133,11 +133,12 @@ def test_images() -> np.ndarray:
 # ---------------------------------------------------------------- sessions and jobs
 
 def session_id() -> str:
-    """This browser session's id (stable across reruns and pages)."""
-    ctx = get_script_run_ctx()
-    if ctx is not None and ctx.session_id:
-        return ctx.session_id
-    return st.session_state.setdefault("ui_session_id", uuid.uuid4().hex)
+    """An id for this browser session, kept in its session state (stable across reruns and pages).
+
+    Not the runtime's own session id: that one is the same for every AppTest, and session state is
+    exactly as private and long-lived as the session.
+    """
+    return st.session_state.setdefault(SESSION_ID, uuid.uuid4().hex)
 
 
 def current_job() -> TrainingJob | None:

@@ -40,7 +40,8 @@ def render(page: str = "") -> None:
             st.radio("Saved models", list(by_id), key=PICK, on_change=_picked, label_visibility="collapsed",
                      format_func=lambda rid: by_id[rid].label,
                      help="Accuracy on the 10 000 test images · network shape · when it was trained (UTC)")
-            with st.popover("Delete…", icon=":material/delete:", key="sidebar_delete"):
+            with st.popover("Delete…", icon=":material/delete:", key="sidebar_delete",
+                            help="Delete the active model from disk (asks first)"):
                 st.warning(f"Delete **{by_id[active].label}**? Its weights are removed from disk; "
                            f"this cannot be undone.")
                 st.button("Yes, delete it", key="sidebar_delete_confirm", type="primary",
