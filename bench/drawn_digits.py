@@ -33,8 +33,8 @@ HELD_OUT: dict[str, RedrawStyle] = {
     "rotated 15-25 deg": RedrawStyle(rotation=(15, 25)),
     "narrow (width x0.55-0.7)": RedrawStyle(aspect=(0.55, 0.7)),
     "wide (width x1.4-1.8)": RedrawStyle(aspect=(1.4, 1.8)),
-    "hairline pen 3-6 px": RedrawStyle(pen=(3, 6)),
-    "marker pen 40-56 px": RedrawStyle(pen=(40, 56)),
+    "hairline pen (1-2.5 % of height)": RedrawStyle(pen=(0.01, 0.025)),
+    "marker pen (22-28 % of height)": RedrawStyle(pen=(0.22, 0.28)),
     "dark ink on paper (RGB)": RedrawStyle(backgrounds=("paper",)),
 }
 

@@ -14,6 +14,8 @@ import streamlit as st
 from mnistcore.data import DataError, MnistData, default_data_dir, load_mnist, provision_mnist
 from mnistcore.evaluate import Evaluation, cell_indices, evaluate
 from mnistcore.model import ShallowNet
+from mnistcore.predict import predict_prepared
+from mnistcore.preprocess import prepare_digit
 from mnistcore.runs import RunError, RunInfo, RunStore, default_runs_dir
 from ui.figures import mosaic, upscale
 from ui.gallery import html_grid
@@ -55,7 +57,17 @@ def get_data() -> MnistData:
 def _load_model(root: str, run_id: str) -> tuple[ShallowNet, RunInfo]:
     model, info = RunStore(root).load(run_id)
     model.requires_grad_(False)
+    _warm_up(model)
     return model, info
+
+
+def _warm_up(model: ShallowNet) -> None:
+    """One throw-away prediction, so the first stroke on the canvas does not pay for lazy initialisation."""
+    canvas = np.zeros((280, 280), np.uint8)
+    canvas[60:220, 130:150] = 255
+    digit = prepare_digit(canvas)
+    if not digit.empty:
+        predict_prepared(model, digit)
 
 
 @st.cache_resource(max_entries=16, show_spinner="Evaluating on the 10 000 test images…")

@@ -37,8 +37,9 @@ def _max_epochs() -> int:
 
 def form(disabled: bool) -> TrainConfig | None:
     """Draw the preset selector and the form; the config to train when Start was pressed, else None."""
-    if any(key not in st.session_state for key in FIELDS):
+    if not st.session_state.get("train_form_ready"):  # first visit in this session: the default preset
         _apply_preset()
+        st.session_state["train_form_ready"] = True
     st.selectbox("Preset", list(PRESETS), key="train_preset", on_change=_apply_preset, persist_state="session",
                  help="default: the seed recipe (784-128-10, Adam, 5 epochs). best: the strongest shallow "
                       "net we know (1024 hidden, dropout, one-cycle schedule, augmentation, 30 epochs).")

@@ -124,6 +124,20 @@ def test_train_page_widgets(make_app, small_run):
 
 
 @pytest.mark.slow
+def test_form_and_filter_values_survive_a_visit_to_another_page(make_app, small_run):
+    at = open_page(make_app(small_run[0]), "app_pages/train.py")
+    at.selectbox(key="train_preset").set_value("best").run()
+    at.switch_page("app_pages/errors.py").run()
+    at.selectbox(key="err_true").set_value(3).run()
+    at.switch_page("app_pages/home.py").run()
+    at.switch_page("app_pages/train.py").run()
+    assert at.selectbox(key="train_preset").value == "best"
+    assert at.number_input(key="train_hidden").value == 1024
+    at.switch_page("app_pages/errors.py").run()
+    assert at.selectbox(key="err_true").value == 3
+
+
+@pytest.mark.slow
 def test_train_start_stop_keep(make_app, runs_copy):
     at = open_page(make_app(runs_copy), "app_pages/train.py")
     at.number_input(key="train_hidden").set_value(16)
