@@ -83,6 +83,7 @@ class Server:
     """A running `streamlit run app.py`, stopped by the fixture that made it."""
 
     def __init__(self, runs_dir: Path, data_dir: Path, log: Path) -> None:
+        self.runs_dir = runs_dir
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "MNIST_RUNS_DIR": str(runs_dir), "MNIST_DATA_DIR": str(data_dir),
@@ -125,6 +126,15 @@ def server(tmp_path_factory: pytest.TempPathFactory, trained_runs_dir: Path, dat
 
 
 @pytest.fixture(scope="module")
+def scratch_server(tmp_path_factory: pytest.TempPathFactory, trained_runs_dir: Path,
+                   data_dir: Path) -> Iterator[Server]:
+    """A server on a private copy of the trained runs dir, for tests that train (and so save new runs)."""
+    runs = tmp_path_factory.mktemp("runs-scratch") / "runs"
+    shutil.copytree(trained_runs_dir, runs)
+    yield from _start(tmp_path_factory, runs, data_dir)
+
+
+@pytest.fixture(scope="module")
 def empty_server(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[Server]:
     """A server with no saved runs: what a new user sees."""
     yield from _start(tmp_path_factory, tmp_path_factory.mktemp("runs-empty"), data_dir)
@@ -158,6 +168,25 @@ def page(browser):
         yield p
     finally:
         context.close()
+
+
+@pytest.fixture
+def new_page(browser):
+    """A factory of further pages, each in its own browser context (= another user), closed after the test."""
+    contexts = []
+
+    def make():
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        contexts.append(context)
+        p = context.new_page()
+        p.set_default_timeout(30_000)
+        return p
+
+    try:
+        yield make
+    finally:
+        for context in contexts:
+            context.close()
 
 
 @pytest.fixture

@@ -1,0 +1,110 @@
+"""Training in the browser: the curves grow while a job runs, and a job belongs to its own session only."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import expect
+
+# The curves figure as the browser holds it: points per trace (train loss, test loss, train acc, test acc)
+# and the progress line drawn in the same fragment run.
+CURVES_STATE = """() => {
+    const plot = document.querySelector('.st-key-train_curves .js-plotly-plot');
+    const text = document.querySelector('.st-key-train_progress');
+    return {points: plot && plot.data ? plot.data.map(t => (t.x || []).length) : null,
+            text: text ? text.innerText : null};
+}"""
+
+
+def _curves(page) -> dict:
+    return page.evaluate(CURVES_STATE)
+
+
+def _wait_curves(page, condition_js: str, timeout: float = 90_000) -> dict:
+    """Wait until the curves state satisfies a JS condition on `s` (the CURVES_STATE dict), return that state."""
+    fn = f"() => {{ const s = ({CURVES_STATE})(); return ({condition_js}) ? s : null; }}"
+    return page.wait_for_function(fn, timeout=timeout).json_value()
+
+
+def _open_train(page, url: str) -> None:
+    page.goto(f"{url}/train")
+    expect(page.locator(".st-key-train_start button")).to_be_enabled(timeout=60_000)
+
+
+def _set_epochs(page, value: int) -> None:
+    slider = page.locator(".st-key-train_epochs input[type=range]")
+    slider.focus()
+    page.keyboard.press("Home")  # the minimum: 1
+    for _ in range(value - 1):
+        page.keyboard.press("ArrowRight")
+    expect(slider).to_have_value(str(value))
+
+
+def _set_batch(page, size: int) -> None:
+    page.locator(".st-key-train_batch").click()
+    page.get_by_role("option", name=str(size), exact=True).click()
+    expect(page.get_by_role("combobox", name="Batch size")).to_have_value(str(size))
+
+
+def test_curves_grow_while_a_one_epoch_training_runs(scratch_server, page, shot):
+    _open_train(page, scratch_server.url)
+    _set_epochs(page, 1)
+    _set_batch(page, 32)  # 1875 batches: an epoch long enough to watch even on a fast machine
+    page.locator(".st-key-train_start button").click()
+
+    expect(page.locator(".st-key-train_progress")).to_be_visible()
+    expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    expect(page.locator(".st-key-train_start button")).to_be_disabled()
+
+    # A first drawing of the curves during the epoch: training points, no test point yet (it comes at the end).
+    first = _wait_curves(page, "s.points && s.points[0] > 0")
+    assert first["points"][1] == 0, f"the epoch already ended at the first look: {first}"
+    assert re.search(r"Epoch 1/1 · batch \d+/1875", first["text"]), first["text"]
+    shot(page, "running")
+
+    # Later, still within the epoch, the browser shows more training points and a later batch.
+    later = _wait_curves(page, f"s.points && (s.points[0] > {first['points'][0]} || s.points[1] > 0)")
+    assert later["points"][1] == 0, f"the curves only changed once training had finished: {first} -> {later}"
+    assert later["points"][0] > first["points"][0]
+    batch = [int(re.search(r"batch (\d+)/", s["text"]).group(1)) for s in (first, later)]
+    assert batch[1] > batch[0], (first, later)
+
+    expect(page.get_by_text("it is now the active model")).to_be_visible(timeout=120_000)
+    final = _curves(page)
+    assert final["points"][1] == 1 and final["points"][3] == 1, final  # one test-set point after the epoch
+    assert final["points"][0] >= later["points"][0]
+    assert final["text"].startswith("Finished 1 epochs"), final["text"]
+    expect(page.locator(".st-key-train_start button")).to_be_enabled()
+    shot(page, "finished")
+
+
+def test_a_second_session_does_not_see_the_first_sessions_job(scratch_server, page, new_page, shot):
+    a = page
+    _open_train(a, scratch_server.url)
+    _set_epochs(a, 20)  # far longer than the test: the job is surely still running when B looks
+    a.locator(".st-key-train_start button").click()
+    expect(a.get_by_role("button", name="Stop")).to_be_visible()
+    expect(a.locator(".st-key-train_progress")).to_contain_text("Epoch 1/20", timeout=60_000)
+
+    b = new_page()
+    _open_train(b, scratch_server.url)
+    expect(b.get_by_role("heading", name="Train a network")).to_be_visible()
+    expect(b.locator(".st-key-train_progress")).to_have_count(0)
+    expect(b.locator(".st-key-train_curves")).to_have_count(0)
+    expect(b.get_by_role("button", name="Stop")).to_have_count(0)
+    expect(b.locator(".st-key-train_epochs input[type=range]")).to_have_value("5")  # B's own default form
+    shot(b, "other-session")
+    # B's other pages show no background job either.
+    b.locator('[data-testid="stSidebarNav"] a', has_text="Home").click()
+    expect(b.locator(".st-key-model_card")).to_be_visible(timeout=60_000)
+    expect(b.get_by_text("Training in the background")).to_have_count(0)
+
+    # A's job was running all along; stop it and throw the partial model away.
+    expect(a.locator(".st-key-train_progress")).to_contain_text("Epoch")
+    a.get_by_role("button", name="Stop").click()
+    expect(a.locator(".st-key-train_discard button")).to_be_visible(timeout=60_000)
+    expect(a.locator(".st-key-train_keep button")).to_be_visible()
+    shot(a, "stopped")
+    a.locator(".st-key-train_discard button").click()
+    expect(a.locator(".st-key-train_progress")).to_contain_text("discarded")
+    expect(a.locator(".st-key-train_start button")).to_be_enabled()
