@@ -11,6 +11,7 @@ import itertools
 import re
 import time
 from pathlib import Path
+from urllib.parse import urljoin
 
 import numpy as np
 import pytest
@@ -110,7 +111,7 @@ def _preview(page) -> tuple[str, np.ndarray]:
     img = page.locator("[data-testid='stImage'] img")
     expect(img).to_have_count(1)
     src = img.get_attribute("src")
-    body = page.request.get(src if src.startswith("http") else f"{page.url.split('/draw')[0]}{src}").body()
+    body = page.request.get(urljoin(page.url, src)).body()
     return src, np.asarray(Image.open(io.BytesIO(body)).convert("L"))
 
 

@@ -6,6 +6,8 @@ import re
 
 from playwright.sync_api import expect
 
+NAV = '[data-testid="stSidebarNav"] a'
+
 # The curves figure as the browser holds it: points per trace (train loss, test loss, train acc, test acc)
 # and the progress line drawn in the same fragment run.
 CURVES_STATE = """() => {
@@ -95,12 +97,16 @@ def test_a_second_session_does_not_see_the_first_sessions_job(scratch_server, pa
     expect(b.locator(".st-key-train_epochs input[type=range]")).to_have_value("5")  # B's own default form
     shot(b, "other-session")
     # B's other pages show no background job either.
-    b.locator('[data-testid="stSidebarNav"] a', has_text="Home").click()
+    b.locator(NAV, has_text="Home").click()
     expect(b.locator(".st-key-model_card")).to_be_visible(timeout=60_000)
     expect(b.get_by_text("Training in the background")).to_have_count(0)
 
-    # A's job was running all along; stop it and throw the partial model away.
+    # A's job was running all along, and A's own pages do show it; stop it and throw the partial model away.
     expect(a.locator(".st-key-train_progress")).to_contain_text("Epoch")
+    a.locator(NAV, has_text="Home").click()
+    expect(a.get_by_text("Training in the background")).to_be_visible(timeout=60_000)
+    expect(a.locator(".st-key-sidebar_job_progress")).to_contain_text("Epoch")
+    a.locator(NAV, has_text="Train").click()
     a.get_by_role("button", name="Stop").click()
     expect(a.locator(".st-key-train_discard button")).to_be_visible(timeout=60_000)
     expect(a.locator(".st-key-train_keep button")).to_be_visible()
