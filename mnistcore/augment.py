@@ -29,6 +29,7 @@ class AugmentParams:
     translate: float = 2.0  # max |shift| in px along each axis
     elastic_alpha: float = 34.0  # Simard et al.'s alpha for a U(-1, 1) field smoothed with sigma
     elastic_sigma: float = 4.0  # px; smaller gives wigglier strokes (keep >= _SPACING)
+    elastic_p: float = 1.0  # share of images given an elastic distortion
     thickness_p: float = 0.4  # share of images whose stroke width is changed
     thicken_share: float = 0.5  # of those, the share thickened (the rest are thinned)
 
@@ -94,7 +95,9 @@ class Augmenter:
         m = self._basis.shape[1]
         n = m - 2
         coeffs = torch.zeros(b, 2, m, m)
-        coeffs[:, :, :n, :n] = torch.rand(b, 2, n, n, generator=self.generator) * 2 - 1
+        noise = torch.rand(b, 2, n, n, generator=self.generator) * 2 - 1
+        elastic = torch.rand(b, generator=self.generator) < self.params.elastic_p
+        coeffs[:, :, :n, :n] = noise * elastic.view(b, 1, 1, 1)
         theta = self._affine(b)
         # grid_c(y, x) = theta_c0 * x + theta_c1 * y + theta_c2, written in the (1, coordinate) columns.
         coeffs[:, :, n, n + 1] = theta[:, :, 0]
