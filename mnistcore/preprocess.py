@@ -170,21 +170,24 @@ def _normalise_stroke(crop: np.ndarray) -> np.ndarray:
     return _offset(crop, delta)
 
 
-SUBPIXEL = False
-SUB_BOX = 20
+def _place(crop: np.ndarray) -> np.ndarray:
+    """Scale a crop so its longer side spans BOX px and put its centre of mass at CENTRE, anti-aliased.
 
-
-def _place_subpixel(crop: np.ndarray) -> np.ndarray:
-    s = max(crop.shape) / SUB_BOX  # source px per output px
-    pad = int(np.ceil(SIZE * s)) + 2
-    src = np.pad(crop, pad)
+    MNIST shifted by whole pixels, so its centres of mass scatter over +-0.5 px; placing to a fraction
+    of a pixel instead puts every digit at the middle of that scatter, and makes the output move
+    smoothly, not in 1-px jumps, as a drawing changes (worth ~0.25 points on redrawn test digits).
+    """
+    s = max(crop.shape) / BOX  # crop px per output px
+    h, w = crop.shape
+    pad = int(np.ceil(SIZE * s)) + 2  # the resize box may reach past the crop; Pillow needs it inside
     cy, cx = ndimage.center_of_mass(crop)
-    y0 = cy + pad + 0.5 - (CENTRE + 0.5) * s
-    x0 = cx + pad + 0.5 - (CENTRE + 0.5) * s
-    pil = Image.fromarray(np.ascontiguousarray(src, dtype=np.float32), mode="F")
-    out = np.asarray(pil.resize((SIZE, SIZE), Image.BILINEAR, box=(x0, y0, x0 + SIZE * s, y0 + SIZE * s)), dtype=np.float32)
-    out = np.clip(out, 0, 1)
-    return out / max(float(out.max()), 1e-6)
+    # Output pixel j (centre j + 0.5) samples the padded crop at y0 + (j + 0.5) * s; the centre of mass
+    # (index cy, so at cy + 0.5) must land on CENTRE + 0.5. A lopsided digit is kept inside the frame.
+    y0 = float(np.clip(pad + cy + 0.5 - (CENTRE + 0.5) * s, pad + h - SIZE * s, pad))
+    x0 = float(np.clip(pad + cx + 0.5 - (CENTRE + 0.5) * s, pad + w - SIZE * s, pad))
+    src = Image.fromarray(np.pad(crop, pad).astype(np.float32), mode="F")
+    out = src.resize((SIZE, SIZE), Image.BILINEAR, box=(x0, y0, x0 + SIZE * s, y0 + SIZE * s))
+    return np.clip(np.asarray(out, dtype=np.float32), 0.0, 1.0)
 
 
 def prepare_digit(source: str | os.PathLike | bytes | Image.Image | np.ndarray) -> PreparedDigit:
@@ -204,16 +207,8 @@ def prepare_digit(source: str | os.PathLike | bytes | Image.Image | np.ndarray) 
     crop = _crop(_normalise_stroke(crop), CROP_THRESHOLD)
     if crop is None:
         return PreparedDigit(None, NOTHING_DRAWN)
-    if SUBPIXEL:
-        return PreparedDigit(_place_subpixel(crop))
-    f = BOX / max(crop.shape)
-    small = np.clip(_resize(crop, round(crop.shape[0] * f), round(crop.shape[1] * f)), 0, 1)
-    if small.sum() <= 0:
+    out = _place(crop)
+    peak = float(out.max())
+    if peak <= 0:
         return PreparedDigit(None, NOTHING_DRAWN)
-    cy, cx = ndimage.center_of_mass(small)
-    sh, sw = small.shape
-    top = int(np.clip(round(CENTRE - cy), 0, SIZE - sh))
-    left = int(np.clip(round(CENTRE - cx), 0, SIZE - sw))
-    out = np.zeros((SIZE, SIZE), np.float32)
-    out[top:top + sh, left:left + sw] = small
-    return PreparedDigit(out / max(float(out.max()), 1e-6))
+    return PreparedDigit(out / peak)

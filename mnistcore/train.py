@@ -253,6 +253,18 @@ def _normalized(images: torch.Tensor, device: torch.device, dtype: torch.dtype, 
     return out
 
 
+def _distorted_chunk(augmenter: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, share: float,
+                     gen: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+    """normalize() of uint8 images (N, 28, 28) of which a random `share` is distorted: (N, 784) `dtype`."""
+    if share >= 1:
+        return normalize(augmenter(images)).to(dtype)
+    chosen = torch.nonzero(torch.rand(len(images), generator=gen) < share).flatten().to(images.device)
+    x = images.to(torch.float32) / 255.0
+    if len(chosen):
+        x[chosen] = augmenter(images[chosen])
+    return normalize(x).to(dtype)
+
+
 def _init_params(config: TrainConfig, device: torch.device, gen: torch.Generator) -> _Params:
     """PyTorch's default Linear init (U(-1/sqrt(fan_in), 1/sqrt(fan_in))), drawn from our own generator."""
     params = _Params(config.hidden, torch.device("cpu"))
@@ -352,7 +364,7 @@ def _train(
             if augmenter is not None:
                 if s % chunk == 0:
                     chunk_start = s
-                    x_chunk = normalize(augmenter(x_train[perm[s:s + chunk]])).to(dtype)
+                    x_chunk = _distorted_chunk(augmenter, x_train[perm[s:s + chunk]], config.augment_share, gen, dtype)
                 xb = x_chunk[s - chunk_start:e - chunk_start]
             elif e - s == bs:
                 xb = torch.index_select(x_train, 0, perm[s:e], out=xbuf)

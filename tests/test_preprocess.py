@@ -2,19 +2,21 @@
 
 Digits are drawn here with strokes (PIL lines with a round pen), the way a canvas user draws them,
 then moved, resized, thickened, thinned, put on other backgrounds and file formats. Similarity to the
-baseline drawing is measured by the Pearson correlation of the two 28x28 outputs. Thresholds:
+baseline drawing (height 180 px, 18 px pen, centred, white on opaque black) is the Pearson correlation
+of the two 28x28 outputs plus their mean absolute pixel difference. Thresholds, from measurements:
 
-- SAME (0.90): one drawing moved, resized or saved differently. Measured: >= 0.97 for all of those;
-  the stroke-width changes (a 6 px or 40 px pen against 18 px) land at >= 0.92 because the width
-  normalisation brings them into MNIST's range, not onto one width.
-- DIFFERENT (0.75): a different digit drawn the same way always stays below this (measured <= 0.6),
-  so SAME means "the network sees the same digit", not just "there is ink in the middle".
+- SAME (corr >= 0.98, mean |diff| <= 0.025): the drawing moved, resized, on another background or
+  in another file format. Measured >= 0.989 and <= 0.017.
+- SAME_SHAPE (corr >= 0.90, mean |diff| <= 0.06): another pen width (6 or 40 px against 18). Widths
+  are brought into MNIST's range, not onto one value, so a 40 px pen stays bolder: measured >= 0.93.
+- DIFFERENT (corr < 0.65): every pair of different digits drawn the same way (measured <= 0.50),
+  so passing SAME means "the network sees the same digit", not just "there is ink in the middle".
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ import torch
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from mnistcore.data import MnistData
 from mnistcore.normalize import normalize
 from mnistcore.preprocess import (
     NOTHING_DRAWN,
@@ -35,8 +38,9 @@ from mnistcore.preprocess import (
 )
 from mnistcore.redraw import CANVAS, RedrawStyle, pen_ink, redraw, thin
 
-SAME = 0.90
-DIFFERENT = 0.75
+SAME = (0.98, 0.025)
+SAME_SHAPE = (0.90, 0.06)
+DIFFERENT = 0.65
 
 # Centre lines of four digits in a unit box (x right, y down), as polylines.
 SHAPES: dict[str, list[list[tuple[float, float]]]] = {
@@ -104,22 +108,37 @@ def bbox(im: np.ndarray, threshold: float = 0.0) -> tuple[int, int]:
     return int(np.ptp(ys) + 1), int(np.ptp(xs) + 1)
 
 
-VARIANTS: dict[str, object] = {
-    "moved to a corner": lambda d: draw(d, centre=(80, 175), height=150, pen=15),
-    "small": lambda d: draw(d, height=90, pen=9),
-    "large": lambda d: draw(d, height=260, pen=26),
-    "thick pen": lambda d: draw(d, pen=40),
-    "thin pen": lambda d: draw(d, pen=6),
-    "transparent background": lambda d: draw(d, background="transparent"),
-    "dark ink on paper": lambda d: draw(d, background="paper"),
-    "greyscale": lambda d: draw(d, background="grey"),
-    "RGB": lambda d: draw(d, background="rgb"),
-    "JPEG bytes": lambda d: jpeg(draw(d)),
-    "JPEG of paper": lambda d: jpeg(draw(d, background="paper"), quality=70),
-    "PNG bytes": lambda d: (lambda b: (draw(d).save(b, "PNG"), b.getvalue())[1])(io.BytesIO()),
-    "100x60 image": lambda d: draw(d, canvas=(100, 60), height=50, pen=5),
-    "1000x1000 image": lambda d: draw(d, canvas=(1000, 1000), height=640, pen=64),
-    "numpy array": lambda d: np.asarray(draw(d)),
+def extent(im: np.ndarray) -> tuple[float, float]:
+    """Height and width the ink covers, in px: a crisp edge cut through a pixel counts its fraction.
+
+    (A bounding box of non-zero pixels also counts anti-aliasing tails: 21-22 px for a 20 px digit
+    placed between pixel centres. On MNIST this measure gives 18.9-19.9 px, 5-95 %, for the longer side.)
+    """
+    return float(im.max(1).sum()), float(im.max(0).sum())
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+VARIANTS: dict[str, tuple[Callable[[str], object], tuple[float, float]]] = {
+    "moved to a corner": (lambda d: draw(d, centre=(80, 175), height=150, pen=15), SAME),
+    "small": (lambda d: draw(d, height=90, pen=9), SAME),
+    "large": (lambda d: draw(d, height=260, pen=26), SAME),
+    "thick pen": (lambda d: draw(d, pen=40), SAME_SHAPE),
+    "thin pen": (lambda d: draw(d, pen=6), SAME_SHAPE),
+    "transparent background": (lambda d: draw(d, background="transparent"), SAME),
+    "dark ink on paper": (lambda d: draw(d, background="paper"), SAME),
+    "greyscale": (lambda d: draw(d, background="grey"), SAME),
+    "RGB": (lambda d: draw(d, background="rgb"), SAME),
+    "JPEG bytes": (lambda d: jpeg(draw(d)), SAME),
+    "JPEG of paper": (lambda d: jpeg(draw(d, background="paper"), quality=70), SAME),
+    "PNG bytes": (lambda d: _png(draw(d)), SAME),
+    "100x60 image": (lambda d: draw(d, canvas=(100, 60), height=50, pen=5), SAME),
+    "1000x1000 image": (lambda d: draw(d, canvas=(1000, 1000), height=640, pen=64), SAME),
+    "numpy array": (lambda d: np.asarray(draw(d)), SAME),
 }
 
 
@@ -132,11 +151,12 @@ def baselines() -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("digit", list(SHAPES))
 def test_variants_of_a_drawing_give_nearly_the_same_input(
         digit: str, variant: str, baselines: dict[str, np.ndarray]) -> None:
-    out = pixels(VARIANTS[variant](digit))  # type: ignore[operator]
+    make, (min_corr, max_diff) = VARIANTS[variant]
+    out = pixels(make(digit))
     base = baselines[digit]
     assert out.shape == (28, 28) and out.dtype == np.float32
-    assert corr(out, base) >= SAME, f"{variant}: corr {corr(out, base):.3f}"
-    assert np.abs(out - base).mean() < 0.08  # mean |difference| per pixel (ink covers ~19 % of them)
+    assert corr(out, base) >= min_corr, f"{variant}: corr {corr(out, base):.3f}"
+    assert np.abs(out - base).mean() <= max_diff
     others = [corr(out, b) for d, b in baselines.items() if d != digit]
     assert max(others) < DIFFERENT  # and it is still not any other digit
 
@@ -157,13 +177,14 @@ def test_output_is_mnist_shaped(digit: str, kwargs: dict) -> None:
     assert out.min() >= 0.0 and out.max() == pytest.approx(1.0)
     cy, cx = ndimage.center_of_mass(out)
     assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5  # MNIST's centre of mass, to the nearest pixel
-    assert max(bbox(out)) == 20  # longer side fills MNIST's 20x20 box
-    assert min(bbox(out)) >= 4  # aspect ratio kept: a '1' stays narrow but is not squashed to a line
+    assert 19.0 <= max(extent(out)) <= 20.5  # longer side fills MNIST's 20x20 box
+    assert max(bbox(out)) <= 22  # plus at most a faint anti-aliased pixel each side
+    assert min(extent(out)) >= 4  # aspect ratio kept: a '1' stays narrow but is not squashed to a line
 
 
 def test_one_stays_narrow() -> None:
-    h, w = bbox(pixels(draw("1")), threshold=0.1)
-    assert h == 20 and w < 14
+    h, w = extent(pixels(draw("1")))
+    assert h > 19 and w < 8
 
 
 def test_stroke_width_is_brought_into_mnist_range() -> None:
@@ -221,7 +242,7 @@ def test_noisy_photo_background_is_not_ink(baselines: dict[str, np.ndarray]) -> 
     paper = np.asarray(draw("4", background="paper")).astype(np.float32)
     shade = np.linspace(-20, 10, 280)[None, :, None]  # uneven lighting across the sheet
     noisy = np.clip(paper + rng.normal(0, 6, paper.shape) + shade, 0, 255).astype(np.uint8)
-    assert corr(pixels(noisy), baselines["4"]) >= SAME
+    assert corr(pixels(noisy), baselines["4"]) >= SAME[0]
 
 
 @pytest.mark.parametrize("data", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40],
@@ -249,19 +270,23 @@ def test_files_of_any_format_and_mode(tmp_path: Path, baselines: dict[str, np.nd
                             ("d.gif", img.convert("L").convert("P")), ("d.webp", img)):
         path = tmp_path / name
         converted.save(path)
-        assert corr(pixels(path), baselines["0"]) >= SAME, name
-        assert corr(pixels(str(path)), baselines["0"]) >= SAME, name
+        assert corr(pixels(path), baselines["0"]) >= SAME[0], name
+        assert corr(pixels(str(path)), baselines["0"]) >= SAME[0], name
     # 16-bit greyscale and float arrays in [0, 1]
     ink = np.asarray(draw("0", background="grey"))
-    assert corr(pixels(Image.fromarray(ink.astype(np.uint16) * 257, "I;16")), baselines["0"]) >= SAME
-    assert corr(pixels(ink.astype(np.float32) / 255), baselines["0"]) >= SAME
+    wide = Image.fromarray(ink.astype(np.uint16) * 257)
+    assert wide.mode.startswith("I;16")
+    assert corr(pixels(wide), baselines["0"]) >= SAME[0]
+    assert corr(pixels(ink.astype(np.float32) / 255), baselines["0"]) >= SAME[0]
 
 
 def test_extract_ink_reads_each_background() -> None:
     for background in ("black", "transparent", "paper", "grey"):
         ink = extract_ink(load_image(draw("7", background=background)))
         assert ink.shape == (280, 280) and ink.dtype == np.float32
-        assert ink.max() > 0.95 and np.median(ink) == 0.0, background
+        # Paper ink is grey (36 on 240 here): weaker, but the output is rescaled to a peak of 1 anyway.
+        assert ink.max() > (0.8 if background == "paper" else 0.99), background
+        assert np.median(ink) == 0.0, background
 
 
 def test_tensor_is_the_normalised_model_input(baselines: dict[str, np.ndarray]) -> None:
@@ -281,7 +306,7 @@ def _canvas_from_mnist(digit: np.ndarray, scale: int = 10) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_real_mnist_digit_upscaled_comes_back_close(mnist_data) -> None:  # noqa: ANN001
+def test_real_mnist_digit_upscaled_comes_back_close(mnist_data: MnistData) -> None:
     images = mnist_data.test_images[:200].numpy()
     same = [corr(pixels(_canvas_from_mnist(d)), d.astype(np.float32) / 255) for d in images]
     # Digits whose strokes already lie in MNIST's middle band come back almost unchanged; the rest
@@ -310,8 +335,8 @@ def test_redraw_makes_canvases_of_every_kind() -> None:
             assert img.shape[2] == 4 and img[..., 3].min() == 0 and img[..., 3].max() == 255
         else:
             assert img.shape[2] == 3 and img.mean() > 150  # light paper
-        h, w = bbox(pixels(img), threshold=0.1)
-        assert h == 20 and w < 12  # still a tall thin stroke after the round trip
+        h, w = extent(pixels(img))
+        assert h > 19 and w < 10  # still a tall thin stroke after the round trip
     assert {b for b, _ in seen} == {"black", "transparent", "paper"} and {m for _, m in seen} == {"pen", "outline"}
 
 

@@ -169,3 +169,28 @@ def test_returned_model_is_an_ordinary_trainable_module(tiny_data: MnistData) ->
 def test_seed_recipe_on_real_mnist(mnist_data: MnistData) -> None:
     result = train(TrainConfig(device="cpu"), mnist_data)
     assert result.test_accuracy >= 0.973
+
+
+def test_augment_share_distorts_that_share_of_images(tiny_data: MnistData) -> None:
+    from mnistcore.augment import Augmenter
+    from mnistcore.normalize import normalize
+
+    images = tiny_data.train_images[:400]
+    plain = normalize(images)
+    out = train_module._distorted_chunk(Augmenter(0), images, 0.5, torch.Generator().manual_seed(0), torch.float32)
+    changed = (out != plain).any(1).float().mean().item()
+    assert 0.4 < changed < 0.6
+    every = train_module._distorted_chunk(Augmenter(0), images, 1.0, torch.Generator().manual_seed(0), torch.float32)
+    assert (every != plain).any(1).float().mean().item() > 0.95
+    config = TrainConfig(hidden=32, epochs=2, batch_size=32, lr=3e-3, augment=True, augment_share=0.5, device="cpu")
+    first, second = train(config, tiny_data), train(config, tiny_data)
+    assert torch.equal(first.model.fc1.weight, second.model.fc1.weight)
+    assert first.test_accuracy >= 0.5
+
+
+def test_augment_share_is_validated() -> None:
+    with pytest.raises(ValueError, match="augment_share"):
+        TrainConfig(augment_share=0.0)
+    with pytest.raises(ValueError, match="augment_share"):
+        TrainConfig(augment_share=1.5)
+    assert TrainConfig.from_dict({"hidden": 64}).augment_share == 1.0  # runs saved before the field existed
