@@ -3,7 +3,7 @@
 A drawn digit is made the way the Draw page gets one: a 280x280 RGBA canvas image, white ink with
 anti-aliased edges on a transparent background (here an MNIST test digit scaled up 10x).
 
-    python -m bench.inference [--images 200]
+    python -m bench.inference [--images 200] [--threads N]
 """
 
 from __future__ import annotations
@@ -53,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     """Print test-set throughput and drawn-digit latency percentiles."""
     p = argparse.ArgumentParser(prog="python -m bench.inference", description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=200, help="drawn digits timed (default 200)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads (default: torch's own; 1 is immune to other processes' load)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     data_dir = default_data_dir()
     provision_mnist(data_dir)
     data = load_mnist(data_dir)

@@ -6,7 +6,7 @@ of it an epoch reaches. FLOPs of an epoch of 784-H-10 on N images, counted the u
 36.6 GFLOP for H=128, N=60000. Layer 1's input gradient is never needed, so the work actually
 required is 24.5 GFLOP; both bounds are printed.
 
-    python -m bench.train_speed [--repeats 3] [--quick] [--epochs 5]
+    python -m bench.train_speed [--repeats 3] [--quick] [--epochs 5] [--threads N]
 """
 
 from __future__ import annotations
@@ -105,7 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="alternated repeats of each candidate (default 3)")
     p.add_argument("--quick", action="store_true", help="one repeat, no bf16 extra")
     p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads (default: torch's own; 1 is far less hurt by other processes' load)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     repeats = 1 if args.quick else max(1, args.repeats)
 
     data_dir = default_data_dir()

@@ -93,19 +93,22 @@ def load_image(source: str | os.PathLike | bytes | Image.Image | np.ndarray) -> 
 def extract_ink(arr: np.ndarray) -> np.ndarray:
     """Ink intensity (H, W) in [0, 1], whatever the background: dark, transparent or light paper."""
     if arr.ndim == 3 and arr.shape[2] == 4 and arr[..., 3].min() < 250:
-        return arr[..., 3].astype(np.float32) / 255.0  # transparent background: ink lives in alpha
-    grey = arr[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32) if arr.ndim == 3 else arr.astype(np.float32)
-    h, w = grey.shape
+        return arr[..., 3].astype(np.float32) * np.float32(1 / 255)  # transparent: ink lives in alpha
+    # Pillow's luma conversion (ITU-R 601 weights, alpha ignored) is ~10x faster than a float matmul.
+    grey8 = np.asarray(Image.fromarray(arr).convert("L")) if arr.ndim == 3 else arr
+    h, w = grey8.shape
     band = max(1, min(h, w) // 25)
-    border = np.concatenate([grey[:band].ravel(), grey[-band:].ravel(), grey[1:-1, :band].ravel(),
-                             grey[1:-1, -band:].ravel()])
-    bg = float(np.median(border))
+    border = np.concatenate([grey8[:band].ravel(), grey8[-band:].ravel(), grey8[band:-band, :band].ravel(),
+                             grey8[band:-band, -band:].ravel()])
+    counts = np.bincount(border, minlength=256)
+    bg = int(np.searchsorted(np.cumsum(counts), (len(border) + 1) // 2))  # the border's median level
+    grey = grey8.astype(np.float32)
     # Light paper with dark ink is inverted; either way ink is measured from the background level.
-    ink = (bg - grey) / max(bg, 1.0) if bg > 127 else (grey - bg) / max(255.0 - bg, 1.0)
-    if np.median(np.abs(border - bg)) < 1.0:
-        return np.clip(ink, 0.0, 1.0)  # a clean digital canvas: keep every grey level of the pen's edge
+    ink = (bg - grey) * np.float32(1 / max(bg, 1)) if bg > 127 else (grey - bg) * np.float32(1 / max(255 - bg, 1))
+    if 2 * counts[bg] > len(border):
+        return np.clip(ink, 0.0, 1.0)  # most of the border exactly one level: a clean digital canvas
     # Paper grain, shadows and JPEG noise sit in the bottom of the range.
-    return np.clip((ink - INK_FLOOR) / (1 - INK_FLOOR), 0.0, 1.0)
+    return np.clip((ink - INK_FLOOR) * np.float32(1 / (1 - INK_FLOOR)), 0.0, 1.0)
 
 
 def _clean(ink: np.ndarray) -> np.ndarray:
