@@ -4,7 +4,7 @@ The server runs on 127.0.0.1 with a temporary runs dir holding the run trained f
 has a model to show; a headless Chromium (Playwright) visits each page the app declares, and the
 server's peak resident set (VmHWM in /proc/<pid>/status) is read before it is stopped.
 
-    python -m bench.memory [--preset default] [--skip-server]
+    python -m bench.memory [--preset default] [--preset best] [--epochs N] [--skip-server]
 """
 
 from __future__ import annotations
@@ -146,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__.splitlines()[0])
     p.add_argument("--preset", action="append", choices=("default", "best"),
                    help="train preset(s) to measure (default: default)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="train this many epochs (peak memory does not grow with them)")
     p.add_argument("--skip-server", action="store_true", help="only measure CLI training")
     args = p.parse_args(argv)
     presets = args.preset or ["default"]
@@ -159,13 +161,14 @@ def main(argv: list[str] | None = None) -> int:
         runs = Path(tmp)
         env = {**os.environ, "MNIST_DATA_DIR": str(data_dir), "MNIST_RUNS_DIR": str(runs)}
         for preset in presets:
-            cmd = [sys.executable, "-m", "mnistcore", "train", "--preset", preset, "--json"]
+            label = f"train --preset {preset}" + (f" --epochs {args.epochs}" if args.epochs else "")
+            cmd = [sys.executable, "-m", "mnistcore", *label.split(), "--json"]
             rc, peak, out = run_with_peak_rss(cmd, env)
             if rc != 0:
-                print(f"  python -m mnistcore train --preset {preset}: FAILED (exit {rc})")
+                print(f"  python -m mnistcore {label}: FAILED (exit {rc})")
                 return 1
             acc = json.loads(out.strip().splitlines()[-1])["test_accuracy"]
-            print(f"  python -m mnistcore train --preset {preset}: peak RSS {peak:.0f} MiB "
+            print(f"  python -m mnistcore {label}: peak RSS {peak:.0f} MiB "
                   f"({'within' if peak <= TARGET_MIB else 'OVER'} target; run reached {acc:.2%})")
         if args.skip_server:
             return 0

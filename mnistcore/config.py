@@ -81,10 +81,13 @@ class TrainConfig:
 
 
 # "default" is the seed recipe (784-128-10, Adam 1e-3, batch 128, 5 epochs).
+# "best" (tuned on CPU, see bench/RESULTS.md): still one hidden layer; half of the images distorted
+# afresh each epoch; no dropout (with distortions it only cost accuracy and time); batch 512 in bf16
+# (AMX) so a 60 s budget buys 48 epochs: 99.24 % (seed 0; 60 epochs gave 99.24 % for seeds 0 and 1).
 PRESETS: dict[str, TrainConfig] = {
     "default": TrainConfig(),
     "best": TrainConfig(
-        hidden=1024, epochs=30, batch_size=128, lr=2e-3, dropout=0.4, schedule="onecycle",
-        augment=True, precision="bf16",
+        hidden=1024, epochs=48, batch_size=512, lr=2e-3, dropout=0.0, schedule="onecycle",
+        augment=True, augment_share=0.5, precision="bf16",
     ),
 }

@@ -1,9 +1,11 @@
 """Redraw MNIST digits as canvas drawings: the benchmark and test input for the drawn-digit path.
 
-A 28x28 digit is upsampled to a crisp high-resolution shape, its strokes made thicker or thinner by
-a signed-distance offset (anti-aliased like a canvas pen), optionally stretched or rotated, placed
-anywhere on a 280x280 canvas and composited as white ink on opaque black, as ink in the alpha channel
-of a transparent canvas, or as dark ink on light paper.
+A 28x28 digit becomes a crisp high-resolution shape (optionally stretched or rotated), which is either
+traced along its centre line with a round pen of the chosen width ("pen": Zhang-Suen thinning, then
+anti-aliased line segments, as a canvas stroke looks) or has its outline moved out or in to that
+width ("outline": a signed-distance offset, which keeps MNIST's varying stroke width). The ink is then
+placed anywhere on a 280x280 canvas as white on opaque black, as ink in the alpha channel of a
+transparent canvas, or as dark ink on light paper.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ class RedrawStyle:
     """Ranges the random redrawing draws from."""
 
     size: tuple[float, float] = (120, 260)  # canvas px spanned by the digit's longer side
-    # Pen width as a share of that side: 0.03 is a hairline, 0.2 a marker as thick as MNIST's thickest
-    # 5 % (a wider pen fills the loops of a 6, 8 or 9 and leaves blobs no reader could tell apart).
+    # Pen width as a share of that side: 0.03 is a hairline, 0.2 about MNIST's 85th-percentile width
+    # (wider pens start to fill the loops of 6, 8 and 9: the benchmark's held-out "marker" family).
     pen: tuple[float, float] = (0.03, 0.2)
     aspect: tuple[float, float] = (1.0, 1.0)  # width stretch factor (log-uniform); 1 keeps the shape
     rotation: tuple[float, float] = (0.0, 0.0)  # |angle| in degrees, either direction

@@ -183,3 +183,17 @@ def test_forget_stops_a_running_job(registry, data, store):
     registry.forget("s1")
     assert registry.get("s1") is None
     assert job.wait(10)
+
+
+def test_browser_key_is_stable_across_page_loads_and_private_to_a_browser():
+    from ui.jobs import browser_key
+
+    # Two page loads of one browser (cookie re-masked) and one load of another, as Streamlit 1.67 set them.
+    load1 = "2|27866780|65cd692799f801891f721e423b42e3b5|1795789655"
+    load2 = "2|b9062854|fb4d26f307784e5d81f25196a5c2ac61|1795789655"
+    other = "2|74908410|90c59394d31084003dd1a8a8602422df|1795789660"
+    assert browser_key(load1) == browser_key(load2)
+    assert browser_key(load1) != browser_key(other)
+    assert "424b0ea7" not in browser_key(load1)  # the secret token itself is never the key
+    for bad in (None, "", "garbage", "1|00|11|2", "2|zz|11|2", "2|00112233||5"):
+        assert browser_key(bad) is None

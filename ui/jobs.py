@@ -6,6 +6,7 @@ The thread never touches Streamlit: it appends events to its job under a lock an
 
 from __future__ import annotations
 
+import hashlib
 import statistics
 import threading
 import time
@@ -21,6 +22,23 @@ from mnistcore.train import BatchEvent, EpochEvent, TrainResult, train
 MAX_RUNNING = 2
 RUNNING, FINISHED, STOPPED, KEPT, DISCARDED, FAILED = "running", "finished", "stopped", "kept", "discarded", "failed"
 DEFAULT_SECONDS_GUESS = 5.0  # the seed recipe took ~4 s on 2 CPU cores (torch 2.14), faster on a GPU
+
+
+def browser_key(xsrf_cookie: str | None) -> str | None:
+    """A stable, non-secret id for a browser from its Streamlit XSRF cookie, or None when unusable.
+
+    The cookie ("2|mask|masked-token|timestamp", Tornado's format) is re-masked on every page load; the
+    unmasked token is the same for the whole browser session. It is a secret, so only a hash is kept.
+    """
+    try:
+        version, mask_hex, masked_hex, timestamp = (xsrf_cookie or "").split("|")
+        mask, masked = bytes.fromhex(mask_hex), bytes.fromhex(masked_hex)
+    except ValueError:
+        return None
+    if version != "2" or len(mask) != 4 or not masked:
+        return None
+    token = bytes(b ^ mask[i % 4] for i, b in enumerate(masked))
+    return hashlib.sha256(token + timestamp.encode()).hexdigest()[:32]
 
 
 class JobError(RuntimeError):

@@ -19,7 +19,7 @@ from mnistcore.preprocess import prepare_digit
 from mnistcore.runs import RunError, RunInfo, RunStore, default_runs_dir
 from ui.figures import mosaic, upscale
 from ui.gallery import html_grid
-from ui.jobs import REGISTRY, TrainingJob
+from ui.jobs import REGISTRY, TrainingJob, browser_key
 
 ACTIVE_RUN = "ui_active_run"  # session_state key: the run id the user has chosen (or None)
 ACTIVATED_JOB = "ui_activated_job"
@@ -145,12 +145,15 @@ def test_images() -> np.ndarray:
 # ---------------------------------------------------------------- sessions and jobs
 
 def session_id() -> str:
-    """An id for this browser session, kept in its session state (stable across reruns and pages).
+    """An id for this browser, kept in session state: the same after a reload, private to the browser.
 
-    Not the runtime's own session id: that one is the same for every AppTest, and session state is
-    exactly as private and long-lived as the session.
+    Derived from Streamlit's XSRF cookie (one secret per browser, re-masked on every page load), so a
+    user who reloads (or whose page got stuck) finds their running job again. Without the cookie
+    (AppTest, XSRF protection off) it is a random id that lives as long as the session.
     """
-    return st.session_state.setdefault(SESSION_ID, uuid.uuid4().hex)
+    if SESSION_ID not in st.session_state:
+        st.session_state[SESSION_ID] = browser_key(st.context.cookies.get("_streamlit_xsrf")) or uuid.uuid4().hex
+    return st.session_state[SESSION_ID]
 
 
 def current_job() -> TrainingJob | None:

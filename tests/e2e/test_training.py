@@ -83,10 +83,11 @@ def test_curves_grow_while_a_one_epoch_training_runs(scratch_server, page, shot)
 def test_a_second_session_does_not_see_the_first_sessions_job(scratch_server, page, new_page, shot):
     a = page
     _open_train(a, scratch_server.url)
-    _set_epochs(a, 20)  # far longer than the test: the job is surely still running when B looks
+    _set_epochs(a, 20)
+    _set_batch(a, 16)  # 20 x 3750 batches: minutes of work, so the job surely still runs while B looks
     a.locator(".st-key-train_start button").click()
     expect(a.get_by_role("button", name="Stop")).to_be_visible()
-    expect(a.locator(".st-key-train_progress")).to_contain_text("Epoch 1/20", timeout=60_000)
+    expect(a.locator(".st-key-train_progress")).to_contain_text(re.compile(r"Epoch \d+/20 · batch"), timeout=60_000)
 
     b = new_page()
     _open_train(b, scratch_server.url)
@@ -101,9 +102,11 @@ def test_a_second_session_does_not_see_the_first_sessions_job(scratch_server, pa
     expect(b.locator(".st-key-model_card")).to_be_visible(timeout=60_000)
     expect(b.get_by_text("Training in the background")).to_have_count(0)
 
-    # A's job was running all along; stop it and throw the partial model away. (A stays on /train: switching
-    # pages while a job's live progress refreshes can freeze the page, a separate bug, see the e2e report.)
-    expect(a.locator(".st-key-train_progress")).to_contain_text("Epoch")
+    # A's job was running all along, and a reload of A's page (a new Streamlit session in the same browser)
+    # finds it again; stop it and throw the partial model away.
+    expect(a.locator(".st-key-train_progress")).to_contain_text(re.compile(r"Epoch \d+/20 · batch"))
+    a.reload()
+    expect(a.locator(".st-key-train_progress")).to_contain_text(re.compile(r"Epoch \d+/20 · batch"), timeout=60_000)
     expect(a.get_by_role("button", name="Stop")).to_be_visible()
     a.get_by_role("button", name="Stop").click()
     expect(a.locator(".st-key-train_discard button")).to_be_visible(timeout=60_000)
