@@ -6,10 +6,10 @@ baseline drawing (height 180 px, 18 px pen, centred, white on opaque black) is t
 of the two 28x28 outputs plus their mean absolute pixel difference. Thresholds, from measurements:
 
 - SAME (corr >= 0.98, mean |diff| <= 0.025): the drawing moved, resized, on another background or
-  in another file format. Measured >= 0.989 and <= 0.017.
-- SAME_SHAPE (corr >= 0.90, mean |diff| <= 0.06): another pen width (6 or 40 px against 18). Widths
-  are brought into MNIST's range, not onto one value, so a 40 px pen stays bolder: measured >= 0.93.
-- DIFFERENT (corr < 0.65): every pair of different digits drawn the same way (measured <= 0.50),
+  in another file format. Measured >= 0.99 and <= 0.016.
+- SAME_SHAPE (corr >= 0.92, mean |diff| <= 0.05): another pen width (6 or 40 px against 18). Widths
+  are brought into a band, not onto one value, so a 40 px pen stays bolder: measured >= 0.96, <= 0.027.
+- DIFFERENT (corr < 0.65): every pair of different digits drawn the same way (measured <= 0.56),
   so passing SAME means "the network sees the same digit", not just "there is ink in the middle".
 """
 
@@ -39,7 +39,7 @@ from mnistcore.preprocess import (
 from mnistcore.redraw import CANVAS, RedrawStyle, pen_ink, redraw, thin
 
 SAME = (0.98, 0.025)
-SAME_SHAPE = (0.90, 0.06)
+SAME_SHAPE = (0.92, 0.05)
 DIFFERENT = 0.65
 
 # Centre lines of four digits in a unit box (x right, y down), as polylines.
@@ -309,14 +309,16 @@ def _canvas_from_mnist(digit: np.ndarray, scale: int = 10) -> np.ndarray:
 def test_real_mnist_digit_upscaled_comes_back_close(mnist_data: MnistData) -> None:
     images = mnist_data.test_images[:200].numpy()
     same = [corr(pixels(_canvas_from_mnist(d)), d.astype(np.float32) / 255) for d in images]
-    # Digits whose strokes already lie in MNIST's middle band come back almost unchanged; the rest
-    # get thinner or thicker strokes, which lowers the correlation but keeps the shape.
-    assert np.median(same) > 0.93
-    assert np.percentile(same, 10) > 0.85
-    # Against another digit of the set the correlation is far lower: the round trip keeps identity.
+    # Digits whose strokes lie in the width band come back almost unchanged; thinner ones (most of
+    # MNIST: the band is set for uniform canvas strokes) come back bolder, which lowers the correlation
+    # but keeps the shape. Measured: median 0.935, 10th percentile 0.85.
+    assert np.median(same) > 0.9
+    assert np.percentile(same, 10) > 0.8
+    # Against the next digit of the set the correlation is far lower (measured median 0.28): the round
+    # trip keeps the digit's identity, not just "ink in the middle".
     other = [corr(pixels(_canvas_from_mnist(images[i])), images[i + 1].astype(np.float32) / 255)
              for i in range(0, 40)]
-    assert np.median(other) < 0.5
+    assert np.median(other) < 0.45
 
 
 def test_redraw_makes_canvases_of_every_kind() -> None:
