@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistcore.config import TrainConfig
+from mnistcore.config import PRESETS, TrainConfig
 from mnistcore.data import load_mnist
 from mnistcore.evaluate import cell_indices, evaluate, select_predictions
 from mnistcore.predict import predict_prepared
@@ -118,9 +118,13 @@ def test_train_page_widgets(make_app, small_run):
     assert at.number_input(key="train_seed").value == 0
     assert has_button(at, "train_start") and not has_button(at, "train_stop")
     at.selectbox(key="train_preset").set_value("best").run()
-    assert at.number_input(key="train_hidden").value == 1024
-    assert at.slider(key="train_dropout").value == pytest.approx(0.4)
-    assert at.selectbox(key="train_schedule").value == "onecycle"
+    best = PRESETS["best"]
+    assert at.number_input(key="train_hidden").value == best.hidden
+    assert at.slider(key="train_epochs").value == best.epochs
+    assert at.selectbox(key="train_batch").value == best.batch_size
+    assert at.slider(key="train_dropout").value == pytest.approx(best.dropout)
+    assert at.selectbox(key="train_schedule").value == best.schedule
+    assert at.checkbox(key="train_augment").value is best.augment
 
 
 @pytest.mark.slow
