@@ -1,4 +1,4 @@
-"""`python -m bench` (`make bench`): every benchmark in turn; --quick keeps it to about a minute."""
+"""`python -m bench` (`make bench`): every benchmark in turn; --quick takes a minute or two."""
 
 from __future__ import annotations
 

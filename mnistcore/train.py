@@ -320,7 +320,8 @@ def _train(
     params = _init_params(config, device, gen)
     grads = _Params(config.hidden, device)
     opt = _Optimizer(config, params.flat, grads.flat)
-    # Dropout's stream is derived from the seed, not drawn from `gen`, so dropout=0 runs shuffle exactly as before.
+    # Dropout's stream is derived from the seed, not drawn from `gen`: turning dropout on or off leaves the
+    # initial weights and the shuffling as they were.
     stepper = _Stepper(config, params, grads, device, (config.seed * 6364136223846793005 + 1) % 2**64)
     dtype = stepper.dtype
 
@@ -346,7 +347,12 @@ def _train(
     batches = math.ceil(n / bs)
     total_steps = batches * config.epochs
     result = TrainResult(model=_meta_model(config), config=config)  # train() puts in the trained model
-    emit = on_event or (lambda _e: None)
+
+    def emit(event: Event) -> None:
+        if on_event is not None:
+            with torch.inference_mode(False):  # the caller's code runs as it would anywhere else
+                on_event(event)
+
     start = time.perf_counter()
     step = 0
     for epoch in range(1, config.epochs + 1):

@@ -194,3 +194,10 @@ def test_augment_share_is_validated() -> None:
     with pytest.raises(ValueError, match="augment_share"):
         TrainConfig(augment_share=1.5)
     assert TrainConfig.from_dict({"hidden": 64}).augment_share == 1.0  # runs saved before the field existed
+
+
+def test_progress_callbacks_run_outside_inference_mode(tiny_data: MnistData) -> None:
+    modes: list[bool] = []
+    train(TrainConfig(hidden=32, epochs=1, batch_size=32, report_every=5, device="cpu"), tiny_data,
+          on_event=lambda _e: modes.append(torch.is_inference_mode_enabled()))
+    assert modes and not any(modes)
