@@ -55,7 +55,7 @@ def test_curves_grow_while_a_one_epoch_training_runs(scratch_server, page, shot)
     page.locator(".st-key-train_start button").click()
 
     expect(page.locator(".st-key-train_progress")).to_be_visible()
-    expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    expect(page.get_by_test_id("stButton").get_by_role("button", name="Stop").first).to_be_visible()
     expect(page.locator(".st-key-train_start button")).to_be_disabled()
 
     # A first drawing of the curves during the epoch: training points, no test point yet (it comes at the end).
@@ -86,7 +86,7 @@ def test_a_second_session_does_not_see_the_first_sessions_job(scratch_server, pa
     _set_epochs(a, 20)
     _set_batch(a, 16)  # 20 x 3750 batches: minutes of work, so the job surely still runs while B looks
     a.locator(".st-key-train_start button").click()
-    expect(a.get_by_role("button", name="Stop")).to_be_visible()
+    expect(a.get_by_test_id("stButton").get_by_role("button", name="Stop").first).to_be_visible()
     expect(a.locator(".st-key-train_progress")).to_contain_text(re.compile(r"Epoch \d+/20 · batch"), timeout=60_000)
 
     b = new_page()
@@ -94,7 +94,7 @@ def test_a_second_session_does_not_see_the_first_sessions_job(scratch_server, pa
     expect(b.get_by_role("heading", name="Train a network")).to_be_visible()
     expect(b.locator(".st-key-train_progress")).to_have_count(0)
     expect(b.locator(".st-key-train_curves")).to_have_count(0)
-    expect(b.get_by_role("button", name="Stop")).to_have_count(0)
+    expect(b.get_by_test_id("stButton").get_by_role("button", name="Stop").first).to_have_count(0)
     expect(b.locator(".st-key-train_epochs input[type=range]")).to_have_value("5")  # B's own default form
     shot(b, "other-session")
     # B's other pages show no background job either.
@@ -107,8 +107,8 @@ def test_a_second_session_does_not_see_the_first_sessions_job(scratch_server, pa
     expect(a.locator(".st-key-train_progress")).to_contain_text(re.compile(r"Epoch \d+/20 · batch"))
     a.reload()
     expect(a.locator(".st-key-train_progress")).to_contain_text(re.compile(r"Epoch \d+/20 · batch"), timeout=60_000)
-    expect(a.get_by_role("button", name="Stop")).to_be_visible()
-    a.get_by_role("button", name="Stop").click()
+    expect(a.get_by_test_id("stButton").get_by_role("button", name="Stop").first).to_be_visible()
+    a.get_by_test_id("stButton").get_by_role("button", name="Stop").first.click()
     expect(a.locator(".st-key-train_discard button")).to_be_visible(timeout=60_000)
     expect(a.locator(".st-key-train_keep button")).to_be_visible()
     shot(a, "stopped")
