@@ -192,10 +192,10 @@ def test_stroke_width_is_brought_into_mnist_range() -> None:
     for pen in (4, 10, 18, 30, 44):
         out = pixels(draw("4", pen=pen))
         widths[pen] = stroke_width(np.asarray(Image.fromarray(out, "F").resize((112, 112), Image.BILINEAR))) / 4
-    # A 4 px pen is 11x thinner than a 44 px one on the canvas; at 28x28 the widths stay within
-    # MNIST's 10-90 % range (about 2 to 3.8 px) and within a factor 1.6 of each other.
-    assert min(widths.values()) > 1.8 and max(widths.values()) < 3.9, widths
-    assert max(widths.values()) / min(widths.values()) < 1.6, widths
+    # A 4 px pen is 11x thinner than a 44 px one on the canvas; at 28x28 all land in the band
+    # (2.8-3.6 px; measured on the output 3.4-3.65, resampling blur adds a little) and within 15 %.
+    assert min(widths.values()) > 2.6 and max(widths.values()) < 4.0, widths
+    assert max(widths.values()) / min(widths.values()) < 1.15, widths
 
 
 @pytest.mark.parametrize("blank", [
