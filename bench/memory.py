@@ -13,20 +13,16 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from bench import machine
+from bench.appserver import CHROMIUM, CHROMIUM_ARGS, AppServer
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 TARGET_MIB = 1536
 
 
@@ -58,26 +54,6 @@ def page_paths(app: Path = ROOT / "app.py") -> list[str]:
     return ["/", *(f"/{p}" for p in paths if p)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited early with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"streamlit did not become healthy at {url} within {timeout} s")
-
-
 def _wait_rendered(page: object, timeout: float = 60.0, quiet: float = 1.5) -> None:
     """Wait until the app shows content and its 'running' indicator has been gone for `quiet` seconds."""
     page.wait_for_selector('[data-testid="stMain"]', timeout=timeout * 1000)  # type: ignore[attr-defined]
@@ -95,31 +71,16 @@ def _wait_rendered(page: object, timeout: float = 60.0, quiet: float = 1.5) -> N
 
 def server_peak(runs_dir: Path, data_dir: Path) -> tuple[dict[str, float], list[tuple[str, float]]]:
     """Start the app, visit every page, return (VmHWM/VmRSS in MiB, [(path, seconds to render)])."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MNIST_RUNS_DIR": str(runs_dir), "MNIST_DATA_DIR": str(data_dir),
-           "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
-             "--server.port", str(port), "--server.headless", "true", "--server.fileWatcherType", "none"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
+        server = AppServer(runs_dir, data_dir, Path(tmp) / "streamlit.log")
         try:
-            _wait_healthy(url, proc)
-            visits = _visit_pages(url)
-            return proc_status_mib(proc.pid), visits
+            visits = _visit_pages(server.url)  # first: the peak is read after every page was shown
+            return proc_status_mib(server.proc.pid), visits
         except Exception:
-            log.seek(0)
-            sys.stderr.write(log.read().decode(errors="replace")[-3000:])
+            sys.stderr.write(server.log_path.read_text(errors="replace")[-3000:])
             raise
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            server.stop()
 
 
 def _visit_pages(url: str) -> list[tuple[str, float]]:
