@@ -20,8 +20,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for all subcommands."""
     parser = argparse.ArgumentParser(prog="python -m mnistcore", description="MNIST Lab engine")
     sub = parser.add_subparsers(dest="command", required=True)
-    _common(sub.add_parser("data", help="provision and verify MNIST; print source and checksums"))
+    d = sub.add_parser("data", help="provision and verify MNIST; print source and checksums")
+    _common(d)
+    d.set_defaults(func=cmd_data)
     t = sub.add_parser("train", help="train a model and save it as a run")
+    t.set_defaults(func=cmd_train)
     _common(t)
     t.add_argument("--preset", choices=sorted(PRESETS), default="default",
                    help="start from a preset (default: the seed recipe; best: the strongest shallow net)")
@@ -37,15 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", choices=("auto", "cpu", "cuda"))
     t.add_argument("--json", action="store_true", help="print one JSON object on stdout at the end")
     e = sub.add_parser("evaluate", help="accuracy and confusion matrix of a saved run")
+    e.set_defaults(func=cmd_evaluate)
     _common(e)
     e.add_argument("--run", default="latest", help="run id or 'latest'")
     e.add_argument("--json", action="store_true")
     pr = sub.add_parser("predict", help="predict the digit in image files (PNG/JPEG)")
+    pr.set_defaults(func=cmd_predict)
     _common(pr)
     pr.add_argument("--run", default="latest", help="run id or 'latest'")
     pr.add_argument("images", nargs="+", type=Path)
     pr.add_argument("--json", action="store_true", help="(default) one JSON line per image")
     r = sub.add_parser("runs", help="list saved runs")
+    r.set_defaults(func=cmd_runs)
     _common(r)
     r.add_argument("--json", action="store_true")
     return parser
@@ -74,7 +80,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from mnistcore.data import load_mnist, provision_mnist
@@ -84,7 +90,7 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         config = _config(args)
     except ValueError as exc:
-        parser.error(str(exc))
+        args.parser.error(str(exc))
     try:
         resolve_device(config.device)  # fail before provisioning and loading, not after
     except ValueError as exc:
@@ -195,10 +201,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.parser = parser  # for parser.error() on option values only the command can check
     try:
-        if args.command == "train":
-            return cmd_train(args, parser)
-        commands = {"data": cmd_data, "evaluate": cmd_evaluate, "predict": cmd_predict, "runs": cmd_runs}
-        return commands[args.command](args)
+        return args.func(args)
     except (DataError, RunError) as exc:
         return _err(str(exc))
