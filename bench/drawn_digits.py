@@ -1,6 +1,6 @@
 """Benchmark the drawn-digit path: MNIST test digits redrawn as 280x280 canvases, then prepare_digit + model.
 
-Each chosen test digit is redrawn as a canvas drawing (mnistcore.redraw: random size 120-260 px, random
+Each chosen test digit is redrawn as a canvas drawing (bench.redraw: random size 120-260 px, random
 position, pen 3-20 % of the digit's height traced along its centre line or its outline thickened or
 thinned, white on opaque black or ink in the alpha of a transparent canvas), pushed through
 prepare_digit and classified. Printed: the model's plain test accuracy, its accuracy on the same digits
@@ -21,13 +21,13 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
+from bench.redraw import RedrawStyle, redraw
 from mnistcore.config import TrainConfig
 from mnistcore.data import MnistData, default_data_dir, load_mnist
 from mnistcore.model import ShallowNet
 from mnistcore.normalize import normalize
 from mnistcore.predict import predict_prepared
 from mnistcore.preprocess import prepare_digit
-from mnistcore.redraw import RedrawStyle, redraw
 
 # What a canvas user produces. Held-out families lie outside both this and the train-time
 # augmentation (rotation <= 12 deg, isotropic scale 0.85-1.15, shear <= 0.15, strokes +-1 px).

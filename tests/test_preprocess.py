@@ -25,6 +25,7 @@ import torch
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from bench.redraw import CANVAS, RedrawStyle, pen_ink, redraw, thin
 from mnistcore.data import MnistData
 from mnistcore.normalize import normalize
 from mnistcore.preprocess import (
@@ -36,7 +37,6 @@ from mnistcore.preprocess import (
     prepare_digit,
     stroke_width,
 )
-from mnistcore.redraw import CANVAS, RedrawStyle, pen_ink, redraw, thin
 
 SAME = (0.98, 0.025)
 SAME_SHAPE = (0.92, 0.05)
