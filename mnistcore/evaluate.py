@@ -24,6 +24,7 @@ class Evaluation:
     precision: np.ndarray  # (10,) per predicted class
     recall: np.ndarray  # (10,) per true class
     support: np.ndarray  # (10,) number of images of each true class
+    f1: np.ndarray  # (10,) harmonic mean of precision and recall per class (0 where both are 0)
 
     @property
     def confidence(self) -> np.ndarray:
@@ -45,14 +46,14 @@ def evaluate(model: ShallowNet, images: torch.Tensor, labels: torch.Tensor) -> E
     y = labels.cpu().numpy().astype(np.int64)
     pred = probs.argmax(1).astype(np.int64)
     classes = list(range(10))
-    precision, recall, _, support = precision_recall_fscore_support(
+    precision, recall, f1, support = precision_recall_fscore_support(
         y, pred, labels=classes, zero_division=0
     )
     return Evaluation(
         labels=y, predictions=pred, probabilities=probs,
         confusion=confusion_matrix(y, pred, labels=classes),
         accuracy=float((y == pred).mean()) if len(y) else float("nan"),
-        precision=precision, recall=recall, support=support,
+        precision=precision, recall=recall, support=support, f1=f1,
     )
 
 

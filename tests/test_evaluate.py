@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_score, recall_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
 
 from mnistcore.config import TrainConfig
 from mnistcore.data import MnistData
@@ -48,6 +48,8 @@ def _assert_matches_sklearn(ev: Evaluation) -> None:
                                                              average=None, zero_division=0))
     np.testing.assert_allclose(ev.recall, recall_score(ev.labels, ev.predictions, labels=classes,
                                                        average=None, zero_division=0))
+    np.testing.assert_allclose(ev.f1, f1_score(ev.labels, ev.predictions, labels=classes,
+                                               average=None, zero_division=0))
     np.testing.assert_array_equal(ev.support, np.bincount(ev.labels, minlength=10))
     assert ev.errors == int((ev.labels != ev.predictions).sum()) == ev.confusion.sum() - np.trace(ev.confusion)
 
@@ -65,6 +67,7 @@ def test_known_predictions() -> None:
     assert ev.errors == 12 and ev.accuracy == pytest.approx(48 / 60)  # the 3s and 7s, 6 of each
     assert ev.precision[3] == 0 and ev.recall[3] == 0  # never predicted: zero, not NaN
     assert ev.precision[5] == pytest.approx(0.5) and ev.recall[5] == 1
+    assert ev.f1[3] == 0 and ev.f1[5] == pytest.approx(2 * 0.5 * 1 / 1.5)  # harmonic mean, 0 (not NaN) when empty
     _assert_matches_sklearn(ev)
 
 
@@ -108,6 +111,7 @@ def _random_evaluation(n: int = 300, seed: int = 0) -> Evaluation:
         precision=precision_score(labels, pred, labels=classes, average=None, zero_division=0),
         recall=recall_score(labels, pred, labels=classes, average=None, zero_division=0),
         support=np.bincount(labels, minlength=10),
+        f1=f1_score(labels, pred, labels=classes, average=None, zero_division=0),
     )
 
 
