@@ -1,4 +1,4 @@
-"""Command line: python -m mnistcore data | train | evaluate | predict | runs."""
+"""Command line: python -m mnistcore data | train | evaluate | predict | explain | runs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from mnistcore.config import OPTIMIZERS, PRESETS, TrainConfig
+
+PREPARED_HELP = ("the images are 28x28 greyscale MNIST-style pictures (white ink on black), given to the "
+                 "network as they are: no cropping, scaling or centring")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -50,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--run", default="latest", help="run id or 'latest'")
     pr.add_argument("images", nargs="+", type=Path)
     pr.add_argument("--json", action="store_true", help="(default) one JSON line per image")
+    pr.add_argument("--prepared", action="store_true", help=PREPARED_HELP)
+    ex = sub.add_parser("explain", help="why: per-pixel evidence for the predicted digit and the runner-up")
+    ex.set_defaults(func=cmd_explain)
+    _common(ex)
+    ex.add_argument("--run", default="latest", help="run id or 'latest'")
+    ex.add_argument("images", nargs="+", type=Path)
+    ex.add_argument("--json", action="store_true", help="(default) one JSON line per image")
+    ex.add_argument("--prepared", action="store_true", help=PREPARED_HELP)
     r = sub.add_parser("runs", help="list saved runs")
     r.set_defaults(func=cmd_runs)
     _common(r)
@@ -156,6 +167,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from mnistcore.explain import read_prepared
     from mnistcore.predict import predict_prepared
     from mnistcore.preprocess import ImageReadError, prepare_digit
     from mnistcore.runs import RunStore
@@ -164,7 +176,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     failures = 0
     for path in args.images:
         try:
-            digit = prepare_digit(path)
+            digit = read_prepared(path) if args.prepared else prepare_digit(path)
         except ImageReadError as exc:
             print(json.dumps({"path": str(path), "error": str(exc)}))
             failures += 1
@@ -176,6 +188,35 @@ def cmd_predict(args: argparse.Namespace) -> int:
         probs = predict_prepared(model, digit)
         print(json.dumps({"path": str(path), "digit": int(probs.argmax()),
                           "probabilities": [round(float(p), 6) for p in probs]}))
+    return 1 if failures else 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from mnistcore.explain import explain, net_weights, read_prepared
+    from mnistcore.preprocess import ImageReadError, prepare_digit
+    from mnistcore.runs import RunStore
+
+    model, _ = RunStore(args.runs_dir).load(args.run)
+    weights = net_weights(model)
+    failures = 0
+    for path in args.images:
+        try:
+            digit = read_prepared(path) if args.prepared else prepare_digit(path)
+        except ImageReadError as exc:
+            digit = None
+            error = str(exc)
+        else:
+            error = digit.message
+        if digit is None or digit.empty:
+            print(json.dumps({"path": str(path), "error": error}))
+            failures += 1
+            continue
+        ex = explain(weights, digit.pixels)
+        # Unrounded: the attributions of a class must still add up to its logit minus its baseline logit.
+        print(json.dumps({"path": str(path), "digit": ex.digit, "runner_up": ex.runner_up,
+                          "probabilities": [round(float(p), 6) for p in ex.probabilities],
+                          "logits": ex.logits.tolist(), "baseline_logits": ex.baseline_logits.tolist(),
+                          "attributions": {str(k): a.tolist() for k, a in ex.attributions.items()}}))
     return 1 if failures else 0
 
 
