@@ -2,15 +2,14 @@
 
 import streamlit as st
 
-from ui import components, confusion_view
-from ui import resources as res
+from ui import cache, components, confusion_view, session
 
 st.title("Confusion matrix")
-run_id = res.active_run_id()
+run_id = session.active_run_id()
 if run_id is None:
     components.train_default_prompt("confusion")
     st.stop()
-ev = res.get_evaluation(run_id)
+ev = cache.get_evaluation(run_id)
 if ev is None:
     st.stop()
 st.caption(f"Rows: the true digit; columns: what the model predicted, on the {len(ev.labels):,} test images "

@@ -4,15 +4,14 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas  # only importable under a running Streamlit
 
 from mnistcore.preprocess import ImageReadError, prepare_digit
-from ui import components
-from ui import resources as res
+from ui import cache, components, session
 
 st.title("Draw a digit")
-run_id = res.active_run_id()
+run_id = session.active_run_id()
 if run_id is None:
     components.train_default_prompt("draw")
     st.stop()
-loaded = res.get_model(run_id)
+loaded = cache.get_model(run_id)
 if loaded is None:
     st.stop()
 model = loaded[0]

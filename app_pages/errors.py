@@ -2,15 +2,14 @@
 
 import streamlit as st
 
-from ui import components, errors_view
-from ui import resources as res
+from ui import cache, components, errors_view, session
 
 st.title("Errors")
-run_id = res.active_run_id()
+run_id = session.active_run_id()
 if run_id is None:
     components.train_default_prompt("errors")
     st.stop()
-ev = res.get_evaluation(run_id)
+ev = cache.get_evaluation(run_id)
 if ev is None:
     st.stop()
 st.caption(f"The active model gets {ev.errors} of the {len(ev.labels):,} test images wrong. "
@@ -19,6 +18,6 @@ idx = errors_view.filtered(ev)
 if len(idx) == 0:
     st.info("No test image matches these filters.")
     st.stop()
-images = res.test_images()
+images = cache.test_images()
 pick = errors_view.grid(ev, images, idx)
 errors_view.picked(ev, images, pick)

@@ -2,8 +2,7 @@
 
 import streamlit as st
 
-from ui import components, figures
-from ui import resources as res
+from ui import cache, components, figures, session
 
 st.title("MNIST Lab")
 st.markdown(
@@ -14,12 +13,12 @@ st.markdown(
     "Finally, draw a digit yourself and see what the network thinks it is."
 )
 
-data = res.get_data()
-run_id = res.active_run_id()
+data = cache.get_data()
+run_id = session.active_run_id()
 st.subheader("Active model")
 if run_id is None:
     components.train_default_prompt("home")
-elif (loaded := res.get_model(run_id)) is not None:
+elif (loaded := cache.get_model(run_id)) is not None:
     components.model_card(loaded[1])
     cols = st.columns(4)
     cols[0].page_link("app_pages/draw.py", label="Draw a digit", icon=":material/draw:")
@@ -36,4 +35,4 @@ with left:
                     key="home_counts", config={"displayModeBar": False})
 with right:
     st.markdown("The first twelve training images of each digit:")
-    st.image(res.sample_grid(), width="content")
+    st.image(cache.sample_grid(), width="content")

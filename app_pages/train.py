@@ -2,16 +2,15 @@
 
 import streamlit as st
 
-from ui import components, train_form
-from ui import resources as res
+from ui import cache, session, train_form
 
 st.title("Train a network")
 st.caption("784 inputs → hidden ReLU layer → 10 outputs. Training runs in the background: you can use the "
            "other pages meanwhile and come back here.")
-res.get_data()
-job = res.current_job()
+cache.get_data()
+job = session.current_job()
 config = train_form.form(disabled=job is not None and job.running)
-if config is not None and components.start_job(config) is not None:
+if config is not None and session.start_job(config) is not None:
     st.rerun()
 if job is not None:
     train_form.panel(job)

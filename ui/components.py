@@ -5,26 +5,14 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from mnistcore.config import PRESETS, TrainConfig
+from mnistcore.config import PRESETS
 from mnistcore.model import ShallowNet
 from mnistcore.predict import predict_prepared
 from mnistcore.preprocess import NOTHING_DRAWN, PreparedDigit
 from mnistcore.runs import RunInfo
-from ui import resources as res
+from ui import session
 from ui.figures import probability_bars, training_curves, upscale
-from ui.jobs import REGISTRY, RUNNING, JobError, TrainingJob
-
-UI_REPORT_EVERY = 10  # batches between progress events: smooth curves even on a slow machine
-
-
-def start_job(config: TrainConfig) -> TrainingJob | None:
-    """Start a training job for this session; show the reason when it cannot start."""
-    try:
-        return REGISTRY.start(res.session_id(), config.with_(report_every=UI_REPORT_EVERY), res.get_data(),
-                              res.store())
-    except JobError as exc:
-        st.error(str(exc))
-        return None
+from ui.jobs import RUNNING, TrainingJob
 
 
 def live_progress(job: TrainingJob, curves: bool = False, key: str = "job") -> None:
@@ -42,7 +30,7 @@ def live_progress(job: TrainingJob, curves: bool = False, key: str = "job") -> N
             else:
                 st.caption("The curves appear after the first batches.")
         if was_running and not snap.running:
-            res.activate_finished_job()
+            session.activate_finished_job()
             st.rerun()
 
     _live()
@@ -50,16 +38,16 @@ def live_progress(job: TrainingJob, curves: bool = False, key: str = "job") -> N
 
 def train_default_prompt(where: str) -> None:
     """For a user with no model yet: one obvious button that trains the default recipe, then its progress."""
-    job = res.current_job()
+    job = session.current_job()
     if job is not None and job.running:
         st.info("Training a model for you — this page updates by itself when it is ready.")
         live_progress(job, key=f"{where}_default")
         return
     st.info("There is no trained model yet. Train the default one (784-128-10, 5 epochs) — it takes a few "
             "seconds — then draw digits, explore its confusion matrix and its mistakes.")
-    label = f"Train the default model (~{res.default_train_seconds()} s)"
+    label = f"Train the default model (~{session.default_train_seconds()} s)"
     clicked = st.button(label, key=f"{where}_train_default", type="primary", icon=":material/bolt:")
-    if clicked and start_job(PRESETS["default"]) is not None:
+    if clicked and session.start_job(PRESETS["default"]) is not None:
         st.rerun()
 
 
@@ -83,7 +71,7 @@ def model_card(info: RunInfo) -> None:
 
 def job_status_sidebar() -> None:
     """A one-line status of this session's running job in the sidebar (pages that show no progress of their own)."""
-    job = res.current_job()
+    job = session.current_job()
     if job is None or job.status != RUNNING:
         return
     st.caption("Training in the background")

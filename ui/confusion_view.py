@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from mnistcore.evaluate import Evaluation
-from ui import resources as res
+from ui import cache
 from ui.figures import cell_from_selection, confusion_figure, parse_cell
 
 CHART = "cm"  # plotly chart key (its selection state)
@@ -57,7 +57,7 @@ def cell_images(run_id: str, cell: tuple[int, int] | None) -> None:
         st.info("Click a cell of the matrix to see its test images.")
         return
     true, pred = cell
-    grid, count = res.cell_grid(run_id, true, pred)
+    grid, count = cache.cell_grid(run_id, true, pred)
     kind = "correct" if true == pred else "misclassified"
     head, clear = st.columns([5, 1])
     with head, st.container(key="cm_cell_title"):

@@ -5,31 +5,30 @@ from __future__ import annotations
 import streamlit as st
 
 from mnistcore.runs import RunError
-from ui import components
-from ui import resources as res
+from ui import cache, components, session
 
 PICK = "sidebar_model"
 
 
 def _picked() -> None:
-    res.set_active(st.session_state.get(PICK))
+    session.set_active(st.session_state.get(PICK))
 
 
 def _delete(run_id: str) -> None:
     try:
-        res.store().delete(run_id)
+        cache.store().delete(run_id)
     except RunError as exc:
         st.session_state["sidebar_delete_error"] = str(exc)
         return
-    res.forget_run(run_id)
-    res.set_active(None)
+    cache.forget_run(run_id)
+    session.set_active(None)
 
 
 def render(page: str = "") -> None:
     """Draw the sidebar for the page at url path `page`; the active run id lives in session state."""
-    res.activate_finished_job()
-    runs = res.list_runs()
-    active = res.active_run_id()
+    session.activate_finished_job()
+    runs = cache.list_runs()
+    active = session.active_run_id()
     with st.sidebar:
         st.markdown("#### Active model")
         if not runs:

@@ -7,8 +7,7 @@ import importlib.util
 import streamlit as st
 
 from mnistcore.config import OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig
-from ui import components
-from ui import resources as res
+from ui import components, session
 from ui.jobs import FAILED, FINISHED, KEPT, RUNNING, STOPPED, TrainingJob
 
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024, 2048]
@@ -76,11 +75,6 @@ def form(disabled: bool) -> TrainConfig | None:
         return None
 
 
-def _keep(job: TrainingJob) -> None:
-    job.keep()
-    res.activate_finished_job()
-
-
 def panel(job: TrainingJob) -> None:
     """This session's job: live progress and curves; Stop while it runs; keep/discard after a stop."""
     status = job.status
@@ -98,7 +92,7 @@ def panel(job: TrainingJob) -> None:
     elif status == STOPPED:
         st.warning(f"Training stopped. The partial model scores {snap.test_accuracy:.2%} on the test set.")
         c = st.columns(2)
-        c[0].button("Keep the partial model", key="train_keep", on_click=_keep, args=(job,), type="primary")
-        c[1].button("Discard it", key="train_discard", on_click=job.discard)
+        c[0].button("Keep the partial model", key="train_keep", on_click=session.keep, args=(job,), type="primary")
+        c[1].button("Discard it", key="train_discard", on_click=session.discard, args=(job,))
     elif status == FAILED:
         st.error(f"Training failed: {snap.error}")

@@ -1,12 +1,10 @@
-"""Shared, read-only resources (dataset, models, evaluations) cached once per server, plus session state.
+"""Server-wide, read-only caches: the dataset, loaded models, evaluations and the pictures made from them.
 
-Everything cached here is shared by all sessions and must never be mutated: models are in eval mode
-and only used under no_grad, evaluation arrays are made read-only.
+Everything here is shared by all sessions and must never be mutated: models are in eval mode and only
+used under no_grad, evaluation arrays are made read-only. Per-session state lives in ui/session.py.
 """
 
 from __future__ import annotations
-
-import uuid
 
 import numpy as np
 import streamlit as st
@@ -19,11 +17,6 @@ from mnistcore.preprocess import prepare_digit
 from mnistcore.runs import RunError, RunInfo, RunStore, default_runs_dir
 from ui.figures import mosaic, upscale
 from ui.gallery import html_grid
-from ui.jobs import REGISTRY, TrainingJob, browser_key
-
-ACTIVE_RUN = "ui_active_run"  # session_state key: the run id the user has chosen (or None)
-ACTIVATED_JOB = "ui_activated_job"
-SESSION_ID = "ui_session_id"  # session_state key: the job whose run was last made active
 
 
 def data_dir() -> str:
@@ -93,21 +86,6 @@ def list_runs() -> list[RunInfo]:
     return store().list()
 
 
-def active_run_id() -> str | None:
-    """The session's active run: its choice when that run still exists, else the newest run, else None."""
-    runs = list_runs()
-    ids = [r.run_id for r in runs]
-    chosen = st.session_state.get(ACTIVE_RUN)
-    if chosen not in ids:
-        chosen = ids[0] if ids else None
-        st.session_state[ACTIVE_RUN] = chosen
-    return chosen
-
-
-def set_active(run_id: str | None) -> None:
-    st.session_state[ACTIVE_RUN] = run_id
-
-
 def get_model(run_id: str) -> tuple[ShallowNet, RunInfo] | None:
     """The saved model (shared, read-only), or None after showing why it cannot be loaded."""
     try:
@@ -118,6 +96,7 @@ def get_model(run_id: str) -> tuple[ShallowNet, RunInfo] | None:
 
 
 def get_evaluation(run_id: str) -> Evaluation | None:
+    """The run's evaluation on the test set (shared, read-only), or None after showing why not."""
     get_data()
     try:
         return _evaluation(runs_dir(), run_id, data_dir())
@@ -140,44 +119,6 @@ def forget_run(run_id: str) -> None:
 def test_images() -> np.ndarray:
     """The 10 000 test images as a (read-only by convention) uint8 array."""
     return get_data().test_images.numpy()
-
-
-# ---------------------------------------------------------------- sessions and jobs
-
-def session_id() -> str:
-    """An id for this browser, kept in session state: the same after a reload, private to the browser.
-
-    Derived from Streamlit's XSRF cookie (one secret per browser, re-masked on every page load), so a
-    user who reloads (or whose page got stuck) finds their running job again. Without the cookie
-    (AppTest, XSRF protection off) it is a random id that lives as long as the session.
-    """
-    if SESSION_ID not in st.session_state:
-        st.session_state[SESSION_ID] = browser_key(st.context.cookies.get("_streamlit_xsrf")) or uuid.uuid4().hex
-    return st.session_state[SESSION_ID]
-
-
-def current_job() -> TrainingJob | None:
-    return REGISTRY.get(session_id())
-
-
-def activate_finished_job() -> bool:
-    """Make a finished (or kept) job's run the active model once; True when that changed something."""
-    job = current_job()
-    if job is None:
-        return False
-    snap = job.snapshot()
-    if snap.run_info is None or st.session_state.get(ACTIVATED_JOB) == (snap.job_id, snap.run_info.run_id):
-        return False
-    st.session_state[ACTIVATED_JOB] = (snap.job_id, snap.run_info.run_id)
-    set_active(snap.run_info.run_id)
-    return True
-
-
-def default_train_seconds() -> int:
-    from ui.jobs import is_default_recipe
-
-    saved = [r.train_seconds for r in list_runs() if is_default_recipe(r.config)]
-    return REGISTRY.default_seconds(saved)
 
 
 @st.cache_resource(show_spinner=False)

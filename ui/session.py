@@ -1,0 +1,98 @@
+"""Per-session state: who this browser is, its active run, and its training job (start, keep, discard).
+
+Nothing here is shared between sessions except through the job registry, which keys jobs by browser.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import streamlit as st
+
+from mnistcore.config import TrainConfig
+from ui import cache
+from ui.jobs import REGISTRY, JobError, JobSnapshot, TrainingJob, browser_key, is_default_recipe
+
+ACTIVE_RUN = "ui_active_run"  # session_state key: the run id the user has chosen (or None)
+ACTIVATED_JOB = "ui_activated_job"  # session_state key: the (job, run) whose run was last made active
+SESSION_ID = "ui_session_id"  # session_state key: this browser's id
+UI_REPORT_EVERY = 10  # batches between progress events: smooth curves even on a slow machine
+
+
+def session_id() -> str:
+    """An id for this browser, kept in session state: the same after a reload, private to the browser.
+
+    Derived from Streamlit's XSRF cookie (one secret per browser, re-masked on every page load), so a
+    user who reloads (or whose page got stuck) finds their running job again. Without the cookie
+    (AppTest, XSRF protection off) it is a random id that lives as long as the session.
+    """
+    if SESSION_ID not in st.session_state:
+        st.session_state[SESSION_ID] = browser_key(st.context.cookies.get("_streamlit_xsrf")) or uuid.uuid4().hex
+    return st.session_state[SESSION_ID]
+
+
+def active_run_id() -> str | None:
+    """The session's active run: its choice when that run still exists, else the newest run, else None."""
+    ids = [r.run_id for r in cache.list_runs()]
+    chosen = st.session_state.get(ACTIVE_RUN)
+    if chosen not in ids:
+        chosen = ids[0] if ids else None
+        st.session_state[ACTIVE_RUN] = chosen
+    return chosen
+
+
+def set_active(run_id: str | None) -> None:
+    st.session_state[ACTIVE_RUN] = run_id
+
+
+def current_job() -> TrainingJob | None:
+    """This browser's current (or last) training job; never another browser's."""
+    return REGISTRY.get(session_id())
+
+
+def start_job(config: TrainConfig) -> TrainingJob | None:
+    """Start a training job for this browser; show the reason when it cannot start."""
+    try:
+        return REGISTRY.start(session_id(), config.with_(report_every=UI_REPORT_EVERY), cache.get_data(),
+                              cache.store())
+    except JobError as exc:
+        st.error(str(exc))
+        return None
+
+
+def activate_finished_job(snap: JobSnapshot | None = None) -> bool:
+    """Make a finished (or kept) job's run the active model once; True when that changed something."""
+    if snap is None:
+        job = current_job()
+        if job is None:
+            return False
+        snap = job.snapshot()
+    if snap.run_info is None or st.session_state.get(ACTIVATED_JOB) == (snap.job_id, snap.run_info.run_id):
+        return False
+    st.session_state[ACTIVATED_JOB] = (snap.job_id, snap.run_info.run_id)
+    set_active(snap.run_info.run_id)
+    return True
+
+
+def keep(job: TrainingJob) -> None:
+    """Save a stopped job's partial model and make it the active one (a second click does nothing)."""
+    try:
+        job.keep()
+    except JobError as exc:
+        st.session_state["ui_job_error"] = str(exc)
+        return
+    activate_finished_job()
+
+
+def discard(job: TrainingJob) -> None:
+    """Drop a stopped job's partial model."""
+    try:
+        job.discard()
+    except JobError as exc:
+        st.session_state["ui_job_error"] = str(exc)
+
+
+def default_train_seconds() -> int:
+    """How long the default recipe takes here: measured on this server, else from saved runs, else a guess."""
+    saved = [r.train_seconds for r in cache.list_runs() if is_default_recipe(r.config)]
+    return REGISTRY.default_seconds(saved)
