@@ -1,0 +1,374 @@
+"""MNIST's own mistakes: images whose given label is probably wrong, found by confident learning (cleanlab).
+
+Confident learning needs, for every image, class probabilities from a model that never saw that image.
+For the training split they come from k-fold cross-validation: the split is cut into k stratified folds,
+a shallow net (mnistcore.train.train, seconds a fold) is trained on the other k-1 folds and scores the
+held-out one, so every image is scored exactly once, out of fold. The test split is scored by nets
+trained on the whole training split. `cleanlab.filter.find_label_issues` then flags the images whose
+given label the probabilities contradict more than the estimated noise rates allow, ranked by
+self-confidence (the probability of the given label: lowest first).
+
+Results are cached as JSON in <cache dir>/label-issues-<split>-<key>.json, the key a hash of the
+data's checksums, the recipe and the cleanlab version, and written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mnistcore.config import TrainConfig
+from mnistcore.data import MnistData, default_data_dir
+from mnistcore.train import BatchEvent, train
+
+SPLITS = ("train", "test")
+CACHE_VERSION = 1
+MAX_CACHE_BYTES = 64 * 1024 * 1024
+# Shallow nets, quick yet accurate enough for useful probabilities (~98 % out of fold on MNIST), several
+# seeds averaged: an ensemble's probabilities are better calibrated, so fewer clean but odd images are
+# flagged. The costs were measured on 2 CPU cores; see README.
+DEFAULT_CONFIG = TrainConfig(hidden=512, epochs=6, batch_size=256, lr=2e-3, schedule="onecycle",
+                             precision="bf16", report_every=20)
+
+
+class LabelIssuesError(RuntimeError):
+    """A label-issues computation or cache that cannot be used; the message says why."""
+
+
+class Stopped(LabelIssuesError):
+    """The computation was stopped on request; nothing was cached."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the out-of-fold probabilities are made."""
+
+    folds: int = 5
+    seeds: int = 2  # nets averaged per fold (an ensemble)
+    seed: int = 0  # seeds the fold split and the nets
+    config: TrainConfig = field(default_factory=lambda: DEFAULT_CONFIG)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.folds, bool) or not isinstance(self.folds, int) or not 2 <= self.folds <= 20:
+            raise ValueError("folds must be an integer between 2 and 20")
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or not 1 <= self.seeds <= 10:
+            raise ValueError("seeds must be an integer between 1 and 10")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-ready); the device is left out: it does not change what is found."""
+        d = asdict(self)
+        d["config"] = {k: v for k, v in self.config.to_dict().items() if k not in ("device", "report_every")}
+        return d
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a computation is: nets trained so far, and the current net's share done."""
+
+    net: int  # 1-based index of the net being trained
+    nets: int
+    fraction: float  # 0..1 over all nets
+    message: str
+
+
+@dataclass(frozen=True)
+class LabelIssue:
+    """One flagged image: its index in the split, the given and the suggested label, and its score."""
+
+    index: int
+    given: int
+    suggested: int
+    score: float  # self-confidence: the out-of-fold probability of the given label (low = suspicious)
+    probabilities: tuple[float, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "given": self.given, "suggested": self.suggested, "score": self.score}
+
+
+@dataclass(frozen=True)
+class LabelIssues:
+    """A finished computation: the flagged images ranked (most suspicious first) and how they were found."""
+
+    split: str
+    issues: list[LabelIssue]
+    recipe: dict[str, Any]
+    checksums: dict[str, str]
+    scored: int  # images scored
+    accuracy: float  # of the out-of-fold (or held-out) predictions against the given labels
+    seconds: float
+    created: str
+    cleanlab_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The cache file's content."""
+        return {"version": CACHE_VERSION, "split": self.split, "recipe": self.recipe, "checksums": self.checksums,
+                "scored": self.scored, "accuracy": self.accuracy, "seconds": self.seconds, "created": self.created,
+                "cleanlab_version": self.cleanlab_version,
+                "issues": [{**i.to_json(), "probabilities": list(i.probabilities)} for i in self.issues]}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> LabelIssues:
+        """Validate and read a cache file's content."""
+        try:
+            if not isinstance(d, dict) or d.get("version") != CACHE_VERSION:
+                raise ValueError(f"version {d.get('version') if isinstance(d, dict) else None!r}")
+            if d["split"] not in SPLITS:
+                raise ValueError(f"split {d['split']!r}")
+            issues = []
+            for item in d["issues"]:
+                probs = tuple(float(p) for p in item.get("probabilities", ()))
+                issue = LabelIssue(index=_int(item["index"]), given=_int(item["given"]),
+                                   suggested=_int(item["suggested"]), score=float(item["score"]),
+                                   probabilities=probs)
+                if not (0 <= issue.given <= 9 and 0 <= issue.suggested <= 9 and issue.index >= 0
+                        and len(probs) in (0, 10)):
+                    raise ValueError(f"bad issue {item!r}")
+                issues.append(issue)
+            return cls(split=d["split"], issues=issues, recipe=dict(d["recipe"]), checksums=dict(d["checksums"]),
+                       scored=_int(d["scored"]), accuracy=float(d["accuracy"]), seconds=float(d["seconds"]),
+                       created=str(d["created"]), cleanlab_version=str(d["cleanlab_version"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LabelIssuesError(f"not a valid label-issues result ({exc})") from None
+
+    def flagged_indices(self) -> np.ndarray:
+        """The flagged indices, in rank order."""
+        return np.asarray([i.index for i in self.issues], dtype=np.int64)
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value
+
+
+def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
+    """Split indices 0..N-1 into `folds` disjoint held-out sets, each with about the same class mix."""
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = np.asarray(labels)
+    if len(labels) < folds:
+        raise LabelIssuesError(f"{len(labels)} images cannot be split into {folds} folds")
+    # StratifiedKFold wants every class at least `folds` times; rarer classes are only warned about.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed % 2**32)
+        return [held for _, held in splitter.split(np.zeros(len(labels)), labels)]
+
+
+def _subset(images: torch.Tensor, labels: torch.Tensor, held_images: torch.Tensor, held_labels: torch.Tensor,
+            checksums: dict[str, str]) -> MnistData:
+    """An MnistData that trains on one part and measures on another (train() reports its test metrics)."""
+    return MnistData(train_images=images, train_labels=labels, test_images=held_images, test_labels=held_labels,
+                     checksums=checksums)
+
+
+def _probabilities(model: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
+    from mnistcore.normalize import normalize
+
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        return model.probabilities(normalize(images).to(device)).float().cpu().numpy().astype(np.float64)
+
+
+class _Ticker:
+    """Turns each net's batch events into overall Progress, and checks the stop request."""
+
+    def __init__(self, nets: int, on_progress: Callable[[Progress], None] | None) -> None:
+        self.nets, self.net, self.on_progress = nets, 0, on_progress
+
+    def start_net(self, message: str) -> None:
+        self.net += 1
+        self.message = message
+        self._emit(0.0)
+
+    def _emit(self, within: float) -> None:
+        if self.on_progress is not None:
+            self.on_progress(Progress(net=self.net, nets=self.nets,
+                                      fraction=min(1.0, (self.net - 1 + within) / self.nets), message=self.message))
+
+    def on_event(self, event: Any) -> None:
+        if isinstance(event, BatchEvent):
+            self._emit(event.step / event.total_steps)
+
+    def done(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(Progress(net=self.nets, nets=self.nets, fraction=1.0, message="done"))
+
+
+def _train_net(config: TrainConfig, data: MnistData, ticker: _Ticker, stop: threading.Event | None) -> Any:
+    result = train(config, data, on_event=ticker.on_event, stop=stop)
+    if result.stopped:
+        raise Stopped("stopped on request")
+    return result.model
+
+
+def out_of_fold_probabilities(images: torch.Tensor, labels: torch.Tensor, recipe: Recipe,
+                              on_progress: Callable[[Progress], None] | None = None,
+                              stop: threading.Event | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(N, 10) probabilities, each row from nets that never trained on that image; and the folds used."""
+    y = labels.numpy()
+    folds = stratified_folds(y, recipe.folds, recipe.seed)
+    probs = np.full((len(y), 10), np.nan)
+    ticker = _Ticker(recipe.folds * recipe.seeds, on_progress)
+    for k, held in enumerate(folds):
+        keep = np.ones(len(y), dtype=bool)
+        keep[held] = False
+        train_idx = torch.from_numpy(np.flatnonzero(keep))
+        held_t = torch.from_numpy(held)
+        data = _subset(images[train_idx], labels[train_idx], images[held_t], labels[held_t], {})
+        acc = np.zeros((len(held), 10))
+        for s in range(recipe.seeds):
+            ticker.start_net(f"fold {k + 1}/{recipe.folds}, net {s + 1}/{recipe.seeds}")
+            model = _train_net(recipe.config.with_(seed=recipe.seed + 1000 * k + s), data, ticker, stop)
+            acc += _probabilities(model, images[held_t])
+        probs[held] = acc / recipe.seeds
+    ticker.done()
+    if np.isnan(probs).any():  # a fold split that missed an image would leave it unscored
+        raise LabelIssuesError("some images were not scored out of fold")
+    return probs, folds
+
+
+def held_out_probabilities(data: MnistData, recipe: Recipe, on_progress: Callable[[Progress], None] | None = None,
+                           stop: threading.Event | None = None) -> np.ndarray:
+    """(N_test, 10) probabilities of the test images from nets trained on the whole training split."""
+    ticker = _Ticker(recipe.seeds, on_progress)
+    probs = np.zeros((len(data.test_labels), 10))
+    for s in range(recipe.seeds):
+        ticker.start_net(f"net {s + 1}/{recipe.seeds} on the whole training split")
+        probs += _probabilities(_train_net(recipe.config.with_(seed=recipe.seed + s), data, ticker, stop),
+                                data.test_images)
+    ticker.done()
+    return probs / recipe.seeds
+
+
+def rank_issues(labels: np.ndarray, probs: np.ndarray) -> list[LabelIssue]:
+    """cleanlab's label issues for these given labels and out-of-sample probabilities, most suspicious first."""
+    from cleanlab.filter import find_label_issues
+
+    labels = np.asarray(labels, dtype=np.int64)
+    # n_jobs=1: cleanlab would otherwise fork worker processes, unwelcome inside a Streamlit server.
+    ranked = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence", n_jobs=1)
+    return [LabelIssue(index=int(i), given=int(labels[i]), suggested=int(np.argmax(probs[i])),
+                       score=round(float(probs[i, labels[i]]), 6),
+                       probabilities=tuple(round(float(p), 5) for p in probs[i]))
+            for i in ranked]
+
+
+def find_issues(data: MnistData, split: str = "train", recipe: Recipe | None = None,
+                on_progress: Callable[[Progress], None] | None = None,
+                stop: threading.Event | None = None) -> LabelIssues:
+    """Score a split's images out of sample and let cleanlab flag the likely label errors (not cached)."""
+    import cleanlab
+
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    recipe = recipe or Recipe()
+    start = time.perf_counter()
+    if split == "train":
+        labels = data.train_labels
+        probs, _ = out_of_fold_probabilities(data.train_images, labels, recipe, on_progress, stop)
+    else:
+        labels = data.test_labels
+        probs = held_out_probabilities(data, recipe, on_progress, stop)
+    y = labels.numpy()
+    return LabelIssues(
+        split=split, issues=rank_issues(y, probs), recipe=recipe.to_dict(), checksums=dict(data.checksums),
+        scored=len(y), accuracy=float((probs.argmax(1) == y).mean()), seconds=round(time.perf_counter() - start, 2),
+        created=datetime.now(UTC).isoformat(timespec="seconds"), cleanlab_version=cleanlab.__version__,
+    )
+
+
+def default_cache_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """Where results are cached: <data dir>/cache."""
+    return (Path(data_dir) if data_dir is not None else default_data_dir()) / "cache"
+
+
+def cache_key(checksums: dict[str, str], split: str, recipe: Recipe) -> str:
+    """A short hash of what decides the result: the data, the split, the recipe and cleanlab's version."""
+    from importlib.metadata import version
+
+    blob = json.dumps({"checksums": checksums, "split": split, "recipe": recipe.to_dict(),
+                       "cleanlab": version("cleanlab"), "version": CACHE_VERSION}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cache_path(cache_dir: str | os.PathLike, checksums: dict[str, str], split: str, recipe: Recipe) -> Path:
+    """The cache file for this data, split and recipe."""
+    return Path(cache_dir) / f"label-issues-{split}-{cache_key(checksums, split, recipe)}.json"
+
+
+def load_cached(path: str | os.PathLike) -> LabelIssues | None:
+    """A cached result, or None when there is none; a damaged cache raises LabelIssuesError."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_CACHE_BYTES:
+        raise LabelIssuesError(f"{path} is not a regular cache file of at most {MAX_CACHE_BYTES} bytes")
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise LabelIssuesError(f"{path} is not valid JSON ({exc})") from None
+    return LabelIssues.from_dict(d)
+
+
+def save_cached(path: str | os.PathLike, result: LabelIssues) -> None:
+    """Write a result atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(result.to_dict(), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def label_issues(data: MnistData, split: str = "train", recipe: Recipe | None = None,
+                 cache_dir: str | os.PathLike | None = None,
+                 on_progress: Callable[[Progress], None] | None = None,
+                 stop: threading.Event | None = None, refresh: bool = False) -> LabelIssues:
+    """The label issues of a split: from the cache when this data + recipe was done before, else computed."""
+    recipe = recipe or Recipe()
+    path = cache_path(cache_dir if cache_dir is not None else default_cache_dir(), data.checksums, split, recipe)
+    if not refresh:
+        try:
+            cached = load_cached(path)
+        except LabelIssuesError:
+            cached = None  # a damaged cache is recomputed and replaced
+        if cached is not None:
+            return cached
+    result = find_issues(data, split, recipe, on_progress, stop)
+    save_cached(path, result)
+    return result
+
+
+def without_indices(data: MnistData, indices: np.ndarray) -> MnistData:
+    """MNIST with the given training images left out (the test split unchanged)."""
+    keep = np.ones(len(data.train_labels), dtype=bool)
+    idx = np.asarray(indices, dtype=np.int64)
+    if len(idx) and (idx.min() < 0 or idx.max() >= len(keep)):
+        raise ValueError("an index to leave out is outside the training split")
+    keep[idx] = False
+    kept = torch.from_numpy(np.flatnonzero(keep))
+    removed = hashlib.md5(np.sort(idx).tobytes()).hexdigest()
+    return MnistData(train_images=data.train_images[kept], train_labels=data.train_labels[kept],
+                     test_images=data.test_images, test_labels=data.test_labels,
+                     checksums={**data.checksums, "removed_train_indices": removed})

@@ -1,0 +1,201 @@
+"""Label issues on small generated data: k-fold bookkeeping, planted label errors found, the cache, stop."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mnistcore import label_issues as li
+from mnistcore.config import TrainConfig
+from mnistcore.data import MnistData
+from mnistcore.label_issues import LabelIssues, LabelIssuesError, Recipe, Stopped
+
+QUICK = TrainConfig(hidden=32, epochs=4, batch_size=32, lr=3e-3, device="cpu", report_every=5)
+
+
+def recipe(folds: int = 4, seeds: int = 1) -> Recipe:
+    return Recipe(folds=folds, seeds=seeds, config=QUICK)
+
+
+def with_ids(data: MnistData) -> tuple[MnistData, torch.Tensor]:
+    """A copy whose training images carry their own index in two corner pixels (so subsets can be traced)."""
+    x = data.train_images.clone()
+    idx = torch.arange(len(x))
+    x[:, 0, 0] = (idx // 256).to(torch.uint8)
+    x[:, 0, 1] = (idx % 256).to(torch.uint8)
+    return MnistData(x, data.train_labels.clone(), data.test_images, data.test_labels, data.checksums), idx
+
+
+def ids_of(images: torch.Tensor) -> list[int]:
+    return (images[:, 0, 0].long() * 256 + images[:, 0, 1].long()).tolist()
+
+
+@pytest.fixture
+def record(monkeypatch: pytest.MonkeyPatch):
+    """Record what every net trained on and which images were scored, around the real functions."""
+    calls: dict[str, list] = {"train": [], "scored": [], "seeds": []}
+    real_train, real_probs = li.train, li._probabilities
+
+    def train(config, data, on_event=None, stop=None):
+        calls["train"].append((ids_of(data.train_images), ids_of(data.test_images)))
+        calls["seeds"].append(config.seed)
+        return real_train(config, data, on_event=on_event, stop=stop)
+
+    def probabilities(model, images):
+        calls["scored"].append(images)
+        return real_probs(model, images)
+
+    monkeypatch.setattr(li, "train", train)
+    monkeypatch.setattr(li, "_probabilities", probabilities)
+    return calls
+
+
+def test_stratified_folds_partition_the_indices(tiny_data: MnistData) -> None:
+    y = tiny_data.train_labels.numpy()
+    folds = li.stratified_folds(y, 5, seed=3)
+    assert len(folds) == 5
+    together = np.concatenate(folds)
+    assert sorted(together.tolist()) == list(range(len(y)))  # each index held out exactly once
+    for held in folds:
+        counts = np.bincount(y[held], minlength=10)
+        assert counts.min() >= np.bincount(y, minlength=10).min() // 5 - 1  # every class in every fold
+    assert [f.tolist() for f in li.stratified_folds(y, 5, seed=3)] == [f.tolist() for f in folds]
+    with pytest.raises(LabelIssuesError):
+        li.stratified_folds(y[:3], 5, seed=0)
+
+
+def test_every_image_is_scored_exactly_once_out_of_fold(tiny_data: MnistData, record) -> None:
+    data, _ = with_ids(tiny_data)
+    n = len(data.train_labels)
+    progress: list[li.Progress] = []
+    probs, folds = li.out_of_fold_probabilities(data.train_images, data.train_labels, recipe(folds=4, seeds=2),
+                                                on_progress=progress.append)
+    assert probs.shape == (n, 10) and np.allclose(probs.sum(1), 1, atol=1e-4)
+    assert len(record["train"]) == 8  # 4 folds x 2 nets
+    held_seen: list[int] = []
+    for k, held in enumerate(folds):
+        for s in range(2):
+            trained_on, measured_on = record["train"][2 * k + s]
+            assert set(trained_on).isdisjoint(held.tolist())  # never trained on what it scores
+            assert sorted(trained_on + held.tolist()) == list(range(n))  # and on everything else
+            assert measured_on == held.tolist()
+            assert ids_of(record["scored"][2 * k + s]) == held.tolist()
+        held_seen += held.tolist()
+    assert sorted(held_seen) == list(range(n))
+    assert len(set(record["seeds"])) == 8  # every net its own seed
+    fractions = [p.fraction for p in progress]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and progress[-1].nets == 8
+
+
+def test_test_split_is_scored_by_nets_trained_on_the_whole_training_split(tiny_data: MnistData, record) -> None:
+    data, _ = with_ids(tiny_data)
+    result = li.find_issues(data, "test", recipe(seeds=2))
+    assert len(record["train"]) == 2
+    assert all(sorted(t) == list(range(len(data.train_labels))) for t, _ in record["train"])
+    assert all(torch.equal(s, data.test_images) for s in record["scored"])
+    assert result.split == "test" and result.scored == len(data.test_labels)
+    assert all(0 <= i.index < len(data.test_labels) for i in result.issues)
+
+
+def test_planted_label_errors_are_found_and_ranked_first(tiny_data: MnistData) -> None:
+    y = tiny_data.train_labels.clone()
+    rng = np.random.default_rng(0)
+    planted = rng.choice(len(y), 15, replace=False)
+    y[planted] = (y[planted] + torch.from_numpy(rng.integers(1, 10, 15))) % 10  # always a different digit
+    noisy = MnistData(tiny_data.train_images, y, tiny_data.test_images, tiny_data.test_labels,
+                      {"x": "noisy"})
+    result = li.find_issues(noisy, "train", recipe(folds=5))
+    flagged = result.flagged_indices()
+    found = set(flagged.tolist()) & set(planted.tolist())
+    # The generated digits overlap (85 % out-of-fold accuracy), so some clean but ambiguous images are
+    # flagged too; the planted errors (2.5 % of the images) must still dominate the top of the ranking.
+    assert len(found) >= 11, (sorted(found), len(flagged))
+    assert len(set(flagged[:15].tolist()) & set(planted.tolist())) >= 9
+    assert len(flagged) <= 60
+    scores = [i.score for i in result.issues]
+    assert scores == sorted(scores)  # ranked by self-confidence, most suspicious first
+    for issue in result.issues:
+        assert issue.given == int(y[issue.index])
+        assert abs(issue.score - issue.probabilities[issue.given]) < 1e-4
+        assert issue.suggested == int(np.argmax(issue.probabilities))
+    # the planted ones get the right label back as the suggestion
+    clean = tiny_data.train_labels
+    right = sum(i.suggested == int(clean[i.index]) for i in result.issues if i.index in found)
+    assert right >= len(found) - 1
+
+
+def test_results_are_cached_per_data_and_recipe(tiny_data: MnistData, tmp_path: Path, record,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    r = recipe(folds=3)
+    first = li.label_issues(tiny_data, "train", r, cache_dir=tmp_path)
+    path = li.cache_path(tmp_path, tiny_data.checksums, "train", r)
+    assert path.exists() and [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp files left
+    calls = len(record["train"])
+    again = li.label_issues(tiny_data, "train", r, cache_dir=tmp_path)
+    assert len(record["train"]) == calls  # from the cache: nothing trained
+    assert [i.to_json() for i in again.issues] == [i.to_json() for i in first.issues]
+    keys = {li.cache_key(tiny_data.checksums, "train", r), li.cache_key(tiny_data.checksums, "test", r),
+            li.cache_key(tiny_data.checksums, "train", recipe(folds=4)),
+            li.cache_key({**tiny_data.checksums, "x": "y"}, "train", r)}
+    assert len(keys) == 4
+    # the device does not change what is found, so it does not change the key either
+    assert li.cache_key(tiny_data.checksums, "train", r) == li.cache_key(
+        tiny_data.checksums, "train", Recipe(folds=3, seeds=1, config=QUICK.with_(device="auto")))
+    # a damaged cache is recomputed and replaced
+    path.write_text("{not json")
+    li.label_issues(tiny_data, "train", r, cache_dir=tmp_path)
+    assert len(record["train"]) == calls + 3
+    assert LabelIssues.from_dict(json.loads(path.read_text())).split == "train"
+
+
+def test_cache_files_are_validated(tmp_path: Path) -> None:
+    good = LabelIssues(split="train", issues=[li.LabelIssue(3, 1, 7, 0.01, (0.0,) * 10)], recipe={},
+                       checksums={}, scored=10, accuracy=0.9, seconds=1.0, created="x", cleanlab_version="2.9.0")
+    assert LabelIssues.from_dict(good.to_dict()).issues == good.issues
+    for bad in ([], {"version": 99}, {**good.to_dict(), "split": "val"},
+                {**good.to_dict(), "issues": [{"index": "3", "given": 1, "suggested": 7, "score": 0.1}]},
+                {**good.to_dict(), "issues": [{"index": 3, "given": 11, "suggested": 7, "score": 0.1}]}):
+        with pytest.raises(LabelIssuesError):
+            LabelIssues.from_dict(bad)
+    assert li.load_cached(tmp_path / "none.json") is None
+    (tmp_path / "dir.json").mkdir()
+    with pytest.raises(LabelIssuesError):
+        li.load_cached(tmp_path / "dir.json")
+
+
+def test_stop_ends_the_computation_and_caches_nothing(tiny_data: MnistData, tmp_path: Path) -> None:
+    stop = threading.Event()
+
+    def on_progress(p: li.Progress) -> None:
+        if p.net == 2:
+            stop.set()
+
+    with pytest.raises(Stopped):
+        li.label_issues(tiny_data, "train", recipe(), cache_dir=tmp_path, on_progress=on_progress, stop=stop)
+    assert not any(tmp_path.iterdir())
+
+
+def test_recipe_and_split_are_checked(tiny_data: MnistData) -> None:
+    with pytest.raises(ValueError):
+        Recipe(folds=1)
+    with pytest.raises(ValueError):
+        Recipe(seeds=0)
+    with pytest.raises(ValueError):
+        li.find_issues(tiny_data, "validation", recipe())
+
+
+def test_without_indices_leaves_out_training_images(tiny_data: MnistData) -> None:
+    data, _ = with_ids(tiny_data)
+    out = li.without_indices(data, np.array([0, 5, 599]))
+    assert len(out.train_labels) == len(data.train_labels) - 3
+    assert not {0, 5, 599} & set(ids_of(out.train_images))
+    assert torch.equal(out.test_images, data.test_images)
+    assert out.checksums["removed_train_indices"] != li.without_indices(data, np.array([1])).checksums[
+        "removed_train_indices"]
+    with pytest.raises(ValueError):
+        li.without_indices(data, np.array([600]))
