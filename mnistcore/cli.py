@@ -19,6 +19,22 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", type=Path, default=None, help="saved runs dir (default $MNIST_RUNS_DIR or ./runs)")
 
 
+def _train_options(p: argparse.ArgumentParser) -> None:
+    """The training options shared by `train` and `sweep`."""
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="start from a preset (default: the seed recipe; best: the strongest shallow net)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--hidden", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--dropout", type=float)
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="random affine/elastic/thickness distortions of training images")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for all subcommands."""
     parser = argparse.ArgumentParser(prog="python -m mnistcore", description="MNIST Lab engine")
@@ -29,18 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model and save it as a run")
     t.set_defaults(func=cmd_train)
     _common(t)
-    t.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                   help="start from a preset (default: the seed recipe; best: the strongest shallow net)")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--hidden", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--optimizer", choices=OPTIMIZERS)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--dropout", type=float)
-    t.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                   help="random affine/elastic/thickness distortions of training images")
-    t.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    _train_options(t)
+    t.add_argument("--resume", metavar="RUN",
+                   help="continue RUN (weights and optimizer state) for --epochs more epochs, as a new run; "
+                        "options not given are RUN's")
+    t.add_argument("--name", help="a short name for the run (renamable later: rename RUN NAME)")
     t.add_argument("--json", action="store_true", help="print one JSON object on stdout at the end")
     e = sub.add_parser("evaluate", help="accuracy and confusion matrix of a saved run")
     e.set_defaults(func=cmd_evaluate)
@@ -65,11 +74,34 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_runs)
     _common(r)
     r.add_argument("--json", action="store_true")
+    _experiment_parsers(sub)
+    _drawings_parsers(sub, t, e)
     return parser
 
 
-def _config(args: argparse.Namespace) -> TrainConfig:
-    base = PRESETS[args.preset]
+def _experiment_parsers(sub: Any) -> None:
+    """rename, compare, export and sweep; their commands live in mnistcore/experiments_cli.py."""
+    from mnistcore import experiments_cli
+
+    experiments_cli.add_parsers(sub, _common, _train_options)
+
+
+def _drawings_parsers(sub: Any, train_parser: argparse.ArgumentParser,
+                      evaluate_parser: argparse.ArgumentParser) -> None:
+    """drawings, label-issues, evaluate --drawings, train --with-drawings; commands in mnistcore/drawings_cli.py."""
+    from mnistcore import drawings_cli
+
+    drawings_cli.add_parsers(sub, _common)
+    evaluate_parser.add_argument("--drawings", action="store_true",
+                                 help="evaluate on your drawings store instead of the MNIST test set")
+    train_parser.add_argument("--with-drawings", action="store_true",
+                              help="mix your drawings into the training images (oversampled to ~5 %% of them)")
+    for p in (train_parser, evaluate_parser):
+        drawings_cli.drawings_options(p)
+
+
+def _config(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
+    base = base if base is not None else PRESETS[args.preset or "default"]
     changes = {name: getattr(args, name) for name in
                ("epochs", "hidden", "batch_size", "lr", "optimizer", "seed", "dropout", "augment", "device")
                if getattr(args, name) is not None}
@@ -95,19 +127,44 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from mnistcore.data import load_mnist, provision_mnist
-    from mnistcore.runs import RunStore
+    from mnistcore.runs import RunError, RunStore, validate_name
     from mnistcore.train import BatchEvent, EpochEvent, resolve_device, train
 
+    store = RunStore(args.runs_dir)
+    init = parent = None
     try:
-        config = _config(args)
+        validate_name(args.name)
+        if args.resume is not None and args.preset is not None:
+            raise ValueError("--preset cannot be combined with --resume (the run's own settings are the base)")
+    except (RunError, ValueError) as exc:
+        args.parser.error(str(exc))
+    if args.resume is not None:
+        init, parent = store.load_state(args.resume)  # a missing or damaged run ends here (exit 1)
+    try:
+        config = _config(args, parent.config if parent is not None else None)
+        if parent is not None and config.hidden != parent.config.hidden:
+            raise ValueError(f"--hidden cannot change when resuming: {parent.run_id} is 784-{parent.config.hidden}-10")
     except ValueError as exc:
         args.parser.error(str(exc))
+    if parent is not None and init.optimizer != config.optimizer:
+        why = ("was saved without optimizer state" if init.optimizer is None
+               else f"used {init.optimizer}, this run uses {config.optimizer}")
+        print(f"note: {parent.run_id} {why}: the optimizer starts afresh", file=sys.stderr)
     try:
         resolve_device(config.device)  # fail before provisioning and loading, not after
     except ValueError as exc:
         return _err(str(exc))
     provision_mnist(args.data_dir)
     data = load_mnist(args.data_dir)
+    drawings: dict[str, Any] = {}
+    if args.with_drawings:
+        from mnistcore.drawings import DrawingError
+        from mnistcore.drawings_cli import mix_for_training
+
+        try:
+            data, drawings = mix_for_training(args, data)
+        except DrawingError as exc:
+            return _err(str(exc))
     bar = tqdm(total=None, unit="batch", file=sys.stderr, dynamic_ncols=True, leave=True)
 
     def on_event(ev: Any) -> None:
@@ -123,25 +180,34 @@ def cmd_train(args: argparse.Namespace) -> int:
                       f"loss {ev.test_loss:.4f} ({ev.epoch_seconds:.2f} s)", file=sys.stderr)
 
     try:
-        result = train(config, data, on_event=on_event)
+        result = train(config, data, on_event=on_event, init=init)
     finally:
         bar.close()
-    info = RunStore(args.runs_dir).save(
-        result.model, config, test_accuracy=result.test_accuracy, train_seconds=result.train_seconds,
+    # A continued run's time includes its parent's: the cost of reaching this model.
+    info = store.save(
+        result.model, config, test_accuracy=result.test_accuracy, train_seconds=result.total_seconds,
         history=result.history, dataset=data.checksums, stopped=result.stopped,
+        extra={"drawings": drawings} if drawings else None, name=args.name,
+        parent=parent.run_id if parent is not None else None, optimizer_state=result.optimizer_state,
+        rng_state=result.rng_state,
     )
     out = {"run_id": info.run_id, "path": str(info.path), "test_accuracy": result.test_accuracy,
-           "train_seconds": round(result.train_seconds, 3), "epochs": len(result.history),
-           "config": config.to_dict(), "history": result.history}
+           "train_seconds": round(result.total_seconds, 3), "epochs": len(result.history),
+           "config": config.to_dict(), "history": result.history,
+           **({"drawings": drawings} if drawings else {}), "name": info.name, "parent": info.parent}
     if args.json:
         print(json.dumps(out))
     else:
         print(f"saved run {info.run_id} in {info.path}: test accuracy {result.test_accuracy:.2%} "
-              f"in {result.train_seconds:.1f} s")
+              f"in {result.train_seconds:.1f} s" + (f" (continues {info.parent})" if info.parent else ""))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.drawings:
+        from mnistcore.drawings_cli import evaluate_drawings
+
+        return evaluate_drawings(args)
     from mnistcore.data import load_mnist, provision_mnist
     from mnistcore.evaluate import evaluate
     from mnistcore.runs import RunStore
@@ -225,8 +291,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     runs = RunStore(args.runs_dir).list()
     if args.json:
-        print(json.dumps([{"run_id": r.run_id, "path": str(r.path), "test_accuracy": r.test_accuracy,
-                           "hidden": r.config.hidden, "created": r.created, "stopped": r.stopped} for r in runs]))
+        print(json.dumps([{"run_id": r.run_id, "name": r.name, "parent": r.parent, "path": str(r.path),
+                           "test_accuracy": r.test_accuracy, "train_seconds": r.train_seconds,
+                           "hidden": r.config.hidden, "created": r.created, "stopped": r.stopped,
+                           "epochs": len(r.history), "config": r.config.to_dict()} for r in runs]))
         return 0
     if not runs:
         print("no saved runs; train one: python -m mnistcore train")

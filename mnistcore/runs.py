@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -14,15 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from mnistcore.config import TrainConfig
 from mnistcore.model import ShallowNet
+from mnistcore.train import OPTIMIZER_STATE_KEYS, PARAM_LAYOUT, RNG_STREAMS, TrainState, param_count
 
 WEIGHTS = "model.safetensors"
 META = "meta.json"
+OPTIMIZER = "optimizer.safetensors"  # optimizer state + random streams, to continue a run exactly
 FORMAT_VERSION = 1
+NAME_MAX = 40  # characters in a user-given run name
 
 
 class RunError(ValueError):
@@ -43,12 +48,16 @@ class RunInfo:
     stopped: bool  # saved from a run that was stopped early
     dataset: dict[str, str]  # md5 of each raw MNIST file it was trained on
     extra: dict[str, Any]
+    name: str | None = None  # a short user-given name (ids never change; names can)
+    parent: str | None = None  # the run this one continued (train --resume), which may since be deleted
 
     @property
     def label(self) -> str:
         """A one-line human description."""
         part = " (stopped early)" if self.stopped else ""
-        return f"{self.test_accuracy:.2%} · 784-{self.config.hidden}-10 · {self.created[:16].replace('T', ' ')}{part}"
+        named = f"{self.name} · " if self.name else ""
+        when = self.created[:16].replace("T", " ")
+        return f"{named}{self.test_accuracy:.2%} · 784-{self.config.hidden}-10 · {when}{part}"
 
 
 def default_runs_dir() -> Path:
@@ -69,6 +78,90 @@ def _utc(created: str) -> datetime:
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 
 
+def validate_name(name: Any) -> str | None:
+    """A run name as stored: stripped, 1..NAME_MAX printable characters; None or blank means no name."""
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise RunError(f"a run name must be text, got {type(name).__name__}")
+    name = name.strip()
+    if not name:
+        return None
+    if len(name) > NAME_MAX:
+        raise RunError(f"a run name has at most {NAME_MAX} characters, got {len(name)}")
+    if not name.isprintable():
+        raise RunError("a run name cannot hold control characters or line breaks")
+    return name
+
+
+def _is_run_id(value: Any) -> bool:
+    """Could `value` name a run directory (no path separators, not hidden)?"""
+    return (isinstance(value, str) and 0 < len(value) <= 200 and value.isprintable()
+            and not any(c in value for c in "/\\") and not value.startswith("."))
+
+
+def _parent(value: Any) -> str | None:
+    """The stored parent run id, checked: it ends up in links and in lookups in this directory."""
+    if value is not None and not _is_run_id(value):
+        raise ValueError(f"parent {value!r} is not a run id")
+    return value
+
+
+def _write_optimizer(path: Path, config: TrainConfig, state: dict[str, torch.Tensor],
+                     rng: dict[str, torch.Tensor]) -> None:
+    """Write optimizer state + random-stream states as one safetensors file (raw tensors, never pickle)."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    tensors |= {f"rng.{k}": v.detach().to("cpu", torch.uint8).contiguous() for k, v in rng.items()}
+    save_file(tensors, str(path), metadata={"optimizer": config.optimizer, "layout": ",".join(PARAM_LAYOUT)})
+
+
+def read_optimizer_file(path: Path, optimizer: str,
+                        hidden: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(optimizer state, random-stream states) from an optimizer file; RunError unless it is exactly our format."""
+    n = param_count(hidden)
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        # Checked before reading: the file is read whole, and ours is never much bigger than its tensors.
+        if st.st_size > 3 * 4 * n + (1 << 20):
+            raise ValueError(f"{st.st_size} bytes, too large for a 784-{hidden}-10 net")
+        with safe_open(str(path), "pt") as f:
+            metadata = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise RunError(f"{path} is not a valid optimizer state file ({exc})") from None
+
+    def bad(why: str) -> RunError:
+        return RunError(f"{path} is not a valid optimizer state file: {why}")
+
+    if metadata.get("optimizer") != optimizer:
+        raise bad(f"it holds {metadata.get('optimizer')!r} state, the run used {optimizer!r}")
+    if metadata.get("layout") != ",".join(PARAM_LAYOUT):
+        raise bad(f"parameter layout {metadata.get('layout')!r}, expected {','.join(PARAM_LAYOUT)!r}")
+    rng = {k.removeprefix("rng."): v for k, v in tensors.items() if k.startswith("rng.")}
+    state = {k: v for k, v in tensors.items() if not k.startswith("rng.")}
+    expected = OPTIMIZER_STATE_KEYS[optimizer]
+    if sorted(state) != sorted(expected) or not set(rng) <= set(RNG_STREAMS):
+        raise bad(f"tensors {sorted(tensors)}, expected {list(expected)} and rng.{{{','.join(RNG_STREAMS)}}}")
+    for key, t in state.items():
+        if t.dtype != torch.float32:
+            raise bad(f"{key} is {t.dtype}, expected float32")
+        if not bool(torch.isfinite(t).all()):
+            raise bad(f"{key} holds non-finite values")
+        if key == "step":
+            if t.numel() != 1 or t.item() < 0 or t.item() != int(t.item()):
+                raise bad(f"step must be one whole number >= 0, got {t.tolist()}")
+        elif tuple(t.shape) != (n,):
+            raise bad(f"{key} has shape {tuple(t.shape)}, expected ({n},) for hidden={hidden}")
+        elif key == "exp_avg_sq" and bool((t < 0).any()):
+            raise bad("exp_avg_sq holds negative values")
+    for key, t in rng.items():
+        if t.dtype != torch.uint8 or t.dim() != 1 or not 0 < t.numel() <= 65536:
+            raise bad(f"rng.{key} must be a 1-D uint8 generator state")
+    return state, rng
+
+
 def _expected_shapes(hidden: int) -> dict[str, tuple[int, ...]]:
     return {"fc1.weight": (hidden, 784), "fc1.bias": (hidden,), "fc2.weight": (10, hidden), "fc2.bias": (10,)}
 
@@ -81,8 +174,13 @@ class RunStore:
 
     def save(self, model: ShallowNet, config: TrainConfig, *, test_accuracy: float, train_seconds: float,
              history: list[dict[str, Any]], dataset: dict[str, str], stopped: bool = False,
-             extra: dict[str, Any] | None = None) -> RunInfo:
-        """Save weights + metadata into a temp dir, then rename it into place (all or nothing)."""
+             extra: dict[str, Any] | None = None, name: str | None = None, parent: str | None = None,
+             optimizer_state: dict[str, torch.Tensor] | None = None,
+             rng_state: dict[str, torch.Tensor] | None = None) -> RunInfo:
+        """Save weights + metadata (+ optimizer state) into a temp dir, then rename it into place (all or nothing)."""
+        name = validate_name(name)
+        if parent is not None and not _is_run_id(parent):
+            raise RunError(f"{parent!r} is not a run id")
         self.root.mkdir(parents=True, exist_ok=True)
         created = datetime.now(UTC)
         run_id = f"{created:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
@@ -91,14 +189,17 @@ class RunStore:
             "format": FORMAT_VERSION, "run_id": run_id, "created": created.isoformat(timespec="microseconds"),
             "config": config.to_dict(), "test_accuracy": test_accuracy, "train_seconds": train_seconds,
             "history": history, "stopped": stopped, "dataset": dataset, "extra": extra or {},
+            "name": name, "parent": parent,
         }
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{run_id}-", dir=self.root))
         try:
             state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
             save_file(state, str(tmp / WEIGHTS))
             (tmp / META).write_text(json.dumps(meta, indent=2))
-            for name in (WEIGHTS, META):
-                with open(tmp / name, "rb") as f:
+            if optimizer_state:
+                _write_optimizer(tmp / OPTIMIZER, config, optimizer_state, rng_state or {})
+            for file in tmp.iterdir():
+                with open(file, "rb") as f:
                     os.fsync(f.fileno())
             os.chmod(tmp, 0o755)
             os.rename(tmp, self.root / run_id)
@@ -140,7 +241,8 @@ class RunStore:
                 created=meta["created"], test_accuracy=_number(meta["test_accuracy"]),
                 train_seconds=_number(meta["train_seconds"]), history=list(meta["history"]),
                 stopped=bool(meta.get("stopped", False)), dataset=dict(meta.get("dataset", {})),
-                extra=dict(meta.get("extra", {})),
+                extra=dict(meta.get("extra", {})), name=validate_name(meta.get("name")),
+                parent=_parent(meta.get("parent")),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise RunError(f"{path} is not a valid run: bad or missing {META} ({exc})") from None
@@ -185,3 +287,44 @@ class RunStore:
         trash = self.root / f".del-{path.name}-{int(time.time() * 1000)}"
         os.rename(path, trash)
         shutil.rmtree(trash, ignore_errors=True)
+
+    def rename(self, run_id: str, name: str | None) -> RunInfo:
+        """Give a run a name (None or blank clears it); meta.json is rewritten atomically, nothing else changes."""
+        name = validate_name(name)
+        info = self.info(run_id)  # refuses a run whose meta.json is not ours before touching it
+        path = info.path / META
+        try:
+            meta = json.loads(path.read_text())
+            meta["name"] = name
+            fd, tmp = tempfile.mkstemp(prefix=".meta-", suffix=".tmp", dir=info.path)
+        except (OSError, ValueError) as exc:
+            raise RunError(f"cannot rename {info.run_id}: {exc}") from None
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(meta, indent=2))
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return self.info(info.run_id)
+
+    def read_optimizer(self, run_id: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None:
+        """A run's saved optimizer and random-stream states, or None for a run saved without them."""
+        info = self.info(run_id)
+        path = info.path / OPTIMIZER
+        if not path.exists() and not path.is_symlink():
+            return None
+        return read_optimizer_file(path, info.config.optimizer, info.config.hidden)
+
+    def load_state(self, run_id: str) -> tuple[TrainState, RunInfo]:
+        """Everything needed to continue a run: train(config, data, init=state); refuses damaged files."""
+        model, info = self.load(run_id)
+        saved = self.read_optimizer(info.run_id)
+        state, rng = saved if saved is not None else ({}, {})
+        return TrainState(model=model, optimizer=info.config.optimizer if saved else None, optimizer_state=state,
+                          rng_state=rng, seed=info.config.seed, history=info.history,
+                          train_seconds=info.train_seconds), info

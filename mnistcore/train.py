@@ -73,6 +73,45 @@ class TrainResult:
     steps_done: int = 0
     test_accuracy: float = float("nan")  # of the final model (evaluated even after a stop)
     test_loss: float = float("nan")
+    # Where training left off, for a later train(init=TrainState(...)): the optimizer's flat state
+    # (OPTIMIZER_STATE_KEYS, CPU float32, in PARAM_LAYOUT order) and the random streams' states.
+    optimizer_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    rng_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    parent_seconds: float = 0.0  # training time of the run this one continued (0 for a fresh run)
+
+    @property
+    def total_seconds(self) -> float:
+        """Training time including the runs this one continued."""
+        return self.parent_seconds + self.train_seconds
+
+
+# The order of the four parameters in the flat buffer that the optimizer state is kept for.
+PARAM_LAYOUT = ("fc1.weight", "fc2.weight", "fc1.bias", "fc2.bias")
+OPTIMIZER_STATE_KEYS = {"adam": ("exp_avg", "exp_avg_sq", "step"), "sgd": ("momentum",)}
+RNG_STREAMS = ("shuffle", "dropout", "augment")
+
+
+def param_count(hidden: int) -> int:
+    """Number of parameters of a 784-hidden-10 net (the length of each flat optimizer state tensor)."""
+    return hidden * 784 + hidden + 10 * hidden + 10
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """Where a run left off, to continue it: train(config, data, init=TrainState(...)).
+
+    Only `model` is required. The optimizer state is used when it belongs to the optimizer the new
+    config asks for; the random streams are restored when the seed is unchanged, so that continuing a
+    constant-rate run for N epochs gives the same weights as training it that much longer in one go.
+    """
+
+    model: ShallowNet
+    optimizer: str | None = None  # the optimizer `optimizer_state` belongs to
+    optimizer_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    rng_state: dict[str, torch.Tensor] = field(default_factory=dict)  # RNG_STREAMS -> generator state
+    seed: int | None = None  # the seed the saved random streams started from
+    history: list[dict[str, Any]] = field(default_factory=list)  # the parent's epochs
+    train_seconds: float = 0.0  # the parent's training time
 
 
 def resolve_device(device: str) -> torch.device:
@@ -145,6 +184,27 @@ class _Optimizer:
             torch._fused_sgd_([self.params], [self.grads], [self.momentum], weight_decay=c.weight_decay,
                               momentum=momentum, lr=lr, dampening=0.0, nesterov=True, maximize=False,
                               is_first_step=self.first)
+        self.first = False
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The state a later run needs to continue exactly: flat CPU float32 copies (OPTIMIZER_STATE_KEYS)."""
+        if self.config.optimizer == "adam":
+            tensors = {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq, "step": self.step_count}
+        else:
+            tensors = {"momentum": self.momentum}
+        return {k: v.detach().to("cpu", torch.float32, copy=True).contiguous() for k, v in tensors.items()}
+
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue from `state()` of an earlier run with the same optimizer and net shape."""
+        expected = OPTIMIZER_STATE_KEYS[self.config.optimizer]
+        if sorted(state) != sorted(expected):
+            raise ValueError(f"{self.config.optimizer} state needs {expected}, got {sorted(state)}")
+        for key in expected:
+            dst = self.step_count if key == "step" else getattr(self, key)
+            if state[key].numel() != dst.numel():
+                raise ValueError(f"optimizer state {key} has {state[key].numel()} values, expected {dst.numel()}")
+            dst.copy_(state[key].reshape(dst.shape))
+        # SGD's first step fills the momentum buffer with the gradient; a continued run already has one.
         self.first = False
 
 
@@ -279,6 +339,35 @@ def _init_params(config: TrainConfig, device: torch.device, gen: torch.Generator
     return params
 
 
+def _params_from(model: ShallowNet, config: TrainConfig, device: torch.device) -> _Params:
+    """The flat parameter buffer holding (float32 copies of) a model's weights, to continue training it."""
+    if model.hidden != config.hidden:
+        raise ValueError(f"cannot continue a 784-{model.hidden}-10 net with hidden={config.hidden}")
+    params = _Params(config.hidden, device)
+    state = model.state_dict()
+    with torch.no_grad():
+        for dst, name in zip((params.w1, params.w2, params.b1, params.b2), PARAM_LAYOUT, strict=True):
+            dst.copy_(state[name])
+    return params
+
+
+def _stream_seed(seed: int, stream: int, epochs_done: int) -> int:
+    """A seed for a random stream of a continued run whose saved state cannot be used (LCG mix, 64 bits)."""
+    return (seed * 6364136223846793005 + 1442695040888963407 * (stream + 1) + epochs_done) % 2**64
+
+
+def _restore_stream(gen: torch.Generator, init: TrainState, seed: int, stream: str, epochs_done: int) -> None:
+    """Continue a random stream from its saved state, or (new seed, other device) start one unlike the parent's."""
+    state = init.rng_state.get(stream) if init.seed == seed else None
+    if state is not None:
+        try:
+            gen.set_state(state.to("cpu", torch.uint8))
+            return
+        except (RuntimeError, TypeError, ValueError):
+            pass  # saved by another kind of generator (CPU vs CUDA): not continuable
+    gen.manual_seed(_stream_seed(seed, RNG_STREAMS.index(stream), epochs_done))
+
+
 def _meta_model(config: TrainConfig) -> ShallowNet:
     """A ShallowNet without storage: its default init would draw from (and so disturb) the global RNG."""
     with torch.device("meta"):
@@ -300,10 +389,14 @@ def train(
     data: MnistData,
     on_event: Callable[[Event], None] | None = None,
     stop: threading.Event | None = None,
+    init: TrainState | None = None,
 ) -> TrainResult:
-    """Train a ShallowNet on `data`; report events to `on_event`; end within one batch of `stop`."""
+    """Train a ShallowNet on `data` (or continue `init`); report events to `on_event`; end within a batch of `stop`.
+
+    A continued run's history is `init.history` followed by the new epochs, numbered on from it.
+    """
     with torch.inference_mode():  # no autograd anywhere: skips version-counter bookkeeping on every op
-        result, params = _train(config, data, on_event, stop)
+        result, params = _train(config, data, on_event, stop, init)
     # Built outside inference mode, so the returned model is an ordinary one (it can be fine-tuned).
     result.model = _to_model(params, config)
     return result
@@ -314,15 +407,25 @@ def _train(
     data: MnistData,
     on_event: Callable[[Event], None] | None,
     stop: threading.Event | None,
+    init: TrainState | None = None,
 ) -> tuple[TrainResult, _Params]:
     device = resolve_device(config.device)
     gen = torch.Generator().manual_seed(config.seed)  # init, then shuffling
-    params = _init_params(config, device, gen)
+    done = len(init.history) if init is not None else 0  # epochs of the run being continued
+    if init is None:
+        params = _init_params(config, device, gen)
+    else:
+        params = _params_from(init.model, config, device)
+        _restore_stream(gen, init, config.seed, "shuffle", done)
     grads = _Params(config.hidden, device)
     opt = _Optimizer(config, params.flat, grads.flat)
+    if init is not None and init.optimizer == config.optimizer and init.optimizer_state:
+        opt.load(init.optimizer_state)
     # Dropout's stream is derived from the seed, not drawn from `gen`: turning dropout on or off leaves the
     # initial weights and the shuffling as they were.
     stepper = _Stepper(config, params, grads, device, (config.seed * 6364136223846793005 + 1) % 2**64)
+    if init is not None and stepper.dropout_gen is not None:
+        _restore_stream(stepper.dropout_gen, init, config.seed, "dropout", done)
     dtype = stepper.dtype
 
     n, bs = len(data.train_labels), config.batch_size
@@ -332,6 +435,8 @@ def _train(
         from mnistcore.augment import Augmenter
 
         augmenter = Augmenter(seed=config.seed)
+        if init is not None:
+            _restore_stream(augmenter.generator, init, config.seed, "augment", done)
         x_train = data.train_images.to(device)  # uint8; distorted and normalised a chunk at a time
     else:
         augmenter = None
@@ -347,6 +452,8 @@ def _train(
     batches = math.ceil(n / bs)
     total_steps = batches * config.epochs
     result = TrainResult(model=_meta_model(config), config=config)  # train() puts in the trained model
+    if init is not None:
+        result.history, result.parent_seconds = [dict(h) for h in init.history], init.train_seconds
 
     def emit(event: Event) -> None:
         if on_event is not None:
@@ -389,7 +496,7 @@ def _train(
                 correct += int((true_logp[window] == max_logp[window]).sum().item())
                 elapsed = time.perf_counter() - start
                 emit(BatchEvent(
-                    epoch=epoch, epochs=config.epochs, batch=b + 1, batches=batches, step=step,
+                    epoch=done + epoch, epochs=done + config.epochs, batch=b + 1, batches=batches, step=step,
                     total_steps=total_steps, loss=window_loss / (seen - window_start),
                     train_accuracy=correct / seen, elapsed=elapsed, eta=elapsed / step * (total_steps - step),
                 ))
@@ -398,14 +505,18 @@ def _train(
             break
         test_loss, test_acc = _test_metrics(params, x_test, y_test, dtype)
         event = EpochEvent(
-            epoch=epoch, epochs=config.epochs, train_loss=loss_sum / max(seen, 1),
+            epoch=done + epoch, epochs=done + config.epochs, train_loss=loss_sum / max(seen, 1),
             train_accuracy=correct / max(seen, 1), test_loss=test_loss, test_accuracy=test_acc,
             epoch_seconds=time.perf_counter() - epoch_start, elapsed=time.perf_counter() - start,
         )
-        result.history.append(event.__dict__.copy())
+        # The history's clock runs on from the parent's, so curves over seconds continue where it ended.
+        result.history.append(event.__dict__ | {"elapsed": result.parent_seconds + event.elapsed})
         emit(event)
     result.train_seconds = time.perf_counter() - start
     result.steps_done = step
+    result.optimizer_state = opt.state()
+    streams = {"shuffle": gen, "dropout": stepper.dropout_gen, "augment": augmenter and augmenter.generator}
+    result.rng_state = {name: g.get_state() for name, g in streams.items() if g is not None}
     if result.history and not result.stopped:
         result.test_loss, result.test_accuracy = result.history[-1]["test_loss"], result.history[-1]["test_accuracy"]
     else:

@@ -172,7 +172,9 @@ def test_data_reports_checksums(tiny_data_dir: Path) -> None:
 
 def test_train_json(trained_run: tuple[Path, dict, str]) -> None:
     runs, out, err = trained_run
-    assert set(out) == {"run_id", "path", "test_accuracy", "train_seconds", "epochs", "config", "history"}
+    assert set(out) == {"run_id", "path", "test_accuracy", "train_seconds", "epochs", "config", "history",
+                        "name", "parent"}
+    assert out["name"] is None and out["parent"] is None
     assert out["epochs"] == 2 == len(out["history"])
     assert [h["epoch"] for h in out["history"]] == [1, 2]
     assert out["config"]["hidden"] == 32 and out["config"]["batch_size"] == 32 and out["config"]["device"] == "cpu"
@@ -268,3 +270,166 @@ def test_exit_code_through_python_m(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "mnistcore", "evaluate", "--run", "nope", "--runs-dir", str(tmp_path)],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "no run 'nope'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------- experiments: resume, names, compare, export, sweep
+
+
+RUNS_KEYS = {"run_id", "name", "parent", "created", "test_accuracy", "train_seconds", "config", "stopped"}
+
+
+def _train_json(tiny_data_dir: Path, runs: Path, *args: str) -> dict:
+    code, out, err = run_cli("train", "--data-dir", tiny_data_dir, "--runs-dir", runs, "--json", *args)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_resume_continues_a_run(tiny_data_dir: Path, tmp_path: Path) -> None:
+    first = _train_json(tiny_data_dir, tmp_path, *TRAIN_ARGS, "--epochs", "1", "--name", "start")
+    second = _train_json(tiny_data_dir, tmp_path, "--resume", first["run_id"], "--epochs", "2", "--lr", "0.001")
+    assert second["parent"] == first["run_id"] and second["run_id"] != first["run_id"]
+    assert second["epochs"] == 3 and [h["epoch"] for h in second["history"]] == [1, 2, 3]
+    assert second["history"][0] == first["history"][0]
+    # Options not given are the parent's; given ones are recorded.
+    assert second["config"] == first["config"] | {"epochs": 2, "lr": 0.001}
+    assert second["name"] is None and second["train_seconds"] >= first["train_seconds"]
+    meta = json.loads((Path(second["path"]) / "meta.json").read_text())
+    assert meta["parent"] == first["run_id"] and len(meta["history"]) == 3
+    assert (Path(second["path"]) / "optimizer.safetensors").is_file()
+    code, out, _ = run_cli("runs", "--runs-dir", tmp_path, "--json")
+    assert code == 0
+    listed = {r["run_id"]: r for r in json.loads(out)}
+    assert RUNS_KEYS | {"path", "hidden"} <= set(listed[second["run_id"]])
+    assert listed[second["run_id"]]["parent"] == first["run_id"] and listed[first["run_id"]]["name"] == "start"
+    assert listed[first["run_id"]]["config"] == first["config"]
+
+
+def test_resume_refusals(tiny_data_dir: Path, tmp_path: Path) -> None:
+    first = _train_json(tiny_data_dir, tmp_path, *TRAIN_ARGS, "--epochs", "1")
+    base = ["train", "--data-dir", tiny_data_dir, "--runs-dir", tmp_path]
+    code, _, err = run_cli(*base, "--resume", first["run_id"], "--hidden", "64")
+    assert code == 2 and "--hidden cannot change" in err
+    code, _, err = run_cli(*base, "--resume", first["run_id"], "--preset", "best")
+    assert code == 2 and "--preset" in err
+    code, _, err = run_cli(*base, "--resume", "20990101-000000-abcdef")
+    assert code == 1 and "no run" in err
+    (Path(first["path"]) / "optimizer.safetensors").write_bytes(b"not safetensors at all")
+    code, _, err = run_cli(*base, "--resume", first["run_id"])
+    assert code == 1 and "not a valid optimizer state file" in err
+    assert len(RunStore(tmp_path).list()) == 1  # nothing was saved by the refused commands
+
+
+def test_resume_with_another_optimizer_says_it_starts_afresh(tiny_data_dir: Path, tmp_path: Path) -> None:
+    first = _train_json(tiny_data_dir, tmp_path, *TRAIN_ARGS, "--epochs", "1")
+    code, out, err = run_cli("train", "--data-dir", tiny_data_dir, "--runs-dir", tmp_path, "--json",
+                             "--resume", first["run_id"], "--epochs", "1", "--optimizer", "sgd", "--lr", "0.05")
+    assert code == 0 and "optimizer starts afresh" in err
+    assert json.loads(out)["config"]["optimizer"] == "sgd"
+
+
+def test_names_and_rename(tiny_data_dir: Path, tmp_path: Path) -> None:
+    run = _train_json(tiny_data_dir, tmp_path, *TRAIN_ARGS, "--epochs", "1", "--name", "my first net")
+    assert run["name"] == "my first net"
+    code, out, _ = run_cli("runs", "--runs-dir", tmp_path)
+    assert code == 0 and "my first net · " in out
+    code, out, err = run_cli("rename", "--runs-dir", tmp_path, run["run_id"], "renamed")
+    assert code == 0 and "renamed" in out
+    assert RunStore(tmp_path).info(run["run_id"]).name == "renamed"
+    code, _, err = run_cli("rename", "--runs-dir", tmp_path, run["run_id"], "x" * 41)
+    assert code == 1 and "at most 40" in err and RunStore(tmp_path).info(run["run_id"]).name == "renamed"
+    code, _, err = run_cli("train", "--runs-dir", tmp_path, "--name", "line\nbreak")
+    assert code == 2 and "control characters" in err
+    code, _, _ = run_cli("rename", "--runs-dir", tmp_path, "latest", "")
+    assert code == 0 and RunStore(tmp_path).info(run["run_id"]).name is None
+
+
+def test_compare_json(tiny_data_dir: Path, tmp_path: Path, tiny_data: MnistData) -> None:
+    a = _train_json(tiny_data_dir, tmp_path, *TRAIN_ARGS, "--epochs", "1", "--lr", "0.0005")
+    b = _train_json(tiny_data_dir, tmp_path, *TRAIN_ARGS, "--hidden", "64")
+    code, out, err = run_cli("compare", a["run_id"], b["run_id"], "--json", "--runs-dir", tmp_path,
+                             "--data-dir", tiny_data_dir)
+    assert code == 0, err
+    cmp = json.loads(out)
+    assert set(cmp) == {"runs", "accuracy", "fixed", "broken", "per_class_recall", "config_diff"}
+    assert cmp["runs"] == [a["run_id"], b["run_id"]]
+    assert cmp["accuracy"] == pytest.approx([a["test_accuracy"], b["test_accuracy"]], abs=1 / 200)
+    n = len(tiny_data.test_labels)
+    assert cmp["fixed"] - cmp["broken"] == round((cmp["accuracy"][1] - cmp["accuracy"][0]) * n)
+    assert np.array(cmp["per_class_recall"]).shape == (2, 10)
+    assert cmp["config_diff"] == {"hidden": [32, 64], "epochs": [1, 2], "lr": [0.0005, 0.003]}
+    code, out, _ = run_cli("compare", a["run_id"], b["run_id"], "--runs-dir", tmp_path, "--data-dir", tiny_data_dir)
+    assert code == 0 and f"B fixed {cmp['fixed']} of A's mistakes" in out and "hidden 32 -> 64" in out
+    code, _, err = run_cli("compare", a["run_id"], "nope", "--runs-dir", tmp_path, "--data-dir", tiny_data_dir)
+    assert code == 1 and "nope" in err
+
+
+def test_export_writes_four_files(trained_run: tuple[Path, dict, str], tiny_data_dir: Path, tmp_path: Path) -> None:
+    runs, trained, _ = trained_run
+    code, out, err = run_cli("export", "--run", trained["run_id"], "--out", tmp_path / "out", "--runs-dir", runs,
+                             "--data-dir", tiny_data_dir)
+    assert code == 0, err
+    names = ["model.safetensors", "meta.json", "confusion.csv", "predictions.csv"]
+    assert [Path(line).name for line in out.splitlines()] == names
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(names)
+    header = (tmp_path / "out" / "predictions.csv").read_text().splitlines()[0]
+    assert header == "index,label,predicted,confidence,p0,p1,p2,p3,p4,p5,p6,p7,p8,p9"
+    assert len((tmp_path / "out" / "predictions.csv").read_text().splitlines()) == 201
+    code, _, err = run_cli("export", "--run", trained["run_id"], "--runs-dir", runs)
+    assert code == 2 and "--out" in err
+
+
+def test_sweep_json(tiny_data_dir: Path, tmp_path: Path) -> None:
+    code, out, err = run_cli("sweep", "--param", "hidden", "--values", "16,48", "--epochs", "1", "--device", "cpu",
+                             "--json", "--data-dir", tiny_data_dir, "--runs-dir", tmp_path)
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["param"] == "hidden" and res["values"] == [16, 48] and res["stopped"] is False
+    assert [(r["value"], r["name"], r["config"]["hidden"]) for r in res["runs"]] == [
+        (16, "hidden=16", 16), (48, "hidden=48", 48)]
+    store = RunStore(tmp_path)
+    assert {r.run_id for r in store.list()} == {r["run_id"] for r in res["runs"]}
+    assert all(store.info(r["run_id"]).test_accuracy == r["test_accuracy"] for r in res["runs"])
+    assert "run 1/2: hidden=16" in err and "run 2/2: hidden=48" in err and "epoch 1/1" in err
+    code, out, err = run_cli("sweep", "--param", "batch-size", "--values", "32,64", "--epochs", "1", "--device", "cpu",
+                             "--data-dir", tiny_data_dir, "--runs-dir", tmp_path)
+    assert code == 0 and "batch_size" in out and "test accuracy" in out
+
+
+@pytest.mark.parametrize(("args", "mentions"), [
+    (["--param", "optimizer", "--values", "adam"], "cannot sweep"),
+    (["--param", "hidden", "--values", "16,abc"], "whole numbers"),
+    (["--param", "hidden", "--values", "16,8"], "hidden=8"),
+    (["--param", "lr", "--values", "0.1", "--lr", "0.2"], "--lr is the swept option"),
+    (["--param", "lr"], "--values"),
+])
+def test_sweep_bad_arguments_exit_2(args: list[str], mentions: str, tmp_path: Path) -> None:
+    code, out, err = run_cli("sweep", "--runs-dir", tmp_path / "runs", *args)
+    assert code == 2 and mentions in err and out == ""
+    assert not (tmp_path / "runs").exists()
+
+
+def test_sweep_ctrl_c_stops_after_the_current_run(tiny_data_dir: Path, tmp_path: Path) -> None:
+    """SIGINT (Ctrl-C) once: the run in progress finishes and is saved, no further run starts."""
+    import signal
+    import time
+
+    cmd = [sys.executable, "-m", "mnistcore", "sweep", "--param", "seed", "--values", "1,2,3,4,5", "--epochs", "40",
+           "--batch-size", "16", "--hidden", "16", "--device", "cpu", "--json", "--data-dir", str(tiny_data_dir),
+           "--runs-dir", str(tmp_path)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        line = ""
+        while "epoch 1/40" not in line and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            assert line or proc.poll() is None, "the sweep ended before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    res = json.loads(out)
+    assert res["stopped"] is True and 1 <= len(res["runs"]) < 5
+    assert all(len(r["history"]) == 40 for r in res["runs"])  # the interrupted run still finished its epochs
+    assert len(RunStore(tmp_path).list()) == len(res["runs"])
+    assert "stopping after this run" in err

@@ -368,3 +368,186 @@ def test_unserialisable_extra_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         _save(store, extra={"bad": object()})
     assert _visible(tmp_path) == [] and store.list() == []
+
+
+# ---------------------------------------------------------------- names, parents, optimizer state (issue 8)
+
+P32 = 32 * 784 + 32 + 10 * 32 + 10  # parameters of a 784-32-10 net: the length of each flat optimizer tensor
+
+
+def _adam_state(n: int = P32) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {"exp_avg": torch.randn(n, generator=g), "exp_avg_sq": torch.rand(n, generator=g),
+            "step": torch.tensor(42.0)}
+
+
+def _rng() -> dict[str, torch.Tensor]:
+    return {"shuffle": torch.Generator().manual_seed(5).get_state()}
+
+
+def test_name_and_parent_round_trip(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    parent = _save(store)
+    info = _save(store, name="  wide net  ", parent=parent.run_id)
+    assert (info.name, info.parent) == ("wide net", parent.run_id)
+    assert info.label.startswith("wide net · 90.00% · 784-32-10")
+    meta = json.loads((info.path / META).read_text())
+    assert (meta["name"], meta["parent"]) == ("wide net", parent.run_id)
+    assert (parent.name, parent.parent) == (None, None)
+    store.delete(parent.run_id)  # a child outlives its parent: the id stays, as a record of where it came from
+    assert store.info(info.run_id).parent == parent.run_id
+
+
+def test_rename_rewrites_only_the_name(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    info = _save(store, name="first")
+    before = json.loads((info.path / META).read_text())
+    weights = (info.path / WEIGHTS).read_bytes()
+    renamed = store.rename(info.run_id, "second try")
+    assert renamed.name == "second try" and renamed.run_id == info.run_id
+    after = json.loads((info.path / META).read_text())
+    assert after == before | {"name": "second try"}
+    assert (info.path / WEIGHTS).read_bytes() == weights
+    assert sorted(p.name for p in info.path.iterdir()) == sorted([WEIGHTS, META])  # no temp file left
+    assert store.rename("latest", "  ").name is None  # blank clears
+    assert store.info(info.run_id).name is None
+
+
+@pytest.mark.parametrize(("name", "match"), [("x" * 41, "at most 40"), ("a\nb", "control"), ("tab\there", "control"),
+                                             (7, "text"), (["a"], "text")])
+def test_bad_names_are_refused(tmp_path: Path, name: object, match: str) -> None:
+    store = RunStore(tmp_path / "runs")
+    with pytest.raises(RunError, match=match):
+        _save(store, name=name)
+    assert not (tmp_path / "runs").exists() or _visible(tmp_path / "runs") == []
+    info = _save(store, name="kept")
+    with pytest.raises(RunError, match=match):
+        store.rename(info.run_id, name)
+    assert store.info(info.run_id).name == "kept"
+    assert runs_mod.validate_name("x" * 40) == "x" * 40
+
+
+def test_rename_of_missing_or_invalid_run(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    with pytest.raises(RunError, match="no run"):
+        store.rename("20990101-000000-abcdef", "x")
+    info = _save(store)
+    (info.path / META).write_text("{not json")
+    with pytest.raises(RunError, match="not a valid run"):
+        store.rename(info.run_id, "x")
+    assert (info.path / META).read_text() == "{not json"  # a bad file is left as it was
+
+
+# Names are labels, never paths, so "../../etc" is a valid name; a parent is an id that links and lookups use.
+@pytest.mark.parametrize(("field", "value"), [("name", "x" * 41), ("name", 12), ("name", "a\nb"),
+                                              ("parent", "../../etc"), ("parent", "x" * 300), ("parent", 12),
+                                              ("parent", "a\nb"), ("parent", ".hidden")])
+def test_bad_stored_name_or_parent_make_the_run_invalid(tmp_path: Path, field: str, value: object) -> None:
+    store = RunStore(tmp_path)
+    info = _save(store)
+    meta = json.loads((info.path / META).read_text())
+    (info.path / META).write_text(json.dumps(meta | {field: value}))
+    with pytest.raises(RunError, match="not a valid run"):
+        store.info(info.run_id)
+    assert store.list() == []
+
+
+def test_bad_parent_is_refused_on_save(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    with pytest.raises(RunError, match="not a run id"):
+        _save(store, parent="../elsewhere")
+    assert _visible(tmp_path) == []
+
+
+def test_optimizer_state_round_trip(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    state, rng = _adam_state(), _rng()
+    info = _save(store, optimizer_state=state, rng_state=rng)
+    assert sorted(p.name for p in info.path.iterdir()) == sorted([WEIGHTS, META, runs_mod.OPTIMIZER])
+    got_state, got_rng = store.read_optimizer(info.run_id)
+    assert sorted(got_state) == sorted(state) and all(torch.equal(got_state[k], state[k]) for k in state)
+    assert torch.equal(got_rng["shuffle"], rng["shuffle"])
+    init, loaded = store.load_state(info.run_id)
+    assert loaded == info and init.optimizer == "adam" and init.seed == CONFIG.seed
+    assert init.history == HISTORY and init.train_seconds == 1.25
+    assert torch.equal(init.model.fc1.weight, _model().fc1.weight)
+
+
+def test_run_without_optimizer_state_resumes_afresh(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    info = _save(store)
+    assert store.read_optimizer(info.run_id) is None
+    init, _ = store.load_state(info.run_id)
+    assert init.optimizer is None and init.optimizer_state == {} and init.rng_state == {}
+
+
+def _bad_state(kind: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    meta = {"optimizer": "adam", "layout": "fc1.weight,fc2.weight,fc1.bias,fc2.bias"}
+    state: dict[str, torch.Tensor] = _adam_state() | {"rng.shuffle": _rng()["shuffle"]}
+    if kind == "wrong-optimizer":
+        meta["optimizer"] = "sgd"
+    elif kind == "no-metadata":
+        meta = {}
+    elif kind == "wrong-layout":
+        meta["layout"] = "fc1.bias,fc1.weight,fc2.weight,fc2.bias"
+    elif kind == "missing-key":
+        del state["exp_avg_sq"]
+    elif kind == "extra-key":
+        state["momentum"] = torch.zeros(P32)
+    elif kind == "unknown-stream":
+        state["rng.other"] = state["rng.shuffle"].clone()
+    elif kind == "wrong-shape":
+        state["exp_avg"] = torch.zeros(P32 - 1)
+    elif kind == "float64":
+        state["exp_avg"] = state["exp_avg"].double()
+    elif kind == "nan":
+        state["exp_avg"][3] = float("nan")
+    elif kind == "inf-step":
+        state["step"] = torch.tensor(float("inf"))
+    elif kind == "fractional-step":
+        state["step"] = torch.tensor(2.5)
+    elif kind == "negative-variance":
+        state["exp_avg_sq"][0] = -1.0
+    elif kind == "rng-not-bytes":
+        state["rng.shuffle"] = state["rng.shuffle"].float()
+    return state, meta
+
+
+BAD_STATES = ["wrong-optimizer", "no-metadata", "wrong-layout", "missing-key", "extra-key", "unknown-stream",
+              "wrong-shape", "float64", "nan", "inf-step", "fractional-step", "negative-variance", "rng-not-bytes"]
+
+
+@pytest.mark.parametrize("kind", BAD_STATES)
+def test_bad_optimizer_state_is_refused(tmp_path: Path, kind: str) -> None:
+    store = RunStore(tmp_path)
+    info = _save(store, optimizer_state=_adam_state(), rng_state=_rng())
+    state, meta = _bad_state(kind)
+    save_file(state, str(info.path / runs_mod.OPTIMIZER), metadata=meta)
+    with pytest.raises(RunError, match="not a valid optimizer state file"):
+        store.load_state(info.run_id)
+    store.load(info.run_id)  # the weights themselves still load: the model stays usable
+
+
+@pytest.mark.parametrize("writer", ["pickle", "torch.save", "garbage", "empty", "huge", "directory"])
+def test_optimizer_file_that_is_not_ours_is_refused_and_not_executed(tmp_path: Path, writer: str) -> None:
+    store = RunStore(tmp_path / "runs")
+    info = _save(store, optimizer_state=_adam_state())
+    path = info.path / runs_mod.OPTIMIZER
+    marker = tmp_path / "pwned"
+    if writer == "pickle":
+        path.write_bytes(pickle.dumps({"exp_avg": _Payload(marker)}))
+    elif writer == "torch.save":
+        torch.save({"exp_avg": _Payload(marker)}, path)
+    elif writer == "garbage":
+        path.write_bytes(b"garbage" * 100)
+    elif writer == "empty":
+        path.write_bytes(b"")
+    elif writer == "huge":  # far larger than any real state of this width: refused before it is read
+        with open(path, "r+b") as f:
+            f.truncate(10 * 4 * P32)
+    else:
+        path.unlink()
+        path.mkdir()
+    with pytest.raises(RunError, match="not a valid optimizer state file"):
+        store.load_state(info.run_id)
+    assert not marker.exists()

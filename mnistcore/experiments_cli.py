@@ -1,0 +1,171 @@
+"""Command line for experiments: rename, compare, export, sweep (wired into mnistcore/cli.py).
+
+Imports stay light at module level: `python -m mnistcore --help` should not load torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None],
+                train_options: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add the rename, compare, export and sweep subcommands to the CLI's subparsers."""
+    rn = sub.add_parser("rename", help="give a saved run a short name (an empty NAME clears it)")
+    rn.set_defaults(func=cmd_rename)
+    common(rn)
+    rn.add_argument("run", metavar="RUN", help="run id or 'latest'")
+    rn.add_argument("name", metavar="NAME")
+    c = sub.add_parser("compare", help="compare two runs on the test set: which images B fixed and which it broke")
+    c.set_defaults(func=cmd_compare)
+    common(c)
+    c.add_argument("run_a", metavar="RUN_A", help="run id or 'latest'")
+    c.add_argument("run_b", metavar="RUN_B", help="run id or 'latest'")
+    c.add_argument("--json", action="store_true")
+    ex = sub.add_parser("export", help="write a run's weights, meta.json, confusion.csv and predictions.csv")
+    ex.set_defaults(func=cmd_export)
+    common(ex)
+    ex.add_argument("--run", default="latest", help="run id or 'latest'")
+    ex.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write into (created)")
+    sw = sub.add_parser("sweep", help="train one run per value of a numeric option, one after another")
+    sw.set_defaults(func=cmd_sweep)
+    common(sw)
+    sw.add_argument("--param", required=True, help="the option to sweep, e.g. hidden, lr, dropout, batch-size")
+    sw.add_argument("--values", required=True, help="comma-separated values, e.g. 32,64,128")
+    train_options(sw)
+    sw.add_argument("--name", help="a prefix for the runs' names (each is named after its value)")
+    sw.add_argument("--json", action="store_true", help="print one JSON object on stdout at the end")
+
+
+def cmd_rename(args: argparse.Namespace) -> int:
+    from mnistcore.runs import RunStore
+
+    info = RunStore(args.runs_dir).rename(args.run, args.name)
+    print(f"{info.run_id}: name {info.name!r}" if info.name else f"{info.run_id}: name cleared")
+    return 0
+
+
+def _data(args: argparse.Namespace) -> Any:
+    from mnistcore.data import load_mnist, provision_mnist
+
+    provision_mnist(args.data_dir)
+    return load_mnist(args.data_dir)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from mnistcore.experiments import compare
+    from mnistcore.runs import RunStore
+
+    store = RunStore(args.runs_dir)
+    store.info(args.run_a), store.info(args.run_b)  # a missing run fails before the data is loaded
+    cmp = compare(args.run_a, args.run_b, _data(args), store)
+    if args.json:
+        print(json.dumps(cmp.to_json()))
+        return 0
+    a, b = cmp.runs
+    print(f"A {a}: test accuracy {cmp.accuracy[0]:.2%}\nB {b}: test accuracy {cmp.accuracy[1]:.2%}")
+    change = cmp.fixed - cmp.broken
+    print(f"B fixed {cmp.fixed} of A's mistakes and broke {cmp.broken} of its right answers: "
+          f"{change:+d} images ({change / cmp.n_test * 100:+.2f} points)")
+    print("digit  recall A  recall B")
+    for d in range(10):
+        print(f"  {d}     {cmp.per_class_recall[0, d]:.3f}     {cmp.per_class_recall[1, d]:.3f}")
+    if cmp.config_diff:
+        print("settings that differ: " + ", ".join(f"{k} {va} -> {vb}" for k, (va, vb) in cmp.config_diff.items()))
+    else:
+        print("same settings")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from mnistcore.experiments import export
+    from mnistcore.runs import RunStore
+
+    store = RunStore(args.runs_dir)
+    info = store.info(args.run)
+    for path in export(info.run_id, _data(args), args.out, store):
+        print(path)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from mnistcore.cli import _config
+    from mnistcore.experiments import SweepEvent, parse_values, run_name, sweep, sweep_configs, sweep_param
+    from mnistcore.runs import RunError, RunStore, validate_name
+    from mnistcore.train import EpochEvent, resolve_device
+
+    try:
+        field = sweep_param(args.param)
+        if getattr(args, field, None) is not None:
+            raise ValueError(f"--{field.replace('_', '-')} is the swept option: give its values with --values")
+        values = parse_values(field, args.values)
+        base = _config(args)
+        sweep_configs(field, values, base)  # every value checked before anything trains
+        validate_name(args.name)
+    except (ValueError, RunError) as exc:
+        args.parser.error(str(exc))
+    try:
+        resolve_device(base.device)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    store = RunStore(args.runs_dir)
+    data = _data(args)
+    stop, abort = threading.Event(), threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            abort.set()
+            print("\nstopping now; the unfinished run is not saved", file=sys.stderr)
+        else:
+            stop.set()
+            print("\nstopping after this run (Ctrl-C again to stop it now)", file=sys.stderr)
+
+    def on_event(ev: SweepEvent) -> None:
+        if isinstance(ev.event, EpochEvent):
+            e = ev.event
+            print(f"  epoch {e.epoch}/{e.epochs}: test accuracy {e.test_accuracy:.4f}, loss {e.test_loss:.4f} "
+                  f"({e.epoch_seconds:.2f} s)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() \
+        else None
+    runs: list[dict[str, Any]] = []
+    try:
+        print(f"sweep {field} over {values}: {len(values)} runs", file=sys.stderr)
+        print(f"run 1/{len(values)}: {field}={values[0]}", file=sys.stderr)
+        for step in sweep(field, values, base, data, on_event=on_event, stop=stop, abort=abort):
+            r = step.result
+            if r.stopped:
+                break
+            info = store.save(r.model, step.config, test_accuracy=r.test_accuracy, train_seconds=r.train_seconds,
+                              history=r.history, dataset=data.checksums, name=run_name(field, step.value, args.name),
+                              optimizer_state=r.optimizer_state, rng_state=r.rng_state,
+                              extra={"sweep": {"param": field, "values": values, "index": step.index}})
+            runs.append({"value": step.value, "run_id": info.run_id, "name": info.name, "path": str(info.path),
+                         "test_accuracy": r.test_accuracy, "train_seconds": round(r.train_seconds, 3),
+                         "epochs": len(r.history), "stopped": False, "config": step.config.to_dict(),
+                         "history": r.history})
+            print(f"  saved {info.run_id} ({info.name}): test accuracy {r.test_accuracy:.2%} "
+                  f"in {r.train_seconds:.1f} s", file=sys.stderr)
+            if step.index + 1 < len(values) and not stop.is_set():
+                print(f"run {step.index + 2}/{len(values)}: {field}={values[step.index + 1]}", file=sys.stderr)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    stopped = len(runs) < len(values)
+    if args.json:
+        print(json.dumps({"param": field, "values": values, "runs": runs, "stopped": stopped}))
+        return 0
+    print(f"{field:>14}  test accuracy  seconds  run")
+    for run in runs:
+        print(f"{run['value']:>14}  {run['test_accuracy']:>12.2%}  {run['train_seconds']:>7.1f}  {run['run_id']}")
+    if stopped:
+        print(f"stopped after {len(runs)} of {len(values)} runs")
+    return 0
