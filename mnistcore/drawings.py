@@ -281,9 +281,9 @@ class DrawingStore:
             raise DrawingError(f"a collection holds at most {MAX_DRAWINGS} drawings; it has {have}, "
                                f"adding {adding} would pass that")
 
-    def add(self, image: bytes | np.ndarray, label: int, *, prepared: PreparedDigit | np.ndarray | None = None,
-            predicted: int | None = None, source: str = "cli") -> Drawing:
-        """Store a drawing (PNG/JPEG bytes or a canvas array); prepared like Draw does unless given."""
+    def _pending(self, image: bytes | np.ndarray, label: int, prepared: PreparedDigit | np.ndarray | None,
+                 predicted: int | None, source: str) -> tuple[bytes, np.ndarray, dict[str, Any]]:
+        """Validate and prepare one drawing in memory: (original PNG, prepared uint8, meta)."""
         label = check_label(label)
         if predicted is not None:
             predicted = check_label(predicted)
@@ -299,14 +299,34 @@ class DrawingStore:
         pixels = _prepared_u8(prepared)
         if not pixels.any():
             raise DrawingError("nothing drawn: the prepared image is empty")
-        self._check_room(1)
+        meta = {"format": FORMAT_VERSION, "label": label, "predicted": predicted,
+                "created": datetime.now(UTC).isoformat(timespec="microseconds"), "source": source[:32]}
+        return original, pixels, meta
+
+    def _unused_id(self) -> str:
         drawing_id = _new_id()
         while (self.path / drawing_id).exists():
             drawing_id = _new_id()
-        meta = {"format": FORMAT_VERSION, "label": label, "predicted": predicted,
-                "created": datetime.now(UTC).isoformat(timespec="microseconds"), "source": source[:32]}
-        self._write_drawing(drawing_id, original, pixels, meta)
+        return drawing_id
+
+    def add(self, image: bytes | np.ndarray, label: int, *, prepared: PreparedDigit | np.ndarray | None = None,
+            predicted: int | None = None, source: str = "cli") -> Drawing:
+        """Store a drawing (PNG/JPEG bytes or a canvas array); prepared like Draw does unless given."""
+        pending = self._pending(image, label, prepared, predicted, source)
+        self._check_room(1)
+        drawing_id = self._unused_id()
+        self._write_drawing(drawing_id, *pending)
         return self.get(drawing_id)
+
+    def add_many(self, images: Iterable[bytes | np.ndarray], label: int, source: str = "cli") -> list[Drawing]:
+        """Store several pictures with one label: all are checked and prepared before any is written."""
+        pending = [self._pending(image, label, None, None, source) for image in images]
+        self._check_room(len(pending))
+        ids = []
+        for item in pending:
+            ids.append(self._unused_id())
+            self._write_drawing(ids[-1], *item)
+        return [self.get(i) for i in ids]
 
     def relabel(self, drawing_id: str, label: int) -> Drawing:
         """Change a drawing's label (meta.json rewritten atomically)."""
@@ -527,6 +547,19 @@ def mix_drawings(data: MnistData, images: np.ndarray, labels: np.ndarray,
         test_images=data.test_images, test_labels=data.test_labels,
         checksums={**data.checksums, "drawings": drawings_checksum(images, labels)},
     )
-    info = {"drawings": len(images), "drawing_repeats": repeats,
-            "drawings_share": round(len(x) / (n + len(x)), 4), "drawings_checksum": drawings_checksum(images, labels)}
+    info = {"count": len(images), "repeats": repeats, "share": round(len(x) / (n + len(x)), 4),
+            "checksum": drawings_checksum(images, labels)}
     return mixed, info
+
+
+def evaluate_drawings(model: Any, store: DrawingStore) -> tuple[Any, list[Drawing]]:
+    """The model's Evaluation (mnistcore.evaluate) on the store's drawings, and the drawings in that order."""
+    import torch
+
+    from mnistcore.evaluate import evaluate
+
+    images, labels, drawings = store.arrays()
+    if not drawings:
+        raise DrawingError(f"there are no drawings in {store.path}; add some first "
+                           f"(python -m mnistcore drawings add --label N IMAGE...)")
+    return evaluate(model, torch.from_numpy(images), torch.from_numpy(labels)), drawings

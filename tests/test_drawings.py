@@ -338,14 +338,14 @@ def test_mix_drawings_oversamples_into_the_training_split(tiny_data: MnistData) 
     labels = np.array([0, 1, 2, 3])
     mixed, info = mix_drawings(tiny_data, images, labels, share=0.25)
     n = len(tiny_data.train_labels)
-    repeats = info["drawing_repeats"]
+    repeats = info["repeats"]
     assert repeats == round(0.25 * n / (0.75 * 4)) == 50
     assert len(mixed.train_labels) == n + 4 * repeats
     assert torch.equal(mixed.train_images[:n], tiny_data.train_images)
     assert torch.equal(mixed.test_images, tiny_data.test_images)
     assert mixed.train_labels[n:].tolist() == np.repeat(labels, repeats).tolist()
-    assert info["drawings"] == 4 and 0.24 < info["drawings_share"] < 0.26
-    assert mixed.checksums["drawings"] == info["drawings_checksum"] != ""
+    assert info["count"] == 4 and 0.24 < info["share"] < 0.26
+    assert mixed.checksums["drawings"] == info["checksum"] != ""
     with pytest.raises(DrawingError):
         mix_drawings(tiny_data, images[:0], labels[:0])
     with pytest.raises(DrawingError):

@@ -1,0 +1,242 @@
+"""Command line for your drawings and MNIST's label issues: `drawings add|list|export|import`,
+`evaluate --drawings`, `train --with-drawings` and `label-issues`. Hooked into mnistcore/cli.py."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mnistcore.drawings import DEFAULT_COLLECTION
+
+
+def drawings_options(p: argparse.ArgumentParser) -> None:
+    """--drawings-dir and --collection (for drawings, evaluate --drawings, train --with-drawings)."""
+    p.add_argument("--drawings-dir", type=Path, default=None,
+                   help="drawings dir (default $MNIST_DRAWINGS_DIR or <data dir>/drawings)")
+    p.add_argument("--collection", default=DEFAULT_COLLECTION,
+                   help=f"which collection of drawings (default {DEFAULT_COLLECTION!r}; the dashboard keeps one "
+                        "per browser)")
+
+
+def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add the `drawings` and `label-issues` subcommands."""
+    d = sub.add_parser("drawings", help="your own labelled drawings: add, list, export, import")
+    dsub = d.add_subparsers(dest="drawings_command", required=True)
+    add = dsub.add_parser("add", help="add images of one digit (prepared as Draw prepares a drawing)")
+    add.add_argument("--label", type=int, required=True, choices=range(10), metavar="N", help="the digit 0..9")
+    add.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    lst = dsub.add_parser("list", help="list the drawings")
+    ex = dsub.add_parser("export", help="write every drawing to a zip")
+    ex.add_argument("--out", type=Path, required=True, metavar="FILE.zip")
+    im = dsub.add_parser("import", help="add the drawings of an exported zip")
+    im.add_argument("zip", type=Path, metavar="FILE.zip")
+    for p, func in ((add, cmd_add), (lst, cmd_list), (ex, cmd_export), (im, cmd_import)):
+        common(p)
+        drawings_options(p)
+        p.add_argument("--json", action="store_true", help="print JSON on stdout")
+        p.set_defaults(func=func)
+
+    li = sub.add_parser("label-issues", help="training or test images whose label is probably wrong (cleanlab)")
+    common(li)
+    li.add_argument("--split", choices=("train", "test"), default="train")
+    li.add_argument("--folds", type=int, default=None, help="k of the k-fold cross-validation (default 5)")
+    li.add_argument("--seeds", type=int, default=None, help="nets averaged per fold (default 2)")
+    li.add_argument("--refresh", action="store_true", help="recompute even when a cached result exists")
+    li.add_argument("--top", type=int, default=30, help="rows shown without --json (default 30)")
+    li.add_argument("--json", action="store_true", help="print the ranked JSON array on stdout")
+    li.set_defaults(func=cmd_label_issues)
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from mnistcore.drawings import DrawingStore, default_drawings_dir
+
+    root = args.drawings_dir if args.drawings_dir is not None else default_drawings_dir(args.data_dir)
+    return DrawingStore(root, args.collection)
+
+
+def _err(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def _drawing_json(d: Any) -> dict[str, Any]:
+    return {"id": d.drawing_id, "label": d.label, "predicted": d.predicted, "created": d.created,
+            "source": d.source, "path": str(d.path)}
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from mnistcore.drawings import DrawingError, read_image_file
+
+    try:
+        store = _store(args)
+        blobs = []
+        for path in args.images:
+            try:
+                blobs.append(read_image_file(path))
+            except DrawingError as exc:
+                raise DrawingError(f"{path}: {exc}") from None
+        try:
+            added = store.add_many(blobs, args.label, source="cli")
+        except DrawingError as exc:
+            # add_many checks every image before writing any: name the one at fault.
+            raise DrawingError(f"{_which(store, blobs, args.label, args.images)}{exc}; nothing was added") from None
+    except DrawingError as exc:
+        return _err(str(exc))
+    if args.json:
+        print(json.dumps([_drawing_json(d) for d in added]))
+    else:
+        print(f"added {len(added)} drawing(s) of a {args.label} to {store.path}")
+    return 0
+
+
+def _which(store: Any, blobs: list[bytes], label: int, paths: list[Path]) -> str:
+    """'path: ' of the first image that cannot be stored, or '' when it was not one image's fault."""
+    from mnistcore.drawings import DrawingError
+
+    for blob, path in zip(blobs, paths, strict=True):
+        try:
+            store._pending(blob, label, None, None, "cli")
+        except DrawingError:
+            return f"{path}: "
+    return ""
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from mnistcore.drawings import DrawingError
+
+    try:
+        store = _store(args)
+        drawings = store.list()
+    except DrawingError as exc:
+        return _err(str(exc))
+    if args.json:
+        print(json.dumps([_drawing_json(d) for d in drawings]))
+        return 0
+    if not drawings:
+        print(f"no drawings in {store.path}; add some: python -m mnistcore drawings add --label N IMAGE...")
+        return 0
+    counts = store.counts()
+    print(f"{len(drawings)} drawings in {store.path}: " + ", ".join(f"{c}×{n}" for c, n in enumerate(counts) if n))
+    for d in drawings:
+        print(f"  {d.drawing_id}  label {d.label}  {d.source:<6}  {d.created[:19].replace('T', ' ')}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from mnistcore.drawings import DrawingError
+
+    try:
+        count = _store(args).export_zip(args.out)
+    except (DrawingError, OSError) as exc:
+        return _err(str(exc))
+    if args.json:
+        print(json.dumps({"path": str(args.out), "count": count}))
+    else:
+        print(f"exported {count} drawings to {args.out}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from mnistcore.drawings import DrawingError
+
+    try:
+        store = _store(args)
+        report = store.import_zip(args.zip)
+    except DrawingError as exc:
+        return _err(f"{args.zip}: {exc}; nothing was imported")
+    if args.json:
+        print(json.dumps({"added": report.added, "skipped": report.skipped, "path": str(store.path)}))
+    else:
+        print(f"imported {report.added} drawings into {store.path}"
+              + (f" ({report.skipped} already there)" if report.skipped else ""))
+    return 0
+
+
+def evaluate_drawings(args: argparse.Namespace) -> int:
+    """`evaluate --drawings`: the run's accuracy and confusion matrix on the drawings store."""
+    from mnistcore.drawings import DrawingError
+    from mnistcore.drawings import evaluate_drawings as run_eval
+    from mnistcore.runs import RunStore
+
+    model, info = RunStore(args.runs_dir).load(args.run)
+    try:
+        store = _store(args)
+        ev, drawings = run_eval(model, store)
+    except DrawingError as exc:
+        return _err(str(exc))
+    wrong = [{"id": d.drawing_id, "label": int(ev.labels[i]), "predicted": int(ev.predictions[i]),
+              "confidence": round(float(ev.confidence[i]), 4)}
+             for i, d in enumerate(drawings) if ev.labels[i] != ev.predictions[i]]
+    out = {"run_id": info.run_id, "collection": store.collection, "count": len(drawings), "accuracy": ev.accuracy,
+           "errors": ev.errors, "confusion": ev.confusion.tolist(), "per_digit_count": ev.support.tolist(),
+           "recall": ev.recall.tolist(), "wrong": wrong}
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"run {info.run_id} on {len(drawings)} drawings ({store.path}): accuracy {ev.accuracy:.2%} "
+          f"({ev.errors} wrong)")
+    print("confusion matrix (rows = your label, columns = predicted):")
+    print("      " + " ".join(f"{c:>4}" for c in range(10)))
+    for t, row in enumerate(ev.confusion):
+        print(f"  {t:>2}  " + " ".join(f"{v:>4}" for v in row))
+    return 0
+
+
+def mix_for_training(args: argparse.Namespace, data: Any) -> tuple[Any, dict[str, Any]]:
+    """`train --with-drawings`: MNIST with the drawings store mixed into its training split, and what was mixed.
+
+    Raises DrawingError (a message for the user) when there are no drawings.
+    """
+    from mnistcore.drawings import DrawingError, mix_drawings
+
+    store = _store(args)
+    images, labels, drawings = store.arrays()
+    if not drawings:
+        raise DrawingError(f"--with-drawings: there are no drawings in {store.path}; add some first "
+                           f"(python -m mnistcore drawings add --label N IMAGE...)")
+    mixed, info = mix_drawings(data, images, labels)
+    return mixed, {**info, "collection": store.collection}
+
+
+def cmd_label_issues(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from mnistcore.data import load_mnist, provision_mnist
+    from mnistcore.label_issues import LabelIssuesError, Recipe, default_cache_dir, label_issues
+
+    try:
+        changes = {k: v for k, v in (("folds", args.folds), ("seeds", args.seeds)) if v is not None}
+        recipe = Recipe(**changes)
+    except ValueError as exc:
+        args.parser.error(str(exc))
+    provision_mnist(args.data_dir)
+    data = load_mnist(args.data_dir)
+    bar = tqdm(total=1000, unit="‰", file=sys.stderr, dynamic_ncols=True, leave=True,
+               bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
+
+    def on_progress(p: Any) -> None:
+        bar.n = round(1000 * p.fraction)
+        bar.set_description(p.message)
+        bar.refresh()
+
+    try:
+        result = label_issues(data, args.split, recipe, cache_dir=default_cache_dir(args.data_dir),
+                              on_progress=on_progress, refresh=args.refresh)
+    except LabelIssuesError as exc:
+        return _err(str(exc))
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps([i.to_json() for i in result.issues]))
+        return 0
+    print(f"{len(result.issues)} of {result.scored:,} {args.split} images flagged (out-of-sample accuracy "
+          f"{result.accuracy:.2%}, {result.recipe['folds'] if args.split == 'train' else 'whole-train'} "
+          f"folds, computed in {result.seconds:.0f} s); most suspicious first:")
+    print("   index  given  suggested  score")
+    for i in result.issues[:args.top]:
+        print(f"  {i.index:>6}  {i.given:>5}  {i.suggested:>9}  {i.score:.4f}")
+    return 0
