@@ -179,3 +179,20 @@ def test_label_issues_bad_arguments(args: list[str], tiny_copy: Path) -> None:
     assert code == 2 and out == "" and "usage:" in err
     assert not (tiny_copy / "cache").exists()
 
+
+
+def test_fine_tune_with_resume_and_drawings(tmp_path: Path, images: list[Path], tiny_data_dir: Path,
+                                            tiny_run: tuple[Path, str]) -> None:
+    import shutil
+
+    runs, parent = tmp_path / "runs", tiny_run[1]
+    shutil.copytree(tiny_run[0], runs)
+    ddir = tmp_path / "dr"
+    run_cli("drawings", "add", "--drawings-dir", ddir, "--label", "1", *images)
+    code, out, err = run_cli("train", "--data-dir", tiny_data_dir, "--runs-dir", runs, "--resume", parent,
+                             "--epochs", "1", "--with-drawings", "--drawings-dir", ddir, "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["parent"] == parent and res["drawings"]["count"] == 2
+    info = RunStore(runs).info(res["run_id"])
+    assert info.extra["drawings"]["count"] == 2 and len(info.history) == len(RunStore(runs).info(parent).history) + 1
