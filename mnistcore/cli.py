@@ -95,7 +95,7 @@ def _drawings_parsers(sub: Any, train_parser: argparse.ArgumentParser,
     evaluate_parser.add_argument("--drawings", action="store_true",
                                  help="evaluate on your drawings store instead of the MNIST test set")
     train_parser.add_argument("--with-drawings", action="store_true",
-                              help="mix your drawings into the training images (oversampled to ~5 %% of them)")
+                              help="mix your drawings into the training images (oversampled to ~10 %% of them)")
     for p in (train_parser, evaluate_parser):
         drawings_cli.drawings_options(p)
 

@@ -138,8 +138,8 @@ def test_train_with_drawings_records_them(tmp_path: Path, images: list[Path], ti
     assert code == 0, err
     res = json.loads(out)
     d = res["drawings"]
-    # 600 tiny training images: 2 drawings x 16 copies make ~5 % of the mix
-    assert d["count"] == 2 and d["repeats"] == round(0.05 * 600 / (0.95 * 2)) and d["collection"] == "default"
+    # 600 tiny training images: 2 drawings x 33 copies make ~10 % of the mix
+    assert d["count"] == 2 and d["repeats"] == round(0.1 * 600 / (0.9 * 2)) and d["collection"] == "default"
     info = RunStore(runs).info(res["run_id"])
     assert info.extra["drawings"] == d
     assert info.dataset["drawings"] == d["checksum"]
