@@ -12,6 +12,7 @@ measures the whole path on redrawn MNIST test digits; bench/DRAWN_RESULTS.md has
 from __future__ import annotations
 
 import io
+import math
 import os
 from dataclasses import dataclass
 
@@ -28,6 +29,14 @@ SIZE = 28
 CENTRE = 14.0  # mean centre of mass of MNIST training digits, in pixel-index coordinates
 WORK = 80  # the crop's longer side while stroke widths are measured and changed (4x BOX)
 MAX_SIDE = 1024  # larger images are first shrunk by an integer factor: same result, bounded time
+# Pixels an image may have once decoded. Checked from the header, before decoding: a 31 KB PNG can
+# declare 13000x13000 1-bit pixels and take 2 GB and 10 s to decode. 4096x4096 covers screenshots and
+# scans; JPEGs (phone photos) are decoded at 1/2, 1/4 or 1/8 scale to fit, so photos of up to 64x this
+# many pixels are read (Pillow itself refuses images over 2 x Image.MAX_IMAGE_PIXELS, ~179 MP).
+MAX_PIXELS = 4096 * 4096
+# Only these decoders run, whatever a file is called: Pillow would otherwise try every format it knows,
+# EPS (through Ghostscript) included. (Phone JPEGs with a second image open as "MPO" through "JPEG".)
+FORMATS = ("PNG", "JPEG")
 INK_FLOOR = 0.12  # on paper or noisy photos, ink weaker than this is grain, shadow or JPEG noise
 CROP_THRESHOLD = 0.05  # ink level that counts for the bounding box (MNIST boxes count every grey pixel)
 # Stroke width (2 * area / perimeter of the ink > 0.5 mask, at 20 px scale) of MNIST training digits
@@ -40,7 +49,46 @@ STROKE_BAND = (2.8, 3.6)
 
 
 class ImageReadError(ValueError):
-    """The input is not an image we can read."""
+    """The input is not an image we can read (not PNG/JPEG, damaged, or too many pixels); says which."""
+
+
+def _too_large(width: int, height: int) -> ImageReadError:
+    return ImageReadError(f"image too large: {width}x{height} pixels; at most {MAX_PIXELS // 1_000_000} million "
+                          f"pixels (e.g. {math.isqrt(MAX_PIXELS)}x{math.isqrt(MAX_PIXELS)}). Crop or shrink it.")
+
+
+def _open(source: str | os.PathLike | bytes | bytearray) -> Image.Image:
+    """Open a PNG or JPEG (header only), refuse too many pixels, then decode; ImageReadError otherwise."""
+    fp = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    try:
+        img = Image.open(fp, formats=FORMATS)
+    except UnidentifiedImageError:
+        raise ImageReadError("not a PNG or JPEG image (only PNG and JPEG are read, whatever the file's name)") from None
+    except Image.DecompressionBombError:
+        raise ImageReadError("image too large: Pillow refuses to decode that many pixels") from None
+    except FileNotFoundError:
+        raise ImageReadError(f"no such file: {source}") from None
+    except OSError as exc:  # a directory, no permission, an I/O error
+        raise ImageReadError(f"cannot read {source}: {exc.strerror or exc}") from None
+    width, height = img.size
+    if width * height > MAX_PIXELS and img.format in ("JPEG", "MPO"):
+        # JPEG decodes at 1/2, 1/4 or 1/8 scale for the price of the smaller image: the digit needs no more.
+        scale = next((k for k in (2, 4, 8) if (width // k) * (height // k) <= MAX_PIXELS), 8)
+        img.draft(img.mode, (-(-width // scale), -(-height // scale)))
+    if img.size[0] * img.size[1] > MAX_PIXELS:
+        img.close()
+        raise _too_large(width, height)
+    try:
+        img.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageReadError(f"damaged or unreadable {img.format} image: {exc}") from None
+    return img
+
+
+def _shrink(arr: np.ndarray) -> np.ndarray:
+    """An image with no side over MAX_SIDE, shrunk by an integer factor (box filter: same digit, less time)."""
+    factor = -(-max(arr.shape[:2]) // MAX_SIDE)
+    return np.asarray(Image.fromarray(arr).reduce(factor)) if factor > 1 else arr
 
 
 @dataclass(frozen=True)
@@ -63,20 +111,25 @@ class PreparedDigit:
 
 
 def load_image(source: str | os.PathLike | bytes | Image.Image | np.ndarray) -> np.ndarray:
-    """Read a path, bytes, PIL image or array into a uint8 array (H, W), (H, W, 3) or (H, W, 4)."""
+    """Read a PNG/JPEG path or bytes, a PIL image or an array into a uint8 array (H, W), (H, W, 3) or (H, W, 4).
+
+    Files and bytes must be PNG or JPEG content, of at most MAX_PIXELS pixels (checked before decoding);
+    anything else raises ImageReadError with the reason.
+    """
     if isinstance(source, np.ndarray):
         arr = source
+        if arr.ndim >= 2 and arr.shape[0] * arr.shape[1] > MAX_PIXELS:
+            raise _too_large(arr.shape[1], arr.shape[0])
     else:
+        if isinstance(source, Image.Image):
+            if source.size[0] * source.size[1] > MAX_PIXELS:
+                raise _too_large(*source.size)
+            img = source
+        else:
+            img = _open(source)
         try:
-            if isinstance(source, Image.Image):
-                img = source
-            elif isinstance(source, bytes | bytearray):
-                img = Image.open(io.BytesIO(source))
-            else:
-                img = Image.open(source)
-            img.load()
             img = ImageOps.exif_transpose(img) or img  # phone photos store their rotation in EXIF
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        except (OSError, ValueError, SyntaxError) as exc:
             raise ImageReadError(f"not a readable image: {exc}") from None
         if img.mode not in ("L", "RGB", "RGBA", "I", "F") and not img.mode.startswith("I;16"):
             img = img.convert("RGBA" if "A" in img.getbands() or "transparency" in img.info else "RGB")
@@ -197,12 +250,18 @@ def _place(crop: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(out, dtype=np.float32), 0.0, 1.0)
 
 
+def decode_upload(data: bytes | str | os.PathLike) -> np.ndarray:
+    """Decode an uploaded PNG/JPEG once into the array prepare_digit takes (no side over MAX_SIDE px).
+
+    Decoding is the slow part for a large photo; a page that reruns should cache this array (keyed by
+    the upload's bytes), not the bytes. Raises ImageReadError like load_image.
+    """
+    return _shrink(load_image(data))
+
+
 def prepare_digit(source: str | os.PathLike | bytes | Image.Image | np.ndarray) -> PreparedDigit:
     """Make the 28x28 model input from a drawing or image of any size; 'nothing drawn' if empty."""
-    arr = load_image(source)
-    factor = -(-max(arr.shape[:2]) // MAX_SIDE)
-    if factor > 1:
-        arr = np.asarray(Image.fromarray(arr).reduce(factor))
+    arr = _shrink(load_image(source))
     ink = _clean(extract_ink(arr))
     crop = _crop(ink, CROP_THRESHOLD)
     h, w = ink.shape

@@ -16,6 +16,7 @@ of the two 28x28 outputs plus their mean absolute pixel difference. Thresholds, 
 from __future__ import annotations
 
 import io
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -29,9 +30,12 @@ from bench.redraw import CANVAS, RedrawStyle, pen_ink, redraw, thin
 from mnistcore.data import MnistData
 from mnistcore.normalize import normalize
 from mnistcore.preprocess import (
+    MAX_PIXELS,
+    MAX_SIDE,
     NOTHING_DRAWN,
     ImageReadError,
     PreparedDigit,
+    decode_upload,
     extract_ink,
     load_image,
     prepare_digit,
@@ -264,12 +268,13 @@ def test_unreadable_file_and_bad_arrays_raise(tmp_path: Path) -> None:
             prepare_digit(arr)
 
 
-def test_files_of_any_format_and_mode(tmp_path: Path, baselines: dict[str, np.ndarray]) -> None:
+def test_png_and_jpeg_files_of_any_mode(tmp_path: Path, baselines: dict[str, np.ndarray]) -> None:
     img = draw("0")
-    for name, converted in (("d.png", img), ("d.jpg", img.convert("RGB")), ("d.bmp", img.convert("RGB")),
-                            ("d.gif", img.convert("L").convert("P")), ("d.webp", img)):
+    for name, converted in (("d.png", img), ("d.jpg", img.convert("RGB")), ("grey.png", img.convert("L")),
+                            ("palette.png", img.convert("L").convert("P")), ("grey.jpeg", img.convert("L")),
+                            ("no-suffix", img.convert("RGB"))):
         path = tmp_path / name
-        converted.save(path)
+        converted.save(path, "PNG" if name.endswith("png") else "JPEG")
         assert corr(pixels(path), baselines["0"]) >= SAME[0], name
         assert corr(pixels(str(path)), baselines["0"]) >= SAME[0], name
     # 16-bit greyscale and float arrays in [0, 1]
@@ -278,6 +283,93 @@ def test_files_of_any_format_and_mode(tmp_path: Path, baselines: dict[str, np.nd
     assert wide.mode.startswith("I;16")
     assert corr(pixels(wide), baselines["0"]) >= SAME[0]
     assert corr(pixels(ink.astype(np.float32) / 255), baselines["0"]) >= SAME[0]
+
+
+# ---- hostile input: other formats, pixel bombs --------------------------------------------------------
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+
+def _bomb_png(width: int, height: int, bit_depth: int, colour_type: int) -> bytes:
+    """A valid-looking PNG header declaring width x height pixels, with (far too little) image data.
+
+    Decoding it would fail for lack of data, so a "too large" error proves the size was refused from the
+    header, before any decoding (the 31 KB 13000x13000 1-bit PNG that took 2 GB decoded the same way).
+    """
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([bit_depth, colour_type, 0, 0, 0])
+    chunks = _png_chunk(b"IHDR", ihdr)
+    if colour_type == 3:
+        chunks += _png_chunk(b"PLTE", bytes(range(48)))
+    return b"\x89PNG\r\n\x1a\n" + chunks + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _png_chunk(b"IEND", b"")
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow's own alarm at 89 MP
+@pytest.mark.parametrize(("bit_depth", "colour_type"), [(1, 0), (8, 3), (8, 6)], ids=["1-bit", "palette", "rgba"])
+def test_pixel_bombs_are_refused_before_decoding(tmp_path: Path, bit_depth: int, colour_type: int) -> None:
+    data = _bomb_png(13000, 13000, bit_depth, colour_type)
+    (tmp_path / "bomb.png").write_bytes(data)
+    for source in (data, tmp_path / "bomb.png"):
+        for reader in (prepare_digit, decode_upload, load_image):
+            with pytest.raises(ImageReadError, match=r"too large: 13000x13000 pixels"):
+                reader(source)
+    # Just under the cap is read (and fails only for its missing data, as a damaged image).
+    side = int(MAX_PIXELS**0.5)
+    with pytest.raises(ImageReadError, match="damaged"):
+        load_image(_bomb_png(side, side, bit_depth, colour_type))
+
+
+def test_large_jpeg_photos_are_decoded_at_reduced_scale(baselines: dict[str, np.ndarray]) -> None:
+    # 5000x3600 = 18 MP: over the cap, but JPEG decodes at 1/2 scale (2500x1800) for the price of that.
+    photo = jpeg(draw("4", canvas=(5000, 3600), height=2800, pen=260, background="paper"), quality=60)
+    arr = load_image(photo)
+    assert arr.shape[:2] == (1800, 2500)
+    assert corr(pixels(photo), baselines["4"]) >= SAME_SHAPE[0]
+
+
+def test_arrays_and_pil_images_over_the_cap_are_refused() -> None:
+    side = int(MAX_PIXELS**0.5) + 1
+    with pytest.raises(ImageReadError, match="too large"):
+        prepare_digit(np.zeros((side, side), np.uint8))
+    with pytest.raises(ImageReadError, match="too large"):
+        prepare_digit(Image.new("1", (side, side)))  # PIL images are not decoded again, but still capped
+
+
+def _eps() -> bytes:
+    body = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nnewpath 0 0 moveto 28 28 lineto stroke\n%%EOF\n"
+    return body
+
+
+@pytest.mark.parametrize("fmt", ["BMP", "GIF", "WEBP", "TIFF", "ICO", "EPS"])
+def test_only_png_and_jpeg_content_is_read_whatever_the_name(tmp_path: Path, fmt: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import EpsImagePlugin
+
+    def no_ghostscript(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an EPS reached Pillow's Ghostscript plugin")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", no_ghostscript)
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", no_ghostscript)
+    if fmt == "EPS":
+        data = _eps()
+    else:
+        buf = io.BytesIO()
+        draw("7").convert("RGB").save(buf, fmt)
+        data = buf.getvalue()
+    path = tmp_path / "digit.png"  # the name lies
+    path.write_bytes(data)
+    for source in (path, data):
+        with pytest.raises(ImageReadError, match="not a PNG or JPEG image"):
+            prepare_digit(source)
+
+
+def test_decode_upload_once_gives_the_same_digit(baselines: dict[str, np.ndarray]) -> None:
+    big = _png(draw("7", canvas=(3000, 2000), height=1500, pen=150))
+    arr = decode_upload(big)
+    assert arr.dtype == np.uint8 and max(arr.shape[:2]) <= MAX_SIDE
+    np.testing.assert_array_equal(prepare_digit(arr).pixels, prepare_digit(big).pixels)
+    with pytest.raises(ImageReadError, match="not a PNG or JPEG"):
+        decode_upload(b"GIF89a...")
 
 
 def test_extract_ink_reads_each_background() -> None:
