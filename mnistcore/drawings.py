@@ -134,7 +134,7 @@ def read_image_file(path: str | os.PathLike) -> bytes:
 def _open_image(data: bytes) -> Image.Image:
     """Decode image bytes, refusing pictures too large to decode safely."""
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data), formats=["PNG", "JPEG"])  # what the pages accept; nothing exotic
         w, h = img.size
         if w * h > MAX_IMAGE_PIXELS:
             raise DrawingError(f"the image is {w}x{h} pixels, more than {MAX_IMAGE_PIXELS:,} allowed")
@@ -185,7 +185,7 @@ def _prepared_u8(prepared: PreparedDigit | np.ndarray) -> np.ndarray:
 
 def _decode_prepared(data: bytes, where: str) -> np.ndarray:
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data), formats=["PNG"])
         if img.format != "PNG" or img.size != (28, 28) or img.mode != "L":
             raise DrawingError(f"{where} must be a 28x28 greyscale PNG, got {img.format} {img.size} {img.mode}")
         arr = np.asarray(img, dtype=np.uint8)

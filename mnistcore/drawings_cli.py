@@ -215,17 +215,19 @@ def cmd_label_issues(args: argparse.Namespace) -> int:
         args.parser.error(str(exc))
     provision_mnist(args.data_dir)
     data = load_mnist(args.data_dir)
-    bar = tqdm(total=1000, unit="‰", file=sys.stderr, dynamic_ncols=True, leave=True,
+    bar = tqdm(total=1000, file=sys.stderr, dynamic_ncols=True, leave=True, mininterval=0.5,
                bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
 
     def on_progress(p: Any) -> None:
-        bar.n = round(1000 * p.fraction)
-        bar.set_description(p.message)
-        bar.refresh()
+        bar.set_description(p.message, refresh=False)
+        bar.update(round(1000 * p.fraction) - bar.n)  # redraws at most every mininterval
 
     try:
         result = label_issues(data, args.split, recipe, cache_dir=default_cache_dir(args.data_dir),
                               on_progress=on_progress, refresh=args.refresh)
+        if bar.n == 0:  # nothing was computed
+            bar.set_description("read from the cache", refresh=False)
+            bar.update(1000)
     except LabelIssuesError as exc:
         return _err(str(exc))
     finally:

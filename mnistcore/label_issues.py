@@ -67,9 +67,12 @@ class Recipe:
             raise ValueError("seeds must be an integer between 1 and 10")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (JSON-ready); the device is left out: it does not change what is found."""
+        """Plain dict (JSON-ready, the cache key's input). Left out: the device and the report interval, which
+        do not change what is found, and unset (None) settings, so that a TrainConfig field added later with
+        a None default leaves existing caches valid."""
         d = asdict(self)
-        d["config"] = {k: v for k, v in self.config.to_dict().items() if k not in ("device", "report_every")}
+        d["config"] = {k: v for k, v in self.config.to_dict().items()
+                       if k not in ("device", "report_every") and v is not None}
         return d
 
 

@@ -157,11 +157,11 @@ def test_label_issues_json_is_ranked_and_cached(tiny_copy: Path) -> None:
     assert all(set(i) == {"index", "given", "suggested", "score"} for i in issues)
     assert [i["score"] for i in issues] == sorted(i["score"] for i in issues)
     assert len({i["index"] for i in issues}) == len(issues) and all(0 <= i["index"] < 600 for i in issues)
-    assert "fold 3/3" in err  # the progress bar on stderr
+    assert "done: 100%" in err  # the progress bar on stderr
     cached = list((tiny_copy / "cache").glob("label-issues-train-*.json"))
     assert len(cached) == 1
     code, out2, err2 = run_cli(*args)
-    assert code == 0 and json.loads(out2) == issues and "fold 1/3" not in err2  # from the cache
+    assert code == 0 and json.loads(out2) == issues and "read from the cache: 100%" in err2
     code, out, _ = run_cli("label-issues", "--data-dir", tiny_copy, "--folds", "3", "--seeds", "1", "--top", "3")
     assert code == 0 and "flagged" in out and len(out.strip().splitlines()) == 2 + min(3, len(issues))
 
@@ -170,7 +170,7 @@ def test_label_issues_on_the_test_split(tiny_copy: Path) -> None:
     code, out, err = run_cli("label-issues", "--data-dir", tiny_copy, "--split", "test", "--seeds", "1", "--json")
     assert code == 0, err
     assert all(0 <= i["index"] < 200 for i in json.loads(out))
-    assert "whole training split" in err
+    assert "done: 100%" in err
 
 
 @pytest.mark.parametrize("args", [["--split", "val"], ["--folds", "1"], ["--seeds", "0"]])
