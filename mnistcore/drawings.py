@@ -565,3 +565,44 @@ def evaluate_drawings(model: Any, store: DrawingStore) -> tuple[Any, list[Drawin
         raise DrawingError(f"there are no drawings in {store.path}; add some first "
                            f"(python -m mnistcore drawings add --label N IMAGE...)")
     return evaluate(model, torch.from_numpy(images), torch.from_numpy(labels)), drawings
+
+
+@dataclass(frozen=True)
+class FineTuneResult:
+    """A fine-tuned run and how it compares with the run it continued, on the drawings and on MNIST test."""
+
+    run: Any  # RunInfo of the new run (its parent is the run fine-tuned)
+    parent: Any  # RunInfo of the run fine-tuned
+    count: int  # drawings used
+    drawings_before: float  # accuracy on the drawings
+    drawings_after: float
+    mnist_before: float  # MNIST test accuracy
+    mnist_after: float
+
+
+def fine_tune_on_drawings(runs: Any, run_id: str, data: MnistData, drawings: DrawingStore, epochs: int = 1,
+                          on_event: Any = None, stop: Any = None, report_every: int = 10) -> FineTuneResult | None:
+    """Continue a saved run for `epochs` epochs on MNIST with the drawings mixed in; save it as a new run.
+
+    The same as `train --resume RUN --epochs N --with-drawings`. None when stopped (nothing is saved).
+    """
+    from mnistcore.train import train
+
+    images, labels, kept = drawings.arrays()
+    if not kept:
+        raise DrawingError("there are no drawings to fine-tune on")
+    init, parent = runs.load_state(run_id)
+    before = evaluate_drawings(init.model, drawings)[0].accuracy
+    config = parent.config.with_(epochs=epochs, report_every=report_every)
+    mixed, info = mix_drawings(data, images, labels)
+    result = train(config, mixed, on_event=on_event, stop=stop, init=init)
+    if result.stopped:
+        return None
+    saved = runs.save(result.model, config, test_accuracy=result.test_accuracy, train_seconds=result.total_seconds,
+                      history=result.history, dataset=mixed.checksums, parent=parent.run_id,
+                      optimizer_state=result.optimizer_state, rng_state=result.rng_state,
+                      name=f"fine-tuned on {len(kept)} drawings",
+                      extra={"source": "dashboard", "drawings": {**info, "collection": drawings.collection}})
+    after = evaluate_drawings(result.model, drawings)[0].accuracy
+    return FineTuneResult(run=saved, parent=parent, count=len(kept), drawings_before=before, drawings_after=after,
+                          mnist_before=parent.test_accuracy, mnist_after=result.test_accuracy)

@@ -296,7 +296,10 @@ def find_issues(data: MnistData, split: str = "train", recipe: Recipe | None = N
 
 
 def default_cache_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """Where results are cached: <data dir>/cache."""
+    """Where results are cached: $MNIST_CACHE_DIR if set, else <data dir>/cache."""
+    env = os.environ.get("MNIST_CACHE_DIR")
+    if env:
+        return Path(env)
     return (Path(data_dir) if data_dir is not None else default_data_dir()) / "cache"
 
 
@@ -375,3 +378,61 @@ def without_indices(data: MnistData, indices: np.ndarray) -> MnistData:
     return MnistData(train_images=data.train_images[kept], train_labels=data.train_labels[kept],
                      test_images=data.test_images, test_labels=data.test_labels,
                      checksums={**data.checksums, "removed_train_indices": removed})
+
+
+@dataclass(frozen=True)
+class CleanedComparison:
+    """The same recipe trained with and without the flagged training images, on the MNIST test set."""
+
+    removed: int
+    run: Any  # RunInfo of the run trained without them
+    baseline: Any  # RunInfo of the run trained on everything (the active run, or one trained for the comparison)
+    accuracy_with: float
+    accuracy_without: float
+    fixed: int  # test images the baseline gets wrong and the cleaned run right
+    broken: int  # the reverse
+
+
+def _reusable_baseline(info: Any, checksums: dict[str, str]) -> bool:
+    """Whether a saved run is a from-scratch, complete run of its recipe on exactly this MNIST."""
+    return (info.parent is None and not info.stopped and info.dataset == checksums
+            and not info.extra.get("drawings") and not info.extra.get("removed_flagged"))
+
+
+def train_without_flagged(runs: Any, run_id: str, data: MnistData, flagged: np.ndarray,
+                          on_event: Callable[[Any], None] | None = None, stop: threading.Event | None = None,
+                          report_every: int = 10) -> CleanedComparison | None:
+    """Train run_id's recipe (same seed) without the flagged training images; compare with it on the test set.
+
+    The run itself is the baseline when it is a complete from-scratch run on this MNIST; otherwise (a
+    resumed or fine-tuned run) the baseline is trained here too, so the two differ only in the images
+    left out. The cleaned run is saved. None when stopped (nothing saved).
+    """
+    from mnistcore.evaluate import evaluate
+
+    base_info = runs.info(run_id)
+    config = base_info.config.with_(report_every=report_every)
+    if _reusable_baseline(base_info, data.checksums):
+        baseline_model, baseline = runs.load(run_id)[0], base_info
+    else:
+        result = train(config, data, on_event=on_event, stop=stop)
+        if result.stopped:
+            return None
+        baseline = runs.save(result.model, config, test_accuracy=result.test_accuracy,
+                             train_seconds=result.train_seconds, history=result.history, dataset=data.checksums,
+                             name="baseline for label issues", extra={"source": "dashboard"})
+        baseline_model = result.model
+    cleaned = without_indices(data, flagged)
+    result = train(config, cleaned, on_event=on_event, stop=stop)
+    if result.stopped:
+        return None
+    saved = runs.save(result.model, config, test_accuracy=result.test_accuracy, train_seconds=result.train_seconds,
+                      history=result.history, dataset=cleaned.checksums,
+                      name=f"without {len(flagged)} flagged images",
+                      extra={"source": "dashboard", "removed_flagged": len(flagged), "baseline": baseline.run_id})
+    ev_with = evaluate(baseline_model, data.test_images, data.test_labels)
+    ev_without = evaluate(result.model, data.test_images, data.test_labels)
+    right_with, right_without = ev_with.predictions == ev_with.labels, ev_without.predictions == ev_without.labels
+    return CleanedComparison(removed=len(flagged), run=saved, baseline=baseline, accuracy_with=ev_with.accuracy,
+                             accuracy_without=ev_without.accuracy, fixed=int((~right_with & right_without).sum()),
+                             broken=int((right_with & ~right_without).sum()))

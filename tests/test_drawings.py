@@ -350,3 +350,33 @@ def test_mix_drawings_oversamples_into_the_training_split(tiny_data: MnistData) 
         mix_drawings(tiny_data, images[:0], labels[:0])
     with pytest.raises(DrawingError):
         mix_drawings(tiny_data, images, np.array([0, 1, 2, 10]))
+
+
+def test_fine_tune_on_drawings_saves_a_child_run_and_compares(tiny_data: MnistData, tmp_path: Path) -> None:
+    from mnistcore.config import TrainConfig
+    from mnistcore.runs import RunStore
+    from mnistcore.train import train
+
+    config = TrainConfig(hidden=32, epochs=2, batch_size=32, lr=3e-3, device="cpu")
+    result = train(config, tiny_data)
+    runs = RunStore(tmp_path / "runs")
+    parent = runs.save(result.model, config, test_accuracy=result.test_accuracy, train_seconds=result.train_seconds,
+                       history=result.history, dataset=tiny_data.checksums, optimizer_state=result.optimizer_state,
+                       rng_state=result.rng_state)
+    store = DrawingStore(tmp_path / "dr", "me")
+    with pytest.raises(DrawingError, match="no drawings"):
+        dr.fine_tune_on_drawings(runs, parent.run_id, tiny_data, store)
+    # "drawings" the tiny model cannot know: a bar drawn for every digit, all labelled 3
+    for digit in range(4):
+        store.add(canvas(digit), 3)
+    ft = dr.fine_tune_on_drawings(runs, parent.run_id, tiny_data, store, epochs=2)
+    assert ft is not None and ft.count == 4 and ft.parent.run_id == parent.run_id
+    child = runs.info(ft.run.run_id)
+    assert child.parent == parent.run_id and len(child.history) == 4
+    assert child.extra["drawings"]["count"] == 4 and child.extra["drawings"]["collection"] == "me"
+    assert ft.mnist_before == parent.test_accuracy and ft.mnist_after == child.test_accuracy
+    assert ft.drawings_after == 1.0 >= ft.drawings_before  # learnt the drawings
+    stop = __import__("threading").Event()
+    stop.set()
+    assert dr.fine_tune_on_drawings(runs, parent.run_id, tiny_data, store, stop=stop) is None
+    assert len(runs.list()) == 2  # a stopped fine-tune saves nothing

@@ -199,3 +199,37 @@ def test_without_indices_leaves_out_training_images(tiny_data: MnistData) -> Non
         "removed_train_indices"]
     with pytest.raises(ValueError):
         li.without_indices(data, np.array([600]))
+
+
+def test_train_without_flagged_compares_like_with_like(tiny_data: MnistData, tmp_path: Path) -> None:
+    from mnistcore.runs import RunStore
+    from mnistcore.train import train
+
+    runs = RunStore(tmp_path / "runs")
+    result = train(QUICK, tiny_data)
+    base = runs.save(result.model, QUICK, test_accuracy=result.test_accuracy, train_seconds=result.train_seconds,
+                     history=result.history, dataset=tiny_data.checksums)
+    flagged = np.array([3, 30, 300])
+    cmp = li.train_without_flagged(runs, base.run_id, tiny_data, flagged)
+    assert cmp is not None and cmp.removed == 3 and cmp.baseline.run_id == base.run_id  # reused: same recipe
+    assert cmp.accuracy_with == pytest.approx(base.test_accuracy)
+    cleaned = runs.info(cmp.run.run_id)
+    assert cleaned.extra["removed_flagged"] == 3 and cleaned.config == QUICK.with_(report_every=10)
+    assert cleaned.test_accuracy == pytest.approx(cmp.accuracy_without)
+    assert round((cmp.accuracy_without - cmp.accuracy_with) * len(tiny_data.test_labels)) == cmp.fixed - cmp.broken
+    # a run that was not trained from scratch on this data is not a fair baseline: one is trained
+    cmp2 = li.train_without_flagged(runs, cleaned.run_id, tiny_data, flagged)
+    assert cmp2 is not None and cmp2.baseline.run_id not in (base.run_id, cleaned.run_id)
+    assert runs.info(cmp2.baseline.run_id).dataset == tiny_data.checksums
+    stop = threading.Event()
+    stop.set()
+    before = len(runs.list())
+    assert li.train_without_flagged(runs, base.run_id, tiny_data, flagged, stop=stop) is None
+    assert len(runs.list()) == before
+
+
+def test_cache_dir_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("MNIST_CACHE_DIR", raising=False)
+    assert li.default_cache_dir(tmp_path) == tmp_path / "cache"
+    monkeypatch.setenv("MNIST_CACHE_DIR", str(tmp_path / "c"))
+    assert li.default_cache_dir(tmp_path) == tmp_path / "c"
