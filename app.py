@@ -8,13 +8,14 @@ config or sidebar, until some session has loaded "/".
 
 import streamlit as st
 
-from ui import sidebar
+from ui import session, sidebar
 
 st.set_page_config(page_title="MNIST Lab", page_icon="✏️", layout="wide")
 
 PAGES = [
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+    st.Page("app_pages/runs.py", title="Runs", icon=":material/table_chart:", url_path="runs"),
     st.Page("app_pages/confusion.py", title="Confusion matrix", icon=":material/grid_on:", url_path="confusion"),
     st.Page("app_pages/errors.py", title="Errors", icon=":material/error:", url_path="errors"),
     st.Page("app_pages/draw.py", title="Draw", icon=":material/draw:", url_path="draw"),
@@ -22,4 +23,6 @@ PAGES = [
 
 page = st.navigation(PAGES)
 sidebar.render(page.url_path)
+if session.link_notice():  # a ?run= link to a deleted run: say so before showing anything else
+    st.stop()
 page.run()

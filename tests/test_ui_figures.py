@@ -202,3 +202,56 @@ def test_html_grid_has_one_figure_per_image_in_order():
     assert re.findall(r'data-index="(\d+)"', html) == [str(i) for i in range(500, 537)]
     assert "<figcaption>0.00</figcaption>" in html
     assert "&lt;b&gt;" in html_grid(imgs[:1], ["<b>"])  # captions are escaped
+
+
+# ---------------------------------------------------------------- comparing runs, sweeps (issue 8)
+
+from ui.figures import RUN_COLORS, recall_bars, run_curves, sweep_figure  # noqa: E402
+
+
+def _history(accs, seconds_per_epoch=2.0, start=0):
+    return [{"epoch": start + i + 1, "elapsed": seconds_per_epoch * (start + i + 1), "test_accuracy": a,
+             "test_loss": 1 - a} for i, a in enumerate(accs)]
+
+
+def test_run_curves_per_epoch_and_per_second():
+    runs = [("A", _history([0.9, 0.95])), ("B", _history([0.92, 0.96, 0.97], seconds_per_epoch=5.0))]
+    fig = run_curves(runs, x="epoch")
+    assert len(fig.data) == 4  # accuracy and loss per run
+    acc = [t for t in fig.data if t.xaxis == "x"]
+    loss = [t for t in fig.data if t.xaxis == "x2"]
+    assert [t.name for t in acc] == ["A", "B"] and [list(t.x) for t in acc] == [[1, 2], [1, 2, 3]]
+    assert list(acc[1].y) == [0.92, 0.96, 0.97] and list(loss[0].y) == pytest.approx([0.1, 0.05])
+    assert acc[0].line.color == loss[0].line.color == RUN_COLORS[0] != acc[1].line.color
+    assert [t.showlegend for t in fig.data] == [True, False, True, False]  # one legend entry per run
+    secs = run_curves(runs, x="seconds")
+    assert list(secs.data[2].x) == [5.0, 10.0, 15.0] and "training time" in secs.layout.xaxis.title.text
+    with pytest.raises(ValueError):
+        run_curves(runs, x="batches")
+    assert len(run_curves([], x="epoch").data) == 0
+
+
+def test_run_curves_of_a_continued_run_run_on():
+    resumed = _history([0.9]) + _history([0.93, 0.95], start=1)
+    fig = run_curves([("child", resumed)])
+    assert list(fig.data[0].x) == [1, 2, 3] and list(run_curves([("c", resumed)], "seconds").data[0].x) == [2, 4, 6]
+
+
+def test_recall_bars():
+    r = np.array([np.linspace(0.9, 0.99, 10), np.linspace(0.95, 0.999, 10)])
+    fig = recall_bars(["A", "B"], r)
+    assert fig.layout.barmode == "group" and [t.name for t in fig.data] == ["A", "B"]
+    assert list(fig.data[1].y) == pytest.approx(list(r[1])) and list(fig.data[0].x) == list(range(10))
+    assert fig.layout.yaxis.range[0] == pytest.approx(0.85)
+    with pytest.raises(ValueError):
+        recall_bars(["A"], r)
+
+
+def test_sweep_figure():
+    fig = sweep_figure("hidden", [32, 64, 128], [0.95, 0.96, None])
+    assert len(fig.data) == 1 and list(fig.data[0].x) == [32, 64] and fig.layout.xaxis.type == "linear"
+    live = sweep_figure("hidden", [32, 64, 128], [0.95, 0.96, 0.9], running=2)
+    assert list(live.data[0].x) == [32, 64] and list(live.data[1].x) == [128] and list(live.data[1].y) == [0.9]
+    assert live.data[1].marker.symbol == "circle-open"
+    assert sweep_figure("lr", [1e-4, 1e-3, 1e-2], [0.9, 0.95, 0.93]).layout.xaxis.type == "log"
+    assert sweep_figure("dropout", [0.0, 0.2], [0.9, 0.91]).layout.xaxis.type == "linear"  # 0 cannot go on a log axis

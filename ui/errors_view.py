@@ -21,7 +21,8 @@ def filtered(ev: Evaluation) -> np.ndarray:
     """Draw the filters; the matching test indices in display order."""
     c = st.columns([1, 1, 1.3, 1.5, 2.2])
     options = [ANY, *range(10)]
-    kw = dict(persist_state="session", on_change=_first_page)
+    # Bound to the URL (?err_true=4&err_pred=9…): a copied link reopens the same filtered view.
+    kw = dict(persist_state="session", on_change=_first_page, bind="query-params")
     true = c[0].selectbox("True digit", options, key="err_true", **kw)
     pred = c[1].selectbox("Predicted digit", options, key="err_pred", **kw)
     min_conf = c[2].slider("Minimum confidence", 0.0, 1.0, 0.0, 0.05, key="err_min_conf", **kw)
@@ -37,7 +38,7 @@ def grid(ev: Evaluation, images: np.ndarray, idx: np.ndarray) -> int | None:
     pages = max(1, -(-len(idx) // PER_PAGE))
     if st.session_state.get("err_page", 1) > pages:
         st.session_state["err_page"] = 1
-    page = st.pagination(pages, key="err_page") if pages > 1 else 1
+    page = st.pagination(pages, key="err_page", bind="query-params") if pages > 1 else 1
     shown = idx[(page - 1) * PER_PAGE:page * PER_PAGE]
     conf = ev.confidence[shown]
     t, p = ev.labels[shown], ev.predictions[shown]

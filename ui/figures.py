@@ -258,3 +258,83 @@ def image_grid_figure(images: np.ndarray, captions: Sequence[str], customdata: S
         yaxis=dict(visible=False, range=[rows * th - 0.5, -0.5], fixedrange=True, scaleanchor="x"),
     )
     return fig
+
+
+# ---------------------------------------------------------------- comparing runs, sweeps
+
+RUN_COLORS = ("#2563EB", "#EA580C", "#16A34A", "#9333EA", "#DB2777", "#0891B2")  # one per compared run
+CURVE_X = {"epoch": "epoch", "seconds": "training time (s)"}
+
+
+def _curve_x(history: Sequence[dict[str, Any]], x: str) -> list[float]:
+    if x == "epoch":
+        return [h.get("epoch", i + 1) for i, h in enumerate(history)]
+    return [h.get("elapsed", float("nan")) for h in history]
+
+
+def run_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], x: str = "epoch") -> go.Figure:
+    """Test accuracy (left) and test loss (right) of several runs overlaid, per epoch or per second of training.
+
+    `runs` holds (label, history) pairs; a history is a run's list of epoch records (epoch, elapsed,
+    test_accuracy, test_loss). Each run keeps its colour in both panels.
+    """
+    if x not in CURVE_X:
+        raise ValueError(f"x must be one of {sorted(CURVE_X)}, got {x!r}")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Test accuracy", "Test loss"), horizontal_spacing=0.1)
+    for i, (label, history) in enumerate(runs):
+        color = RUN_COLORS[i % len(RUN_COLORS)]
+        xs = _curve_x(history, x)
+        for col, key in ((1, "test_accuracy"), (2, "test_loss")):
+            fig.add_trace(go.Scatter(
+                x=xs, y=[h.get(key) for h in history], mode="lines+markers", name=label, legendgroup=label,
+                showlegend=col == 1, line=dict(color=color), marker=dict(size=5),
+                hovertemplate=f"{label}<br>{CURVE_X[x]} %{{x}}<br>{key.replace('_', ' ')} %{{y:.4f}}<extra></extra>",
+            ), row=1, col=col)
+    fig.update_xaxes(title_text=CURVE_X[x])
+    fig.update_yaxes(tickformat=".1%", row=1, col=1)
+    fig.update_layout(height=360, margin=dict(l=55, r=20, t=40, b=40), legend=dict(orientation="h", y=-0.22))
+    return fig
+
+
+def recall_bars(labels: Sequence[str], recalls: np.ndarray) -> go.Figure:
+    """Per-class recall of several runs side by side: one group of bars per digit, one colour per run."""
+    r = np.asarray(recalls, dtype=np.float64)
+    if r.ndim != 2 or r.shape[1] != 10 or r.shape[0] != len(labels):
+        raise ValueError(f"recalls must be ({len(labels)}, 10), got {r.shape}")
+    fig = go.Figure()
+    for i, (label, row) in enumerate(zip(labels, r, strict=True)):
+        fig.add_trace(go.Bar(x=DIGITS, y=row, name=label, marker_color=RUN_COLORS[i % len(RUN_COLORS)],
+                             hovertemplate=f"{label}<br>digit %{{x}}: recall %{{y:.2%}}<extra></extra>"))
+    low = float(np.nanmin(r)) if r.size else 0.0
+    fig.update_layout(barmode="group", height=300, margin=dict(l=55, r=20, t=10, b=40), bargap=0.2,
+                      legend=dict(orientation="h", y=-0.25),
+                      xaxis=dict(tickmode="array", tickvals=DIGITS, title="digit", fixedrange=True),
+                      yaxis=dict(title="recall", tickformat=".0%", range=[max(0.0, low - 0.05), 1.0],
+                                 fixedrange=True))
+    return fig
+
+
+def sweep_figure(param: str, values: Sequence[float], accuracies: Sequence[float | None],
+                 running: int | None = None) -> go.Figure:
+    """Test accuracy against the swept value: finished runs as points on a line, the running one hollow.
+
+    `accuracies[i]` is None for a run with no finished epoch yet; for the running run (index `running`) it is
+    its latest epoch's accuracy. A log axis is used when the values span 20x or more.
+    """
+    done = [(v, a) for i, (v, a) in enumerate(zip(values, accuracies, strict=True)) if a is not None and i != running]
+    fig = go.Figure(go.Scatter(
+        x=[v for v, _ in done], y=[a for _, a in done], mode="lines+markers", name="test accuracy",
+        line=dict(color=RUN_COLORS[0]), marker=dict(size=9),
+        hovertemplate=f"{param} = %{{x}}<br>test accuracy %{{y:.2%}}<extra></extra>"))
+    if running is not None and 0 <= running < len(values) and accuracies[running] is not None:
+        fig.add_trace(go.Scatter(
+            x=[values[running]], y=[accuracies[running]], mode="markers", name="training…",
+            marker=dict(size=11, symbol="circle-open", color=RUN_COLORS[1], line=dict(width=2)),
+            hovertemplate=f"{param} = %{{x}}: %{{y:.2%}} so far (training…)<extra></extra>"))
+    positive = [float(v) for v in values if float(v) > 0]
+    log = len(positive) == len(values) > 1 and max(positive) / min(positive) >= 20
+    fig.update_layout(height=320, margin=dict(l=55, r=20, t=10, b=45), showlegend=False,
+                      xaxis=dict(title=param, type="log" if log else "linear",
+                                 tickvals=list(values) if len(values) <= 12 else None),
+                      yaxis=dict(title="test accuracy", tickformat=".1%"))
+    return fig

@@ -17,6 +17,9 @@ ACTIVE_RUN = "ui_active_run"  # session_state key: the run id the user has chose
 ACTIVATED_JOB = "ui_activated_job"  # session_state key: the (job, run) whose run was last made active
 SESSION_ID = "ui_session_id"  # session_state key: this browser's id
 UI_REPORT_EVERY = 10  # batches between progress events: smooth curves even on a slow machine
+RUN_PARAM = "run"  # ?run=ID in the URL: the run a page shows, so that a copied link reopens the same view
+LINK_SEEN = "ui_run_link_seen"  # session_state key: the ?run= value already acted on
+MISSING_LINK = "ui_missing_link"  # session_state key: a linked run that does not exist, until the user moves on
 
 
 def session_id() -> str:
@@ -34,11 +37,54 @@ def session_id() -> str:
 def active_run_id() -> str | None:
     """The session's active run: its choice when that run still exists, else the newest run, else None."""
     ids = [r.run_id for r in cache.list_runs()]
+    _follow_link(ids)
     chosen = st.session_state.get(ACTIVE_RUN)
     if chosen not in ids:
         chosen = ids[0] if ids else None
         st.session_state[ACTIVE_RUN] = chosen
+    # The URL follows the model shown (kept as it was while a link to a missing run awaits the user).
+    if chosen is not None and MISSING_LINK not in st.session_state and st.query_params.get(RUN_PARAM) != chosen:
+        st.query_params[RUN_PARAM] = chosen
+        st.session_state[LINK_SEEN] = chosen
     return chosen
+
+
+def _follow_link(ids: list[str]) -> None:
+    """A new ?run=ID in the URL makes that run active; one that does not exist is remembered for link_notice()."""
+    linked = st.query_params.get(RUN_PARAM)
+    if linked is None or linked == st.session_state.get(LINK_SEEN):
+        return
+    st.session_state[LINK_SEEN] = linked
+    if linked in ids:
+        st.session_state[ACTIVE_RUN] = linked
+        st.session_state.pop(MISSING_LINK, None)
+    else:
+        st.session_state[MISSING_LINK] = linked
+
+
+def _leave_missing_link() -> None:
+    st.session_state.pop(MISSING_LINK, None)
+    st.query_params.pop(RUN_PARAM, None)
+    st.session_state[LINK_SEEN] = None
+
+
+def link_notice() -> bool:
+    """When the URL's ?run= names a run that does not exist: say so and offer the active model. True while shown."""
+    missing = st.session_state.get(MISSING_LINK)
+    if missing is None:
+        return False
+    active = active_run_id()
+    with st.container(key="missing_run", border=True):
+        st.warning(f"This link shows run `{missing}`, which does not exist on this server: it has been deleted "
+                   "(or the link is mistyped).", icon=":material/link_off:")
+        if active is not None:
+            label = next((r.label for r in cache.list_runs() if r.run_id == active), active)
+            st.button(f"Show the active model instead: {label}", key="missing_run_active", type="primary",
+                      on_click=_leave_missing_link)
+        else:
+            st.button("Continue (there are no saved models yet)", key="missing_run_active",
+                      on_click=_leave_missing_link)
+    return True
 
 
 def set_active(run_id: str | None) -> None:
