@@ -1,13 +1,15 @@
-"""Confusion page parts: the selected cell (kept in the URL), the clickable matrix, the cell's images."""
+"""Confusion page parts: the selected cell (kept in the URL), the clickable matrix, the cell's images and why."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mnistcore.evaluate import Evaluation
+from mnistcore.evaluate import Evaluation, cell_indices
 from ui import cache
-from ui.figures import cell_from_selection, confusion_figure, parse_cell
+from ui.explain_view import why_maps
+from ui.figures import cell_from_selection, confusion_figure, parse_cell, upscale
 
 CHART = "cm"  # plotly chart key (its selection state)
 LAST_CELL = "cm_cell"  # session copy of the cell, restored when coming back from another page
@@ -69,6 +71,24 @@ def cell_images(run_id: str, cell: tuple[int, int] | None) -> None:
     st.caption(f"Most confident first; each caption is the probability the model gave to “{pred}”.")
     with st.container(key="cm_cell_images"):
         st.html(grid)
+    _explain_one(run_id, true, pred)
+
+
+def _explain_one(run_id: str, true: int, pred: int) -> None:
+    """One image of the cell (picked from a list, the most confident first) with its why-this-not-that maps."""
+    ev, loaded = cache.get_evaluation(run_id), cache.get_model(run_id)
+    if ev is None or loaded is None:
+        return
+    idx = cell_indices(ev, true, pred)
+    with st.container(key="cm_picked", border=True):
+        index = st.selectbox("Why did the model answer this? Pick an image", [int(i) for i in idx],
+                             key=f"cm_explain_{true}_{pred}",
+                             format_func=lambda i: f"test image #{i} ({ev.confidence[i]:.2f})")
+        left, right = st.columns([1, 3])
+        image = cache.test_images()[index]
+        left.image(upscale(image, 5), caption=f"#{index}: true {true}, predicted {pred}", output_format="PNG")
+        with right:
+            why_maps(loaded[0], image / np.float32(255), key="cm", other=true, other_label="true digit")
 
 
 def metrics_table(ev: Evaluation) -> None:
