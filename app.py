@@ -18,6 +18,7 @@ PAGES = [
     st.Page("app_pages/runs.py", title="Runs", icon=":material/table_chart:", url_path="runs"),
     st.Page("app_pages/confusion.py", title="Confusion matrix", icon=":material/grid_on:", url_path="confusion"),
     st.Page("app_pages/errors.py", title="Errors", icon=":material/error:", url_path="errors"),
+    st.Page("app_pages/network.py", title="Inside the network", icon=":material/hub:", url_path="network"),
     st.Page("app_pages/draw.py", title="Draw", icon=":material/draw:", url_path="draw"),
 ]
 

@@ -14,18 +14,30 @@ from mnistcore.train import BatchEvent, EpochEvent
 from ui.figures import (
     CORRECT_COLOR,
     ERROR_COLOR,
+    NEGATIVE_RGB,
+    POSITIVE_RGB,
     cell_from_selection,
     class_counts_figure,
     confusion_figure,
     confusion_values,
+    digit_bars,
+    diverging_rgb,
+    evidence_overlay,
     image_grid_figure,
+    labelled_row,
     mosaic,
     parse_cell,
     pick_from_selection,
     png_data_uri,
     probability_bars,
+    rgb_png_data_uri,
+    scale_legend,
+    templates_picture,
     training_curves,
+    unit_grid_figure,
     upscale,
+    upscale_rgb,
+    why_picture,
 )
 from ui.gallery import GRID_CLASS, html_grid
 
@@ -202,6 +214,117 @@ def test_html_grid_has_one_figure_per_image_in_order():
     assert re.findall(r'data-index="(\d+)"', html) == [str(i) for i in range(500, 537)]
     assert "<figcaption>0.00</figcaption>" in html
     assert "&lt;b&gt;" in html_grid(imgs[:1], ["<b>"])  # captions are escaped
+
+
+# ---------------------------------------------------------------- attributions and hidden units
+
+
+def _decode_rgb(uri: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB"))
+
+
+def test_diverging_rgb_is_centred_on_zero():
+    v = np.array([[-2.0, -1.0, 0.0, 1.0, 2.0, 0.5]])
+    rgb = diverging_rgb(v, limit=1.0)
+    assert rgb.shape == (1, 6, 3) and rgb.dtype == np.uint8
+    assert tuple(rgb[0, 0]) == tuple(rgb[0, 1]) == NEGATIVE_RGB  # saturates at -limit
+    assert tuple(rgb[0, 2]) == (255, 255, 255)
+    assert tuple(rgb[0, 3]) == tuple(rgb[0, 4]) == POSITIVE_RGB
+    assert tuple(rgb[0, 5]) == tuple(np.rint((255 + np.array(POSITIVE_RGB)) / 2).astype(int))
+    np.testing.assert_array_equal(diverging_rgb(v)[0, 4], POSITIVE_RGB)  # default limit: the largest |value|
+    assert (diverging_rgb(np.zeros((3, 3))) == 255).all()
+
+
+def test_evidence_overlay():
+    pixels = np.zeros((28, 28))
+    pixels[10:12, 5:20] = 1.0
+    attr = np.zeros((28, 28))
+    attr[10, 5], attr[11, 5] = 2.0, -2.0
+    out = evidence_overlay(pixels, attr, limit=2.0, factor=3)
+    assert out.shape == (84, 84, 3)
+    np.testing.assert_array_equal(out[30:33, 15:18], np.broadcast_to(POSITIVE_RGB, (3, 3, 3)))
+    np.testing.assert_array_equal(out[33, 15], NEGATIVE_RGB)
+    np.testing.assert_array_equal(out[30, 30], [145, 145, 145])  # ink with no evidence: grey
+    np.testing.assert_array_equal(out[0, 0], [255, 255, 255])  # background: white
+    weak = evidence_overlay(pixels, attr / 4, limit=2.0, factor=1)[10, 5]
+    # a quarter of the limit: a quarter of the way from the grey ink to full red
+    np.testing.assert_array_equal(weak, np.rint(0.75 * 145 + 0.25 * np.array(POSITIVE_RGB)))
+
+
+def test_why_picture_shares_one_scale():
+    pixels = np.zeros((28, 28))
+    pixels[14, 14] = 1.0
+    strong, weak = np.zeros((28, 28)), np.zeros((28, 28))
+    strong[14, 14], weak[14, 14] = 4.0, 1.0
+    pic = why_picture(pixels, [("Evidence for 9", strong), ("Evidence for 4", weak)], factor=2)
+    assert pic.ndim == 3 and pic.shape[2] == 3 and pic.shape[1] == 2 * 56 + 14
+    row = labelled_row([evidence_overlay(pixels, strong, 4.0, 2), evidence_overlay(pixels, weak, 4.0, 2)],
+                       ["Evidence for 9", "Evidence for 4"])
+    np.testing.assert_array_equal(pic[:row.shape[0]], row)
+    np.testing.assert_array_equal(pic[22 + 28, 28], POSITIVE_RGB)  # the strong map saturates...
+    assert not np.array_equal(pic[22 + 28, 56 + 14 + 28], POSITIVE_RGB)  # ...the weak one, on its scale, does not
+    assert (pic[:22] < 200).any()  # titles are drawn
+    two_lines = why_picture(pixels, [("Evidence for 9\n(predicted)", strong), ("b", weak)], factor=2)
+    assert two_lines.shape[0] == pic.shape[0] + 18 and (two_lines[22:40] < 200).any()
+
+
+def test_labelled_row_and_legend():
+    a = np.zeros((5, 4, 3), np.uint8)
+    b = np.full((5, 6, 3), 100, np.uint8)
+    row = labelled_row([a, b], ["a", "b"], gap=2, title_px=20)
+    assert row.shape == (25, 12, 3)
+    np.testing.assert_array_equal(row[20:, :4], a)
+    np.testing.assert_array_equal(row[20:, 6:], b)
+    assert (row[20:, 4:6] == 255).all()
+    legend = scale_legend(100)
+    assert legend.shape == (30, 100, 3) and not legend.flags.writeable
+    np.testing.assert_array_equal(legend[0, 0], NEGATIVE_RGB)
+    np.testing.assert_array_equal(legend[0, -1], POSITIVE_RGB)
+
+
+def test_rgb_upscale_and_data_uri_round_trip():
+    rgb = np.random.default_rng(0).integers(0, 256, (3, 4, 3), dtype=np.uint8)
+    big = upscale_rgb(rgb, 2)
+    assert big.shape == (6, 8, 3)
+    np.testing.assert_array_equal(big[::2, ::2], rgb)
+    np.testing.assert_array_equal(_decode_rgb(rgb_png_data_uri(rgb)), rgb)
+
+
+def test_unit_grid_figure():
+    maps = np.zeros((5, 28, 28))
+    for i in range(5):
+        maps[i, i, i] = i + 1.0
+        maps[i, 27, 27] = -(i + 1.0) / 2
+    fig = unit_grid_figure(maps, [f"#{j}" for j in (7, 3, 9, 1, 0)], [[7, 1], [3, 2], [9, 3], [1, 4], [0, 5]], cols=3,
+                           highlight=4)
+    image, text, markers = fig.data
+    assert [list(c) for c in markers.customdata] == [[7, 1], [3, 2], [9, 3], [1, 4], [0, 5]]
+    assert list(text.text) == ["#7", "#3", "#9", "#1", "#0"]
+    pic = _decode_rgb(image.source)
+    tw, th = 34, 44
+    assert pic.shape == (2 * th, 3 * tw, 3)
+    for i in range(5):  # each tile on its own scale: its largest weight is full red, its most negative half blue
+        r, c = divmod(i, 3)
+        np.testing.assert_array_equal(pic[r * th + 3 + i, c * tw + 3 + i], POSITIVE_RGB)
+        half_blue = np.rint(255 + (np.array(NEGATIVE_RGB) - 255) * 0.5)
+        np.testing.assert_array_equal(pic[r * th + 3 + 27, c * tw + 3 + 27], half_blue)
+    (shape,) = fig.layout.shapes
+    assert (shape.x0, shape.y0) == (1 * tw + 0.5, 1 * th + 0.5)  # tile 4: row 1, column 1
+    assert fig.layout.clickmode == "event+select"
+
+
+def test_digit_bars_and_templates():
+    fig = digit_bars(np.array([1.0, -1, 0, 2, -3, 0, 0, 0, 0, 0.5]), "weight")
+    colors = list(fig.data[0].marker.color)
+    assert colors[0] == f"rgb{POSITIVE_RGB}" and colors[1] == f"rgb{NEGATIVE_RGB}"
+    assert len(set(digit_bars(np.arange(10.0), "mean", signed=False).data[0].marker.color)) == 1
+    t = np.zeros((10, 28, 28))
+    t[3, 0, 0] = 2.0
+    t[5, 0, 0] = 1.0
+    pic = templates_picture(t, factor=1)
+    assert pic.shape == (22 + 28, 10 * 28 + 9 * 8, 3)
+    np.testing.assert_array_equal(pic[22, 3 * 36], POSITIVE_RGB)  # one shared scale: 3's weight is the largest
+    assert not np.array_equal(pic[22, 5 * 36], POSITIVE_RGB)
 
 
 # ---------------------------------------------------------------- comparing runs, sweeps (issue 8)

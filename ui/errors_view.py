@@ -1,4 +1,4 @@
-"""Errors page parts: the filters, one page of the image grid (clickable), the picked image's probabilities."""
+"""Errors page parts: the filters, one page of the image grid (clickable), the picked image's probabilities and why."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import numpy as np
 import streamlit as st
 
 from mnistcore.evaluate import Evaluation, select_predictions
+from ui import cache, session
+from ui.explain_view import why_maps
 from ui.figures import image_grid_figure, pick_from_selection, probability_bars, upscale
 
 PER_PAGE = 48
@@ -65,8 +67,12 @@ def picked(ev: Evaluation, images: np.ndarray, index: int | None) -> None:
     with st.container(key="err_picked", border=True):
         st.markdown(f"**Test image #{index}** — true **{true}**, predicted **{pred}** "
                     f"({ev.confidence[index]:.1%})")
-        left, right = st.columns([1, 3])
+        left, mid, right = st.columns([1, 1.7, 2.5])
         left.image(upscale(images[index], 6))
-        with right:
+        with mid:
             st.plotly_chart(probability_bars(ev.probabilities[index], true=true), key="err_probs",
                             config={"displayModeBar": False})
+        loaded = cache.get_model(run_id) if (run_id := session.active_run_id()) else None
+        if loaded is not None:
+            with right:
+                why_maps(loaded[0], images[index] / np.float32(255), key="err", other=true, other_label="true digit")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import io
 from collections.abc import Sequence
 from typing import Any
@@ -258,6 +259,182 @@ def image_grid_figure(images: np.ndarray, captions: Sequence[str], customdata: S
         yaxis=dict(visible=False, range=[rows * th - 0.5, -0.5], fixedrange=True, scaleanchor="x"),
     )
     return fig
+
+
+# ---------------------------------------------------------------- attributions and hidden units
+
+POSITIVE_RGB = (200, 30, 45)  # red: evidence for a digit, an excitatory weight
+NEGATIVE_RGB = (20, 100, 190)  # blue: evidence against, an inhibitory weight
+
+
+def diverging_rgb(values: np.ndarray, limit: float | None = None) -> np.ndarray:
+    """Values as RGB uint8 (..., 3) on a blue-white-red scale centred on zero, saturating at +-limit.
+
+    `limit` defaults to the largest |value|; an all-zero input (or limit 0) is all white.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    lim = float(np.abs(v).max(initial=0.0)) if limit is None else float(limit)
+    t = np.clip(v / lim, -1.0, 1.0) if lim > 0 else np.zeros_like(v)
+    white = np.full(3, 255.0)
+    colour = np.where(t[..., None] >= 0, np.array(POSITIVE_RGB, np.float64), np.array(NEGATIVE_RGB, np.float64))
+    return np.rint(white + (colour - white) * np.abs(t)[..., None]).astype(np.uint8)
+
+
+def evidence_overlay(pixels: np.ndarray, attribution: np.ndarray, limit: float, factor: int = 8) -> np.ndarray:
+    """The input (grey ink on white) with its attribution on top: red pushes the class up, blue down.
+
+    Colour opacity is |attribution| / limit (linear: the colour's strength is the push's size), so ink
+    with little evidence stays grey. Returns RGB uint8 (28 * factor, 28 * factor, 3), nearest-neighbour upscaled.
+    """
+    ink = np.clip(np.asarray(pixels, dtype=np.float64), 0.0, 1.0)
+    base = np.repeat((255.0 - 110.0 * ink)[..., None], 3, axis=-1)  # ink as mid grey on white
+    a = np.asarray(attribution, dtype=np.float64)
+    alpha = np.clip(np.abs(a) / limit, 0.0, 1.0)[..., None] if limit > 0 else np.zeros((*a.shape, 1))
+    colour = np.where(a[..., None] >= 0, np.array(POSITIVE_RGB, np.float64), np.array(NEGATIVE_RGB, np.float64))
+    out = np.rint(base * (1 - alpha) + colour * alpha).astype(np.uint8)
+    return upscale_rgb(out, factor)
+
+
+def upscale_rgb(rgb: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour upscaling of an (h, w, 3) image."""
+    return np.repeat(np.repeat(np.asarray(rgb), factor, axis=0), factor, axis=1)
+
+
+@functools.lru_cache(maxsize=8)
+def _font(size: int) -> Any:
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)
+
+
+def labelled_row(panels: Sequence[np.ndarray], titles: Sequence[str], gap: int = 14, title_px: int = 22,
+                 font_px: int = 15) -> np.ndarray:
+    """RGB panels (each (h, w, 3), same height) side by side on white, a title above each: one RGB image.
+
+    Titles may hold several lines ("\n"); each line takes `title_px - 4` px and is centred over its panel.
+    """
+    from PIL import ImageDraw
+
+    lines = max(t.count("\n") + 1 for t in titles)
+    line_px = title_px - 4
+    title_px = line_px * lines + 4
+    h = max(p.shape[0] for p in panels)
+    width = sum(p.shape[1] for p in panels) + gap * (len(panels) - 1)
+    out = np.full((title_px + h, width, 3), 255, np.uint8)
+    x, starts = 0, []
+    for p in panels:
+        out[title_px:title_px + p.shape[0], x:x + p.shape[1]] = p
+        starts.append(x)
+        x += p.shape[1] + gap
+    img = Image.fromarray(out)
+    draw = ImageDraw.Draw(img)
+    font = _font(font_px)
+    for x0, p, title in zip(starts, panels, titles, strict=True):
+        for i, line in enumerate(title.split("\n")):
+            tw = draw.textlength(line, font=font)
+            draw.text((x0 + max(0.0, (p.shape[1] - tw) / 2), 2 + i * line_px), line, fill=(17, 24, 39), font=font)
+    return np.asarray(img)
+
+
+@functools.lru_cache(maxsize=8)
+def scale_legend(width: int, height: int = 12, low: str = "against", high: str = "for") -> np.ndarray:
+    """A blue-white-red colour bar with its two ends named, as read-only RGB uint8 (height + 18, width, 3)."""
+    from PIL import ImageDraw
+
+    bar = diverging_rgb(np.tile(np.linspace(-1, 1, width), (height, 1)), 1.0)
+    out = np.full((height + 18, width, 3), 255, np.uint8)
+    out[:height] = bar
+    img = Image.fromarray(out)
+    draw = ImageDraw.Draw(img)
+    font = _font(12)
+    draw.text((0, height + 2), low, fill=(55, 65, 81), font=font)
+    draw.text((width - draw.textlength(high, font=font), height + 2), high, fill=(55, 65, 81), font=font)
+    out = np.asarray(img)
+    out.setflags(write=False)  # cached: shared by every caller
+    return out
+
+
+def why_picture(pixels: np.ndarray, maps: Sequence[tuple[str, np.ndarray]], factor: int = 8) -> np.ndarray:
+    """Evidence maps over one input, side by side under their titles, on one shared colour scale."""
+    limit = max((float(np.abs(a).max(initial=0.0)) for _, a in maps), default=0.0)
+    panels = [evidence_overlay(pixels, a, limit, factor) for _, a in maps]
+    row = labelled_row(panels, [t for t, _ in maps])
+    legend = scale_legend(min(row.shape[1], 200))
+    out = np.full((row.shape[0] + 8 + legend.shape[0], row.shape[1], 3), 255, np.uint8)
+    out[:row.shape[0]] = row
+    x0 = (row.shape[1] - legend.shape[1]) // 2
+    out[row.shape[0] + 8:, x0:x0 + legend.shape[1]] = legend
+    return out
+
+
+def rgb_png_data_uri(rgb: np.ndarray) -> str:
+    """An RGB uint8 array (h, w, 3) as a data: URI of a PNG."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), mode="RGB").save(buf, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def unit_grid_figure(maps: np.ndarray, captions: Sequence[str], customdata: Sequence[Sequence[Any]],
+                     cols: int = 12, highlight: int | None = None) -> go.Figure:
+    """A clickable grid of 28x28 weight maps, each on its own blue-white-red scale centred on zero.
+
+    Like image_grid_figure: one composed picture plus an invisible square marker per tile carrying
+    `customdata` (the first item identifies the unit) for hover and click selection.
+    """
+    maps = np.asarray(maps, dtype=np.float64)
+    n = len(maps)
+    limits = np.abs(maps.reshape(n, -1)).max(axis=1, initial=0.0) if n else np.zeros(0)
+    tiles = np.stack([diverging_rgb(m, lim) for m, lim in zip(maps, limits, strict=True)]) if n else \
+        np.full((0, 28, 28, 3), 255, np.uint8)
+    pad, cap = 3, 13
+    tw, th = 28 + 2 * pad, 28 + pad + cap
+    rows = max(1, -(-n // cols))
+    pic = (np.stack([mosaic(tiles[..., c], cols, pad=pad, pad_bottom=cap) for c in range(3)], axis=-1) if n
+           else np.full((th, cols * tw, 3), 255, np.uint8))
+    idx = np.arange(n)
+    cx = (idx % cols) * tw + tw / 2 - 0.5
+    cy = (idx // cols) * th + pad + 14 - 0.5
+    scale = 2.4
+    fig = go.Figure()
+    fig.add_trace(go.Image(source=rgb_png_data_uri(pic), x0=0, y0=0, dx=1, dy=1, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(
+        x=cx, y=cy + 14 + cap / 2 + 0.5, mode="text", text=list(captions), hoverinfo="skip", showlegend=False,
+        textfont=dict(size=11, color="#111827"), unselected=dict(textfont=dict(color="#111827")),
+    ))
+    fig.add_trace(go.Scatter(
+        x=cx, y=cy, mode="markers", showlegend=False, customdata=[list(c) for c in customdata],
+        marker=dict(symbol="square", size=28 * scale * 0.95, color="rgba(0,0,0,0)"),
+        text=list(captions), hovertemplate="unit %{customdata[0]}<extra></extra>",
+    ))
+    if highlight is not None and 0 <= highlight < n:
+        x, y = (highlight % cols) * tw, (highlight // cols) * th
+        fig.add_shape(type="rect", x0=x + 0.5, x1=x + tw - 1.5, y0=y + 0.5, y1=y + th - 1.5,
+                      line=dict(color="#111827", width=3))
+    fig.update_layout(
+        width=int(cols * tw * scale), height=int(rows * th * scale), margin=dict(l=0, r=0, t=0, b=0),
+        plot_bgcolor="white", clickmode="event+select", dragmode=False,
+        xaxis=dict(visible=False, range=[-0.5, cols * tw - 0.5], fixedrange=True),
+        yaxis=dict(visible=False, range=[rows * th - 0.5, -0.5], fixedrange=True, scaleanchor="x"),
+    )
+    return fig
+
+
+def digit_bars(values: np.ndarray, y_title: str, signed: bool = True, height: int = 240) -> go.Figure:
+    """Ten values, one per digit, as bars: red above zero and blue below (signed), else neutral."""
+    v = np.asarray(values, dtype=np.float64).reshape(10)
+    rgb = [f"rgb{POSITIVE_RGB}" if x >= 0 else f"rgb{NEGATIVE_RGB}" for x in v] if signed else [NEUTRAL_COLOR] * 10
+    fig = go.Figure(go.Bar(x=DIGITS, y=v, marker_color=rgb, hovertemplate="digit %{x}: %{y:.3f}<extra></extra>"))
+    fig.update_layout(height=height, margin=dict(l=50, r=10, t=10, b=40), bargap=0.25,
+                      xaxis=dict(tickmode="array", tickvals=DIGITS, title="digit", fixedrange=True),
+                      yaxis=dict(title=y_title, zeroline=True, zerolinecolor="#6B7280", fixedrange=True))
+    return fig
+
+
+def templates_picture(templates: np.ndarray, factor: int = 3) -> np.ndarray:
+    """The ten class templates (10, 28, 28) in a row, titled by digit, on one shared blue-white-red scale."""
+    t = np.asarray(templates, dtype=np.float64)
+    limit = float(np.abs(t).max(initial=0.0))
+    return labelled_row([upscale_rgb(diverging_rgb(m, limit), factor) for m in t], [str(d) for d in DIGITS], gap=8)
 
 
 # ---------------------------------------------------------------- comparing runs, sweeps
