@@ -9,7 +9,8 @@ from typing import Any
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "onecycle")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
+MAX_BUDGET_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,13 @@ class TrainConfig:
     # With augment: the share of training images distorted afresh each epoch; the rest are used as they
     # are. Distorting costs about as much as training a wide net, and a mix learns faster in a time budget.
     augment_share: float = 1.0
-    precision: str = "fp32"  # "fp32", or "bf16" autocast for the matmuls (CPU AMX / GPU)
+    # "auto": measured at run time on this device (mnistcore.hardware), bf16 only where clearly faster;
+    # "fp32"; or "bf16" for the matrix products (fast with AMX / AVX-512 BF16 / a GPU, emulated and
+    # 10-100x slower on AVX2-only CPUs).
+    precision: str = "auto"
+    # Seconds of training to fit: when set, `epochs` is chosen at run time from the measured throughput
+    # (and recorded in the run) so that training ends within about 10 % of it.
+    budget_seconds: float | None = None
     report_every: int = 50  # batches between progress events (each costs one sync)
 
     def __post_init__(self) -> None:
@@ -44,6 +51,10 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if self.budget_seconds is not None and (
+                isinstance(self.budget_seconds, bool) or not isinstance(self.budget_seconds, Real)
+                or not math.isfinite(self.budget_seconds)):
+            raise ValueError(f"budget_seconds must be a number of seconds, got {self.budget_seconds!r}")
         if not isinstance(self.augment, bool):
             raise ValueError(f"augment must be true or false, got {self.augment!r}")
         checks = [
@@ -60,6 +71,8 @@ class TrainConfig:
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
             (self.report_every >= 1, "report_every must be >= 1"),
+            (self.budget_seconds is None or 1 <= self.budget_seconds <= MAX_BUDGET_SECONDS,
+             f"budget_seconds must be between 1 and {MAX_BUDGET_SECONDS}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -88,6 +101,6 @@ PRESETS: dict[str, TrainConfig] = {
     "default": TrainConfig(),
     "best": TrainConfig(
         hidden=1024, epochs=48, batch_size=512, lr=2e-3, dropout=0.2, schedule="onecycle",
-        augment=True, augment_share=0.5, precision="bf16",
+        augment=True, augment_share=0.5,
     ),
 }
