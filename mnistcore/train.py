@@ -22,9 +22,11 @@ import torch.nn.functional as F
 
 from mnistcore.config import TrainConfig
 from mnistcore.data import MnistData
+from mnistcore.hardware import PrecisionChoice, choose_precision
 from mnistcore.model import ShallowNet
 from mnistcore.normalize import normalize
 
+MAX_EPOCHS = 200  # TrainConfig's limit, also for epochs chosen by a time budget
 AUGMENT_CHUNK = 4096  # images distorted per Augmenter call: per batch costs ~20x more, per epoch delays a stop
 
 
@@ -61,6 +63,22 @@ class EpochEvent:
 Event = BatchEvent | EpochEvent
 
 
+@dataclass(frozen=True)
+class BudgetPlan:
+    """How a time budget became a number of epochs: the throughput measured in the first steps."""
+
+    seconds: float  # the budget (TrainConfig.budget_seconds)
+    epochs: int  # epochs chosen to fill it (the run's config.epochs)
+    epoch_seconds: float  # estimated seconds per epoch: steps, distortions, test-set metrics
+    step_seconds: float  # measured mean seconds per optimizer step
+    measured_steps: int
+    setup_seconds: float  # spent before training proper (data on the device, precision, this measurement)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-ready), as recorded in a run."""
+        return dict(self.__dict__)
+
+
 @dataclass
 class TrainResult:
     """The trained model and what happened while training it."""
@@ -78,6 +96,13 @@ class TrainResult:
     optimizer_state: dict[str, torch.Tensor] = field(default_factory=dict)
     rng_state: dict[str, torch.Tensor] = field(default_factory=dict)
     parent_seconds: float = 0.0  # training time of the run this one continued (0 for a fresh run)
+    precision: PrecisionChoice | None = None  # how config.precision (e.g. "auto") was resolved on this device
+    budget: BudgetPlan | None = None  # set when config.budget_seconds chose the number of epochs
+
+    def run_record(self) -> dict[str, Any]:
+        """How this run was fitted to the machine, for the saved run's metadata: precision and budget."""
+        return {"precision": self.precision.to_dict() if self.precision is not None else None,
+                "budget": self.budget.to_dict() if self.budget is not None else None}
 
     @property
     def total_seconds(self) -> float:
@@ -368,6 +393,71 @@ def _restore_stream(gen: torch.Generator, init: TrainState, seed: int, stream: s
     gen.manual_seed(_stream_seed(seed, RNG_STREAMS.index(stream), epochs_done))
 
 
+def _plan_budget(config: TrainConfig, device: torch.device, params: _Params, x_train: torch.Tensor,
+                 y_train: torch.Tensor, neg_onehot: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
+                 clock: float) -> BudgetPlan:
+    """Measure this run's throughput, then choose the epochs that fill config.budget_seconds.
+
+    Measured on scratch copies (weights, optimizer, dropout and distortion streams of their own), so
+    the run itself is exactly the run with that many epochs and no budget. The measurement is part
+    of the budget: about 1 % of it, at least a few steps.
+    """
+    assert config.budget_seconds is not None
+    n, bs = len(y_train), config.batch_size
+    batches = math.ceil(n / bs)
+    scratch, grads = _Params(config.hidden, device), _Params(config.hidden, device)
+    scratch.flat.copy_(params.flat)
+    opt = _Optimizer(config, scratch.flat, grads.flat)
+    stepper = _Stepper(config, scratch, grads, device, dropout_seed=12345)
+    gen = torch.Generator().manual_seed(12345)
+    m = min(bs, n)
+    start = time.perf_counter()  # per epoch: shuffling and the gathers it implies
+    perm = torch.randperm(n, generator=gen).to(device)
+    labels, onehot = y_train[perm].view(1, n), neg_onehot[:, perm]
+    epoch_overhead = time.perf_counter() - start
+    true_logp, max_logp = torch.empty(1, m, device=device), torch.empty(m, device=device)
+    chunk_seconds, chunks = 0.0, 0
+    if config.augment:
+        from mnistcore.augment import Augmenter
+
+        chunk = max(1, AUGMENT_CHUNK // bs) * bs
+        start = time.perf_counter()
+        source = _distorted_chunk(Augmenter(seed=12345), x_train[:chunk], config.augment_share, gen, stepper.dtype)
+        chunk_seconds, chunks = time.perf_counter() - start, math.ceil(n / chunk)
+    else:
+        source = x_train
+    xbuf = torch.empty(m, 784, device=device, dtype=stepper.dtype)
+    full = n // m  # whole batches in an epoch
+
+    def one_step(b: int) -> None:
+        s = (b % full) * m
+        if source is x_train:  # the real loop gathers each shuffled batch from the whole set
+            xb = torch.index_select(x_train, 0, perm[s:s + m], out=xbuf)
+        else:  # or slices it from the distorted chunk
+            xb = source[s % (len(source) - m + 1):][:m]
+        stepper(xb, onehot[:, s:s + m], labels[:, s:s + m], true_logp, max_logp)
+        opt.step(config.lr / 25, 0.95)
+
+    one_step(0)  # warm-up: buffers, kernel choice
+    target = min(max(0.01 * config.budget_seconds, 0.2), 3.0)
+    steps, start = 0, time.perf_counter()
+    while steps < 3 or (time.perf_counter() - start < target and steps < batches):
+        steps += 1
+        one_step(steps)
+    true_logp.sum().item()  # waits for a GPU to finish
+    step_seconds = (time.perf_counter() - start) / steps
+    start = time.perf_counter()
+    _test_metrics(scratch, x_test, y_test, stepper.dtype)
+    test_seconds = time.perf_counter() - start
+
+    epoch_seconds = batches * step_seconds + chunks * chunk_seconds + test_seconds + epoch_overhead
+    setup = time.perf_counter() - clock
+    epochs = round((config.budget_seconds - setup) / epoch_seconds)
+    return BudgetPlan(seconds=float(config.budget_seconds), epochs=min(max(epochs, 1), MAX_EPOCHS),
+                      epoch_seconds=epoch_seconds, step_seconds=step_seconds, measured_steps=steps,
+                      setup_seconds=setup)
+
+
 def _meta_model(config: TrainConfig) -> ShallowNet:
     """A ShallowNet without storage: its default init would draw from (and so disturb) the global RNG."""
     with torch.device("meta"):
@@ -410,6 +500,9 @@ def _train(
     init: TrainState | None = None,
 ) -> tuple[TrainResult, _Params]:
     device = resolve_device(config.device)
+    clock = time.perf_counter()  # train_seconds, and a time budget, count from here
+    choice = choose_precision(config.precision, device, config.hidden, config.batch_size)
+    config = config.with_(precision=choice.precision)  # the run records what it actually ran in
     gen = torch.Generator().manual_seed(config.seed)  # init, then shuffling
     done = len(init.history) if init is not None else 0  # epochs of the run being continued
     if init is None:
@@ -450,8 +543,14 @@ def _train(
     chunk = max(1, AUGMENT_CHUNK // bs) * bs  # images per augmentation call, whole batches
 
     batches = math.ceil(n / bs)
+    plan = None
+    if config.budget_seconds is not None:
+        plan = _plan_budget(config, device, params, x_train, y_train, neg_onehot, x_test, y_test, clock)
+        # Fixed before the first real step: the one-cycle schedule is laid out for exactly this length.
+        config = config.with_(epochs=plan.epochs)
     total_steps = batches * config.epochs
     result = TrainResult(model=_meta_model(config), config=config)  # train() puts in the trained model
+    result.precision, result.budget = choice, plan
     if init is not None:
         result.history, result.parent_seconds = [dict(h) for h in init.history], init.train_seconds
 
@@ -460,7 +559,7 @@ def _train(
             with torch.inference_mode(False):  # the caller's code runs as it would anywhere else
                 on_event(event)
 
-    start = time.perf_counter()
+    start = clock
     step = 0
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.perf_counter()

@@ -328,3 +328,55 @@ def test_returned_model_is_an_ordinary_trainable_module(tiny_data: MnistData) ->
     loss = F.cross_entropy(model.train()(normalize(tiny_data.train_images[:8])), tiny_data.train_labels[:8])
     loss.backward()  # an inference-mode tensor would refuse to be saved for backward
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+# ---- precision "auto" and time budgets ---------------------------------------------------------------
+
+def test_auto_precision_is_resolved_and_recorded(tiny_data: MnistData) -> None:
+    result = train(FAST.with_(epochs=1, precision="auto"), tiny_data)
+    assert result.config.precision in ("fp32", "bf16")  # the run's config says what it ran in
+    assert result.precision is not None and result.precision.requested == "auto"
+    assert result.precision.precision == result.config.precision and result.precision.reason
+    assert result.run_record()["precision"]["precision"] == result.config.precision
+    assert result.budget is None and result.run_record()["budget"] is None
+
+
+@pytest.fixture
+def one_thread() -> None:
+    """Budgets are about timing: one torch thread is steady on a shared machine, two wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+BUDGETED = TrainConfig(hidden=512, batch_size=8, lr=1e-3, schedule="onecycle", dropout=0.1, device="cpu",
+                       precision="fp32", budget_seconds=1.5)
+
+
+def test_budget_chooses_the_epochs_and_the_run_is_that_many_epochs(tiny_data: MnistData, one_thread: None) -> None:
+    events: list[BatchEvent] = []
+    result = train(BUDGETED, tiny_data, on_event=lambda e: isinstance(e, BatchEvent) and events.append(e))
+    plan = result.budget
+    assert plan is not None and plan.seconds == 1.5 and plan.measured_steps >= 3
+    epochs = plan.epochs
+    assert 2 <= epochs < 200 and result.config.epochs == epochs and len(result.history) == epochs, plan
+    assert result.config.budget_seconds == 1.5  # kept: the run records what it was asked for
+    # The one-cycle schedule was laid out for exactly the chosen length.
+    batches = math.ceil(600 / 8)
+    assert {e.total_steps for e in events} == {batches * epochs} and result.steps_done == batches * epochs
+    # Loose: the budget is met to ~10 % on a quiet machine; five engineers share this one's two cores.
+    assert 0.3 * 1.5 < result.train_seconds < 4 * 1.5, (result.train_seconds, plan)
+    record = result.run_record()["budget"]
+    assert record["epochs"] == epochs and record["seconds"] == 1.5 and record["epoch_seconds"] > 0
+    # Measuring used scratch copies: the run is exactly the run with that many epochs and no budget.
+    fixed = train(BUDGETED.with_(budget_seconds=None, epochs=epochs), tiny_data)
+    assert _untimed(fixed.history) == _untimed(result.history)
+    for a, b in zip(fixed.model.parameters(), result.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_budget_scales_the_epochs(tiny_data: MnistData, one_thread: None) -> None:
+    short = train(BUDGETED.with_(budget_seconds=1), tiny_data).config.epochs
+    long = train(BUDGETED.with_(budget_seconds=3), tiny_data).config.epochs
+    assert long > short  # about 3x; loose, as the machine is shared
