@@ -20,6 +20,8 @@ PAGES = [
     st.Page("app_pages/errors.py", title="Errors", icon=":material/error:", url_path="errors"),
     st.Page("app_pages/network.py", title="Inside the network", icon=":material/hub:", url_path="network"),
     st.Page("app_pages/draw.py", title="Draw", icon=":material/draw:", url_path="draw"),
+    st.Page("app_pages/drawings.py", title="My drawings", icon=":material/collections:", url_path="drawings"),
+    st.Page("app_pages/label_issues.py", title="Label issues", icon=":material/report:", url_path="label-issues"),
 ]
 
 page = st.navigation(PAGES)

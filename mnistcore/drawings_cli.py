@@ -44,7 +44,7 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
     common(li)
     li.add_argument("--split", choices=("train", "test"), default="train")
     li.add_argument("--folds", type=int, default=None, help="k of the k-fold cross-validation (default 5)")
-    li.add_argument("--seeds", type=int, default=None, help="nets averaged per fold (default 2)")
+    li.add_argument("--seeds", type=int, default=None, help="nets averaged per fold (default 1)")
     li.add_argument("--refresh", action="store_true", help="recompute even when a cached result exists")
     li.add_argument("--top", type=int, default=30, help="rows shown without --json (default 30)")
     li.add_argument("--json", action="store_true", help="print the ranked JSON array on stdout")

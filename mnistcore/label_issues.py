@@ -36,11 +36,12 @@ from mnistcore.train import BatchEvent, train
 SPLITS = ("train", "test")
 CACHE_VERSION = 1
 MAX_CACHE_BYTES = 64 * 1024 * 1024
-# Shallow nets, quick yet accurate enough for useful probabilities (~98 % out of fold on MNIST), several
-# seeds averaged: an ensemble's probabilities are better calibrated, so fewer clean but odd images are
-# flagged. The costs were measured on 2 CPU cores; see README.
-DEFAULT_CONFIG = TrainConfig(hidden=512, epochs=6, batch_size=256, lr=2e-3, schedule="onecycle",
-                             precision="bf16", report_every=20)
+# One shallow net per fold, close to the `best` preset but shorter (784-1024-10, 12 one-cycle epochs, half the
+# images distorted each epoch): ~98.7 % out of fold. Measured on MNIST train (see README): it flags 53
+# images, against 130 for an ensemble of two plain 784-512-10 nets (98.0 %), whose extra flags were mostly
+# clean but unusual digits (crossed sevens, serifed ones) that a stronger model is sure about.
+DEFAULT_CONFIG = TrainConfig(hidden=1024, epochs=12, batch_size=512, lr=2e-3, schedule="onecycle", precision="bf16",
+                             augment=True, augment_share=0.5, report_every=20)
 
 
 class LabelIssuesError(RuntimeError):
@@ -56,7 +57,7 @@ class Recipe:
     """How the out-of-fold probabilities are made."""
 
     folds: int = 5
-    seeds: int = 2  # nets averaged per fold (an ensemble)
+    seeds: int = 1  # nets averaged per fold (an ensemble when > 1)
     seed: int = 0  # seeds the fold split and the nets
     config: TrainConfig = field(default_factory=lambda: DEFAULT_CONFIG)
 
