@@ -196,7 +196,7 @@ def test_bad_inputs_are_refused() -> None:
     model = random_net(16, 8)
     with pytest.raises(ValueError, match="28x28"):
         explain(model, np.zeros((27, 28)))
-    with pytest.raises(ValueError, match="digits 0..9"):
+    with pytest.raises(ValueError, match=r"digits 0\.\.9"):
         explain(model, np.zeros((28, 28)), classes=[10])
 
 

@@ -67,10 +67,14 @@ def test_network_page_shows_the_unit_grid_and_picking_a_unit_shows_its_detail(se
     _click_tile(page, GRID, 13, COLS, 48)
     expect(detail.locator("h3")).to_have_text(f"Unit #{order[13]}", timeout=30_000)
     expect(page.locator(".st-key-net_unit_input input")).to_have_value(str(order[13]))
-    shown = [int(i) for i in detail.locator(".mnist-grid figure").evaluate_all(
-        "els => els.map(e => e.dataset.index)")]
-    assert shown == [int(i) for i in summaries.top_images[order[13]]]
-    expect(detail.locator(".st-key-net_out_weights .js-plotly-plot")).to_be_visible()
+    top = [int(i) for i in summaries.top_images[order[13]]]
+    figures = detail.locator(".mnist-grid figure")
+    expect(figures.first).to_have_attribute("data-index", str(top[0]))  # the rerun's grid, not the last one
+    expect(figures).to_have_count(8)
+    assert [int(i) for i in figures.evaluate_all("els => els.map(e => e.dataset.index)")] == top
+    bars = detail.locator(".st-key-net_out_weights .js-plotly-plot")
+    expect(bars).to_have_count(1)  # while Streamlit swaps the chart, the old one may linger a moment
+    expect(bars).to_be_visible()
     shot(page, "unit-picked")
 
     unit_box = page.locator(".st-key-net_unit_input input")
