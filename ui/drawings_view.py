@@ -52,6 +52,7 @@ def _save(key: str, image: bytes | np.ndarray, prepared: PreparedDigit | None, p
         st.session_state[f"{key}_error"] = str(exc)
         return
     st.session_state[f"{key}_saved"] = digest
+    st.session_state.pop(f"{key}_for", None)  # the next drawing's label starts from its own prediction again
 
 
 def save_drawing_box(png_bytes: bytes | np.ndarray, prepared: PreparedDigit | None, predicted_digit: int,
