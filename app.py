@@ -8,7 +8,9 @@ config or sidebar, until some session has loaded "/".
 
 import streamlit as st
 
-from ui import session, sidebar
+from ui import cache, session, sidebar, streamlit_fixes
+
+streamlit_fixes.install()  # before any fragment can race a page switch (see ui/streamlit_fixes.py)
 
 st.set_page_config(page_title="MNIST Lab", page_icon="✏️", layout="wide")
 
@@ -25,6 +27,7 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
+cache.warm_up_jobs()  # the job forkserver imports torch once, in the background, not at the first Start
 sidebar.render(page.url_path)
 if session.link_notice():  # a ?run= link to a deleted run: say so before showing anything else
     st.stop()

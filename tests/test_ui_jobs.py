@@ -197,3 +197,92 @@ def test_browser_key_is_stable_across_page_loads_and_private_to_a_browser():
     assert "424b0ea7" not in browser_key(load1)  # the secret token itself is never the key
     for bad in (None, "", "garbage", "1|00|11|2", "2|zz|11|2", "2|00112233||5"):
         assert browser_key(bad) is None
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("keep_if_abandoned", [False, True])
+def test_a_job_whose_browser_went_away_stops_itself_and_frees_its_slot(registry, data, store, keep_if_abandoned):
+    clock = FakeClock()
+    job = registry.start("gone", LONG, data, store, clock=clock, abandon_after=180,
+                         keep_if_abandoned=keep_if_abandoned)
+    wait_for(lambda: job.snapshot().last_batch is not None)
+    clock.now += 179  # polls stop, but not for long enough yet
+    time.sleep(0.2)  # a few more events arrive (each one checks the clock)
+    assert job.running
+    clock.now += 2  # 181 s since the last poll
+    assert job.wait(10), "the job did not stop itself"
+    snap = job.snapshot()
+    assert snap.abandoned
+    assert registry.running_count() == 0  # its slot is free for others
+    if keep_if_abandoned:
+        assert snap.status == KEPT and snap.run_info is not None and snap.run_info.stopped
+        assert [r.run_id for r in store.list()] == [snap.run_info.run_id]
+        assert store.info(snap.run_info.run_id).extra["abandoned"] is True
+        assert "page was closed" in snap.progress_text
+    else:
+        assert snap.status == DISCARDED and store.list() == []
+
+
+def test_polls_keep_a_job_alive(registry, data, store):
+    clock = FakeClock()
+    job = registry.start("here", LONG, data, store, clock=clock, abandon_after=180)
+    wait_for(lambda: job.snapshot().last_batch is not None)
+    for _ in range(5):  # ten minutes of fake time, polled every 100 s
+        clock.now += 100
+        job.touch()
+        time.sleep(0.05)
+    assert job.running and not job.snapshot().abandoned
+
+
+def test_keep_is_atomic_two_tabs_save_one_run(registry, data, store):
+    import threading
+
+    job = registry.start("s1", LONG, data, store)
+    wait_for(lambda: job.snapshot().last_batch is not None)
+    job.stop()
+    assert job.wait(10)
+    outcomes: list[object] = []
+    barrier = threading.Barrier(3)
+
+    def act(fn) -> None:
+        barrier.wait()
+        try:
+            outcomes.append(fn())
+        except JobError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=act, args=(f,)) for f in (job.keep, job.keep, job.discard)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    errors = [o for o in outcomes if isinstance(o, JobError)]
+    assert len(errors) == 2, outcomes  # exactly one of keep / keep / discard wins
+    assert len(store.list()) == (1 if job.status == KEPT else 0)
+    assert job.status in (KEPT, DISCARDED)
+
+
+def test_jobs_run_in_their_own_process(registry, data, store):
+    import os
+
+    job = registry.start("s1", LONG, data, store)
+    wait_for(lambda: job.snapshot().last_batch is not None)
+    assert job._process.pid != os.getpid() and job._process.is_alive()
+    registry.shutdown(timeout=10)
+    assert not job._process.is_alive()
+
+
+def test_statuses_are_an_enum():
+    from ui.jobs import JobStatus
+
+    assert RUNNING is JobStatus.RUNNING and RUNNING == "running"
+    assert {s.value for s in JobStatus} >= {"running", "finished", "stopped", "kept", "discarded", "failed"}

@@ -6,6 +6,8 @@ used under no_grad, evaluation arrays are made read-only. Per-session state live
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import streamlit as st
 
@@ -15,6 +17,7 @@ from mnistcore.model import ShallowNet
 from mnistcore.predict import predict_prepared
 from mnistcore.preprocess import prepare_digit
 from mnistcore.runs import RunError, RunInfo, RunStore, default_runs_dir
+from ui import jobs
 from ui.figures import mosaic, upscale
 from ui.gallery import html_grid
 
@@ -134,3 +137,15 @@ def sample_grid(per_class: int = 12) -> np.ndarray:
     """A picture of the first `per_class` training images of each digit, one row per digit."""
     get_data()
     return _sample_grid(data_dir(), per_class)
+
+
+@st.cache_resource(show_spinner=False)
+def _jobs_warmed() -> threading.Thread:
+    thread = threading.Thread(target=jobs.warm_up, name="mnist-forkserver-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def warm_up_jobs() -> None:
+    """Start the training jobs' forkserver once per server, in the background."""
+    _jobs_warmed()

@@ -138,9 +138,16 @@ def _split_events(events: Sequence[BatchEvent | EpochEvent]) -> tuple[list[Batch
     return batches, epochs
 
 
-def training_curves(events: Sequence[BatchEvent | EpochEvent]) -> go.Figure:
-    """Loss (left) and accuracy (right) against epochs: training values as they stream, test per epoch."""
+def training_curves(events: Sequence[BatchEvent | EpochEvent], max_points: int = 400) -> go.Figure:
+    """Loss (left) and accuracy (right) against epochs: training values as they stream, test per epoch.
+
+    At most `max_points` training points (evenly thinned, the last one kept): redrawn every half second
+    while a job runs, the figure's cost must not grow with the length of the training.
+    """
     batches, epochs = _split_events(events)
+    if len(batches) > max_points:
+        stride = -(-len(batches) // max_points)
+        batches = [*batches[:-1:stride], batches[-1]]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.12)
     bx = [e.epoch - 1 + e.batch / e.batches for e in batches]
     fig.add_trace(go.Scatter(x=bx, y=[e.loss for e in batches], mode="lines", name="train loss",

@@ -6,6 +6,7 @@ Nothing here is shared between sessions except through the job registry, which k
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import streamlit as st
 
@@ -16,6 +17,7 @@ from ui.jobs import REGISTRY, JobError, JobSnapshot, TrainingJob, browser_key, i
 ACTIVE_RUN = "ui_active_run"  # session_state key: the run id the user has chosen (or None)
 ACTIVATED_JOB = "ui_activated_job"  # session_state key: the (job, run) whose run was last made active
 SESSION_ID = "ui_session_id"  # session_state key: this browser's id
+KEEP_IF_CLOSED = "train_keep_if_closed"  # session_state key: keep a job's partial model if its page is closed
 UI_REPORT_EVERY = 10  # batches between progress events: smooth curves even on a slow machine
 RUN_PARAM = "run"  # ?run=ID in the URL: the run a page shows, so that a copied link reopens the same view
 LINK_SEEN = "ui_run_link_seen"  # session_state key: the ?run= value already acted on
@@ -92,15 +94,23 @@ def set_active(run_id: str | None) -> None:
 
 
 def current_job() -> TrainingJob | None:
-    """This browser's current (or last) training job; never another browser's."""
-    return REGISTRY.get(session_id())
+    """This browser's current (or last) training job; never another browser's. Counts as a sign of life."""
+    job = REGISTRY.get(session_id())
+    if job is not None:
+        job.touch()
+    return job
 
 
-def start_job(config: TrainConfig) -> TrainingJob | None:
-    """Start a training job for this browser; show the reason when it cannot start."""
+def start_job(config: TrainConfig, **job_options: Any) -> TrainingJob | None:
+    """Start a training job for this browser; show the reason when it cannot start.
+
+    job_options go to the job (e.g. extra=..., train_kwargs=...); keep_if_abandoned follows the user's
+    choice on the Train page unless given.
+    """
+    job_options.setdefault("keep_if_abandoned", bool(st.session_state.get(KEEP_IF_CLOSED, False)))
     try:
         return REGISTRY.start(session_id(), config.with_(report_every=UI_REPORT_EVERY), cache.get_data(),
-                              cache.store())
+                              cache.store(), **job_options)
     except JobError as exc:
         st.error(str(exc))
         return None

@@ -8,7 +8,7 @@ import streamlit as st
 
 from mnistcore.config import OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig
 from ui import components, session
-from ui.jobs import FAILED, FINISHED, KEPT, RUNNING, STOPPED, TrainingJob
+from ui.jobs import DISCARDED, FAILED, FINISHED, KEPT, STOPPED, TrainingJob
 
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024, 2048]
 LEARNING_RATES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1]
@@ -62,6 +62,10 @@ def form(disabled: bool) -> TrainConfig | None:
             c[2].checkbox("Augment training images", key="train_augment", disabled=not AUGMENT_AVAILABLE,
                           persist_state="session",
                           help=None if AUGMENT_AVAILABLE else "Not available: mnistcore.augment is missing.")
+        st.checkbox("If I close this page while it trains, keep what it has learned so far",
+                    key=session.KEEP_IF_CLOSED, persist_state="session",
+                    help="A job whose page stays closed for a few minutes stops by itself and frees its slot; "
+                         "its partial model is then saved as a 'stopped early' run only if this is ticked.")
         start = st.form_submit_button("Start training", type="primary", key="train_start", disabled=disabled,
                                       icon=":material/play_arrow:")
     if not start:
@@ -76,23 +80,31 @@ def form(disabled: bool) -> TrainConfig | None:
 
 
 def panel(job: TrainingJob) -> None:
-    """This session's job: live progress and curves; Stop while it runs; keep/discard after a stop."""
-    status = job.status
-    if status == RUNNING:
+    """This session's job, drawn from one snapshot: live progress and curves; Stop while it runs;
+    keep/discard after a stop; what happened when its page was closed."""
+    snap = job.snapshot()
+    if snap.running:
         st.button("Stop", key="train_stop", on_click=job.stop, icon=":material/stop:",
                   help="Ends training within one batch; then keep or discard the partial model.")
+        fate = "kept" if snap.keep_if_abandoned else "discarded"
+        st.caption(f"If you close this page, training stops by itself after {job.abandon_after / 60:.0f} minutes "
+                   f"without it, and the partial model is {fate}.")
     components.live_progress(job, curves=True, key="train")
-    snap = job.snapshot()
-    if status == FINISHED and snap.run_info is not None:
+    if err := st.session_state.pop("ui_job_error", None):
+        st.error(err)
+    if snap.status == FINISHED and snap.run_info is not None:
         st.success(f"Saved as `{snap.run_info.run_id}` ({snap.run_info.test_accuracy:.2%} on the test set) — "
                    "it is now the active model.")
         st.page_link("app_pages/draw.py", label="Draw a digit with it", icon=":material/draw:")
-    elif status == KEPT and snap.run_info is not None:
-        st.success(f"Partial model kept as `{snap.run_info.run_id}`; it is now the active model.")
-    elif status == STOPPED:
+    elif snap.status == KEPT and snap.run_info is not None:
+        why = "Its page was closed, so training stopped by itself. " if snap.abandoned else ""
+        st.success(f"{why}Partial model kept as `{snap.run_info.run_id}`; it is now the active model.")
+    elif snap.status == DISCARDED and snap.abandoned:
+        st.info("Its page was closed, so training stopped by itself and the partial model was discarded.")
+    elif snap.status == STOPPED:
         st.warning(f"Training stopped. The partial model scores {snap.test_accuracy:.2%} on the test set.")
         c = st.columns(2)
         c[0].button("Keep the partial model", key="train_keep", on_click=session.keep, args=(job,), type="primary")
         c[1].button("Discard it", key="train_discard", on_click=session.discard, args=(job,))
-    elif status == FAILED:
+    elif snap.status == FAILED:
         st.error(f"Training failed: {snap.error}")
