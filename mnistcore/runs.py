@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -28,6 +29,11 @@ META = "meta.json"
 OPTIMIZER = "optimizer.safetensors"  # optimizer state + random streams, to continue a run exactly
 FORMAT_VERSION = 1
 NAME_MAX = 40  # characters in a user-given run name
+META_MAX_BYTES = 4 << 20  # ours are ~100 KB even at 200 epochs; larger is not ours (or /dev/zero)
+STALE_SECONDS = 30 * 60  # .tmp-*/.del-* folders untouched this long are leftovers of killed saves/deletes
+_log = logging.getLogger(__name__)
+_skips_logged: set[tuple[str, str]] = set()  # (path, reason) already logged: list() runs on every page view
+_last_cleanup: dict[str, float] = {}  # runs dir -> when list() last cleaned it up
 
 
 class RunError(ValueError):
@@ -162,6 +168,46 @@ def read_optimizer_file(path: Path, optimizer: str,
     return state, rng
 
 
+def _why(exc: OSError) -> str:
+    """An OSError as a short reason: 'No space left on device', with the file when there is one."""
+    reason = exc.strerror or str(exc)
+    return f"{reason}: {exc.filename}" if exc.filename else reason
+
+
+def read_small_file(path: str | os.PathLike, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most max_bytes; ValueError/OSError for anything else.
+
+    Opened without blocking and checked on the open descriptor: a FIFO would hang a plain read, a
+    symlink to /dev/zero would never end, and a huge file would fill memory. The check and the read
+    are of the same file, even if the path is swapped meanwhile.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        if st.st_size > max_bytes:
+            raise ValueError(f"{st.st_size} bytes, more than the {max_bytes} a run's file can have")
+        chunks, size = [], 0
+        while size <= max_bytes:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > max_bytes:
+            raise ValueError(f"grew past {max_bytes} bytes while being read")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def run_size_estimate(config: TrainConfig) -> int:
+    """Bytes a saved run of this config takes: weights, optimizer state and metadata (an upper bound)."""
+    n = param_count(config.hidden)
+    return 4 * n * (1 + len(OPTIMIZER_STATE_KEYS[config.optimizer])) + (1 << 20)
+
+
 def _expected_shapes(hidden: int) -> dict[str, tuple[int, ...]]:
     return {"fc1.weight": (hidden, 784), "fc1.bias": (hidden,), "fc2.weight": (10, hidden), "fc2.bias": (10,)}
 
@@ -181,7 +227,12 @@ class RunStore:
         name = validate_name(name)
         if parent is not None and not _is_run_id(parent):
             raise RunError(f"{parent!r} is not a run id")
+        bad = sorted(k for k, v in model.state_dict().items() if not bool(torch.isfinite(v).all()))
+        if bad:  # it could never be loaded (load refuses them): say so now, not on every later page view
+            raise RunError(f"not saved: the weights ({', '.join(bad)}) hold NaN or infinity, so training diverged; "
+                           f"try a lower learning rate")
         self.root.mkdir(parents=True, exist_ok=True)
+        self.cleanup_stale()
         created = datetime.now(UTC)
         run_id = f"{created:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         meta = {
@@ -225,7 +276,8 @@ class RunStore:
         """Read and validate a run's metadata (by id or 'latest')."""
         path = self._dir(run_id)
         try:
-            meta = json.loads((path / META).read_text())
+            # Only a regular file under a size cap; deep nesting raises RecursionError inside json.
+            meta = json.loads(read_small_file(path / META, META_MAX_BYTES))
             if not isinstance(meta, dict):
                 raise TypeError(f"expected a JSON object, got {type(meta).__name__}")
             if meta.get("format") != FORMAT_VERSION:
@@ -244,19 +296,27 @@ class RunStore:
                 extra=dict(meta.get("extra", {})), name=validate_name(meta.get("name")),
                 parent=_parent(meta.get("parent")),
             )
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise RunError(f"{path} is not a valid run: bad or missing {META} ({exc})") from None
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else exc
+            raise RunError(f"{path} is not a valid run: bad or missing {META} ({why})") from None
 
     def list(self) -> list[RunInfo]:
         """Valid runs, newest first; unreadable directories are skipped."""
         if not self.root.is_dir():
             return []
+        if time.time() - _last_cleanup.get(str(self.root), 0.0) > STALE_SECONDS / 3:
+            _last_cleanup[str(self.root)] = time.time()
+            self.cleanup_stale()
         runs = []
         for p in self.root.iterdir():
             if p.is_dir() and not p.name.startswith("."):
                 try:
                     runs.append(self.info(p.name))
-                except RunError:
+                except RunError as exc:
+                    # One bad run must not hide the others; its reason is logged once, not on every view.
+                    if (str(p), str(exc)) not in _skips_logged:
+                        _skips_logged.add((str(p), str(exc)))
+                        _log.warning("skipping run %s: %s", p.name, exc)
                     continue
         # Parsed, not compared as text: older runs stored seconds only, newer ones microseconds.
         return sorted(runs, key=lambda r: (_utc(r.created), r.run_id), reverse=True)
@@ -266,6 +326,11 @@ class RunStore:
         info = self.info(run_id)
         weights = info.path / WEIGHTS
         try:
+            st = weights.stat()
+            if not stat.S_ISREG(st.st_mode):
+                raise ValueError("not a regular file")
+            if st.st_size > 4 * param_count(info.config.hidden) + (1 << 20):  # tensors + a generous header
+                raise ValueError(f"{st.st_size} bytes, too large for a 784-{info.config.hidden}-10 net")
             # safetensors holds raw tensors only: a pickle (or anything else) cannot execute here.
             state = load_file(str(weights))
         except (SafetensorError, OSError, ValueError) as exc:
@@ -277,28 +342,103 @@ class RunStore:
         wrong = sorted(k for k, v in state.items() if v.dtype != torch.float32)
         if wrong:
             raise RunError(f"{weights} holds {', '.join(wrong)} as non-float32 tensors; runs are saved as float32")
+        bad = sorted(k for k, v in state.items() if not bool(torch.isfinite(v).all()))
+        if bad:  # it would predict NaN for every image
+            raise RunError(f"{weights} holds NaN or infinite values in {', '.join(bad)}: the run is damaged "
+                           f"(or diverged) and cannot predict; delete it")
         model = ShallowNet(info.config.hidden, info.config.dropout)
         model.load_state_dict(state)
         return model.to(device).eval(), info
 
     def delete(self, run_id: str) -> None:
-        """Delete a run (by id); renamed away first so a half-deleted run is never listed."""
+        """Delete a run (by id); renamed away first so a half-deleted run is never listed.
+
+        A run already deleted elsewhere (another tab, session or process) raises RunError saying so.
+        """
+        gone = RunError(f"no run {run_id!r} in {self.root}: it was already deleted elsewhere "
+                        f"(another tab, session or process)")
+        if _is_run_id(run_id) and run_id != "latest" and not (self.root / run_id).is_dir():
+            raise gone
         path = self._dir(run_id)
         trash = self.root / f".del-{path.name}-{int(time.time() * 1000)}"
-        os.rename(path, trash)
+        try:
+            os.rename(path, trash)
+        except FileNotFoundError:  # lost the race to another delete
+            raise gone from None
+        except OSError as exc:
+            raise RunError(f"cannot delete run {path.name}: {_why(exc)}") from None
         shutil.rmtree(trash, ignore_errors=True)
+        self.cleanup_stale()
+
+    def cleanup_stale(self, older_than: float = STALE_SECONDS) -> list[str]:
+        """Remove leftovers of killed saves (.tmp-*) and deletes (.del-*) untouched for `older_than` seconds.
+
+        Only folders directly in the runs dir with our own prefixes, never through a symlink; a save in
+        progress touches its .tmp- folder within seconds, so it is never taken. Returns the names removed.
+        """
+        removed: list[str] = []
+        now = time.time()
+        try:
+            entries = list(os.scandir(self.root))
+        except OSError:
+            return removed
+        for entry in entries:
+            if not entry.name.startswith((".tmp-", ".del-")):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+                if not stat.S_ISDIR(st.st_mode):
+                    continue
+                newest = max([st.st_mtime] + [e.stat(follow_symlinks=False).st_mtime for e in os.scandir(entry.path)])
+            except OSError:
+                continue  # vanished meanwhile (its owner finished) or unreadable: leave it
+            if now - newest < older_than:
+                continue
+            shutil.rmtree(entry.path, ignore_errors=True)
+            if not os.path.lexists(entry.path):
+                removed.append(entry.name)
+                _log.info("removed stale %s from %s", entry.name, self.root)
+        return removed
+
+    def check_writable(self, config: TrainConfig | None = None) -> None:
+        """Raise RunError now, before any training, if a run cannot be saved here (and why).
+
+        Catches a runs dir that is a file or cannot be created, no permission, a read-only file system,
+        and (with `config`) too little free space for a run of that size.
+        """
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".probe-", dir=self.root)
+            os.close(fd)
+            os.unlink(probe)
+            free = shutil.disk_usage(self.root).free
+        except OSError as exc:
+            raise RunError(f"cannot save runs in {self.root}: {_why(exc)}") from None
+        need = run_size_estimate(config) if config is not None else 0
+        if free < need:
+            raise RunError(f"cannot save runs in {self.root}: {free / 1e6:.1f} MB free, a run of "
+                           f"784-{config.hidden}-10 needs about {need / 1e6:.1f} MB")
 
     def rename(self, run_id: str, name: str | None) -> RunInfo:
         """Give a run a name (None or blank clears it); meta.json is rewritten atomically, nothing else changes."""
-        name = validate_name(name)
+        return self._update_meta(run_id, {"name": validate_name(name)})
+
+    def set_parent(self, run_id: str, parent: str) -> RunInfo:
+        """Record which run this one continued, for a run saved by code that did not pass `parent` to save()."""
+        if not _is_run_id(parent):
+            raise RunError(f"{parent!r} is not a run id")
+        return self._update_meta(run_id, {"parent": parent})
+
+    def _update_meta(self, run_id: str, changes: dict[str, Any]) -> RunInfo:
+        """Rewrite some top-level fields of a valid run's meta.json atomically (temp file + rename)."""
         info = self.info(run_id)  # refuses a run whose meta.json is not ours before touching it
         path = info.path / META
         try:
             meta = json.loads(path.read_text())
-            meta["name"] = name
+            meta.update(changes)
             fd, tmp = tempfile.mkstemp(prefix=".meta-", suffix=".tmp", dir=info.path)
         except (OSError, ValueError) as exc:
-            raise RunError(f"cannot rename {info.run_id}: {exc}") from None
+            raise RunError(f"cannot update {info.run_id}: {exc}") from None
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(json.dumps(meta, indent=2))
@@ -328,3 +468,21 @@ class RunStore:
         return TrainState(model=model, optimizer=info.config.optimizer if saved else None, optimizer_state=state,
                           rng_state=rng, seed=info.config.seed, history=info.history,
                           train_seconds=info.train_seconds), info
+
+
+def save_or_fallback(store: RunStore, model: ShallowNet, config: TrainConfig,
+                     **kwargs: Any) -> tuple[RunInfo, str | None]:
+    """store.save(...); if the runs dir fails (full disk, permissions), the same run in a new temp dir.
+
+    A finished model is never lost silently: returns (info, None), or (info of the copy in the temp dir,
+    why the runs dir failed). Raises RunError only when both fail, saying so.
+    """
+    try:
+        return store.save(model, config, **kwargs), None
+    except OSError as exc:
+        why = f"could not save the run in {store.root} ({_why(exc)})"
+    try:
+        fallback = RunStore(tempfile.mkdtemp(prefix="mnist-lab-unsaved-"))
+        return fallback.save(model, config, **kwargs), why
+    except OSError as exc:
+        raise RunError(f"{why}, nor in a temporary folder ({_why(exc)}): the trained model is lost") from None

@@ -551,3 +551,198 @@ def test_optimizer_file_that_is_not_ours_is_refused_and_not_executed(tmp_path: P
     with pytest.raises(RunError, match="not a valid optimizer state file"):
         store.load_state(info.run_id)
     assert not marker.exists()
+
+
+def test_set_parent_afterwards(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    parent, child = _save(store), _save(store, name="kept name")
+    info = store.set_parent(child.run_id, parent.run_id)
+    assert info.parent == parent.run_id and info.name == "kept name"
+    for bad in ("../x", "", ".hidden"):
+        with pytest.raises(RunError, match="not a run id"):
+            store.set_parent(child.run_id, bad)
+    assert store.info(child.run_id).parent == parent.run_id
+
+
+# ---- hostile and broken input: meta.json, weights, leftovers, races, full disks (issue 10) ----------
+
+def _hostile_meta(kind: str, path: Path) -> None:
+    import os
+
+    path.unlink()
+    if kind == "deep nesting":
+        path.write_text("[" * 200_000 + "]" * 200_000)
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink to /dev/zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "huge":
+        with open(path, "wb") as f:  # sparse: no disk used
+            f.truncate(runs_mod.META_MAX_BYTES + 1)
+    elif kind == "directory":
+        path.mkdir()
+
+
+HOSTILE = ["deep nesting", "fifo", "symlink to /dev/zero", "huge", "directory"]
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_hostile_meta_skips_that_run_only(tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture) -> None:
+    import signal
+
+    store = RunStore(tmp_path)
+    good, bad = _save(store, _model(1)), _save(store, _model(2))
+    _hostile_meta(kind, bad.path / META)
+    signal.alarm(20)  # a FIFO read would block forever: fail instead of hanging the suite
+    try:
+        with caplog.at_level("WARNING", logger="mnistcore.runs"):
+            assert [r.run_id for r in store.list()] == [good.run_id]
+            store.list()  # a second listing (every page view lists) does not log it again
+        with pytest.raises(RunError, match=f"{bad.run_id} is not a valid run"):
+            store.info(bad.run_id)
+        with pytest.raises(RunError):
+            store.load(bad.run_id)
+    finally:
+        signal.alarm(0)
+    skipped = [r for r in caplog.records if bad.run_id in r.getMessage()]
+    assert len(skipped) == 1 and "skipping run" in skipped[0].getMessage()
+    assert store.load(good.run_id)[1].run_id == good.run_id  # the others still load
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink to /dev/zero", "huge"])
+def test_hostile_weights_file_is_refused(tmp_path: Path, kind: str) -> None:
+    import signal
+
+    store = RunStore(tmp_path)
+    info = _save(store)
+    _hostile_meta(kind, info.path / WEIGHTS)  # same tricks on the weights file
+    signal.alarm(20)
+    try:
+        with pytest.raises(RunError, match="weights file"):
+            store.load(info.run_id)
+    finally:
+        signal.alarm(0)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_weights_are_refused_at_load_and_never_saved(tmp_path: Path, value: float) -> None:
+    store = RunStore(tmp_path)
+    info = _save(store)
+    state = {k: v.clone() for k, v in _model().state_dict().items()}
+    state["fc2.bias"][3] = value
+    save_file(state, str(info.path / WEIGHTS))
+    with pytest.raises(RunError, match=r"NaN or infinite values in fc2\.bias"):
+        store.load(info.run_id)
+    diverged = _model()
+    with torch.no_grad():
+        diverged.fc1.weight[0, 0] = value
+    with pytest.raises(RunError, match=r"not saved.*fc1\.weight.*diverged"):
+        _save(store, diverged)
+    assert _visible(tmp_path) == [info.run_id]  # nothing half-written
+
+
+def _age(path: Path, seconds: float) -> None:
+    import os
+    import time
+
+    past = time.time() - seconds
+    for p in [*path.rglob("*"), path]:
+        os.utime(p, (past, past), follow_symlinks=False)
+
+
+def test_stale_leftovers_are_cleaned_up_safely(tmp_path: Path) -> None:
+    import time
+
+    store = RunStore(tmp_path / "runs")
+    run = _save(store)
+    root = store.root
+    old_tmp = root / ".tmp-20260101-000000-abcdef-x1y2"
+    old_tmp.mkdir()
+    (old_tmp / WEIGHTS).write_bytes(b"half a model")
+    old_del = root / f".del-{run.run_id}x-{int(time.time() * 1000)}"
+    (old_del / "sub").mkdir(parents=True)
+    fresh_tmp = root / ".tmp-20260101-000001-abcdef-z9"  # a save in progress
+    fresh_tmp.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("not ours")
+    link = root / ".tmp-link"
+    link.symlink_to(outside, target_is_directory=True)
+    file_ = root / ".tmp-file"
+    file_.write_text("a file, not one of our folders")
+    other = root / ".cache-thing"
+    other.mkdir()
+    for p in (old_tmp, old_del, other, outside):
+        _age(p, 2 * runs_mod.STALE_SECONDS)
+    _age(run.path, 2 * runs_mod.STALE_SECONDS)
+    removed = store.cleanup_stale()
+    assert sorted(removed) == sorted([old_tmp.name, old_del.name])
+    assert sorted(p.name for p in root.iterdir()) == sorted([run.run_id, fresh_tmp.name, link.name, file_.name,
+                                                              other.name])
+    assert (outside / "keep.txt").read_text() == "not ours"  # never followed the link
+    assert store.load(run.run_id)[1].run_id == run.run_id
+    # A later save cleans up too (a killed save's folder, once stale).
+    _age(fresh_tmp, 2 * runs_mod.STALE_SECONDS)
+    _save(store)
+    assert not fresh_tmp.exists()
+
+
+def test_deleting_a_run_deleted_elsewhere_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    store, other_session = RunStore(tmp_path), RunStore(tmp_path)
+    first, second = _save(store, _model(1)), _save(store, _model(2))
+    other_session.delete(first.run_id)
+    with pytest.raises(RunError, match="already deleted elsewhere"):
+        store.delete(first.run_id)
+    # The race itself: the run vanishes between the check and the rename.
+    real_rename = os.rename
+
+    def vanish(src: object, dst: object) -> None:
+        real_rename(src, str(dst) + "-other")  # the other session's delete wins
+        raise FileNotFoundError(2, "No such file or directory", str(src))
+
+    monkeypatch.setattr(runs_mod.os, "rename", vanish)
+    with pytest.raises(RunError, match="already deleted elsewhere"):
+        store.delete(second.run_id)
+
+
+def test_check_writable_before_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    RunStore(tmp_path / "new" / "runs").check_writable(CONFIG)  # created on the way
+    assert (tmp_path / "new" / "runs").is_dir() and _visible(tmp_path / "new" / "runs") == []
+    (tmp_path / "afile").write_text("x")
+    for root in (tmp_path / "afile", tmp_path / "afile" / "runs"):
+        with pytest.raises(RunError, match=f"cannot save runs in {root}"):
+            RunStore(root).check_writable()
+    usage = type("Usage", (), {"free": 1000, "total": 10**9, "used": 0})
+    monkeypatch.setattr(runs_mod.shutil, "disk_usage", lambda path: usage)
+    with pytest.raises(RunError, match="MB free"):
+        RunStore(tmp_path / "runs").check_writable(TrainConfig(hidden=1024))
+
+
+def test_a_failed_save_falls_back_to_a_temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    store = RunStore(tmp_path / "runs")
+    monkeypatch.setattr(runs_mod.tempfile, "tempdir", str(tmp_path))  # the fallback's temp dirs land here
+    real_save = RunStore.save
+
+    def full_disk(self: RunStore, *args: object, **kwargs: object):
+        if self.root == store.root:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.root / "x" / WEIGHTS))
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(RunStore, "save", full_disk)
+    kwargs = {"test_accuracy": 0.9, "train_seconds": 1.25, "history": HISTORY, "dataset": {}}
+    model = _model(5)
+    info, why = runs_mod.save_or_fallback(store, model, CONFIG, **kwargs)
+    assert why is not None and "No space left on device" in why and str(store.root) in why
+    assert info.path.parent.parent == tmp_path and info.path.parent.name.startswith("mnist-lab-unsaved-")
+    loaded, _ = RunStore(info.path.parent).load(info.run_id)
+    assert torch.equal(loaded.fc1.weight, model.fc1.weight)  # nothing lost
+    monkeypatch.setattr(runs_mod.tempfile, "mkdtemp", lambda prefix: (_ for _ in ()).throw(OSError(30, "Read-only")))
+    with pytest.raises(RunError, match="the trained model is lost"):
+        runs_mod.save_or_fallback(store, model, CONFIG, **kwargs)
+    monkeypatch.undo()
+    info, why = runs_mod.save_or_fallback(RunStore(tmp_path / "ok"), model, CONFIG, **kwargs)
+    assert why is None and info.path.parent == tmp_path / "ok"
