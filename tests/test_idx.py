@@ -197,3 +197,35 @@ def test_read_header_does_not_need_the_payload(tmp_path: Path) -> None:
         read_idx_header(path, "images")
     os.truncate(path, 16 + 60000 * 784)  # now the right size: the header check passes without reading it all
     assert read_idx_header(path, "images") == (60000, 28, 28)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_pipes_and_devices_are_refused_without_blocking(tmp_path: Path, kind: str) -> None:
+    import signal
+
+    path = tmp_path / "train-labels-idx1-ubyte"
+    if kind == "fifo":
+        os.mkfifo(path)  # a plain open() would wait for a writer forever
+    else:
+        path.symlink_to("/dev/zero")  # a plain read() would never end
+    signal.alarm(20)
+    try:
+        for reader in (read_idx, read_idx_header):
+            with pytest.raises(IdxError, match="not a regular file") as info:
+                reader(path, "labels")
+            _assert_names_file_and_fix(info.value, path)
+        with pytest.raises(IdxError, match="not a regular file"):
+            idx.read_head(path, 8)
+    finally:
+        signal.alarm(0)
+
+
+def test_header_is_checked_before_the_payload_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "x"
+    path.write_bytes(idx_bytes(_labels(50), "labels") + b"\0" * 10_000)  # longer than its header says
+    reads: list[int] = []
+    real_read = os.read
+    monkeypatch.setattr(idx.os, "read", lambda fd, n: reads.append(n) or real_read(fd, n))
+    with pytest.raises(IdxError, match="longer than its header says"):
+        read_idx(path, "labels")
+    assert sum(reads) <= 16  # only the header was read
