@@ -522,3 +522,40 @@ def sweep_figure(param: str, values: Sequence[float], accuracies: Sequence[float
                                  tickvals=list(values) if len(values) <= 12 else None),
                       yaxis=dict(title="test accuracy", tickformat=".1%"))
     return fig
+
+
+# ---------------------------------------------------------------- the Draw page's answer, as plain HTML
+
+def answer_html(probs: np.ndarray, seen: np.ndarray, factor: int = 5) -> str:
+    """The predicted digit (large), how sure, the 28x28 input the model saw and the ten probabilities as bars.
+
+    Plain HTML with the picture inline: redrawn after every stroke, one small element costs the browser
+    far less than a chart and an image fetched separately.
+    """
+    probs = np.asarray(probs, dtype=np.float64).reshape(10)
+    pred = int(probs.argmax())
+    rows = []
+    for d in DIGITS:
+        p = float(probs[d])
+        color = CORRECT_COLOR if d == pred else NEUTRAL_COLOR
+        rows.append(
+            f'<div class="mnl-bar" data-digit="{d}"><span class="mnl-d">{d}</span>'
+            f'<span class="mnl-track"><span style="width:{p * 100:.1f}%;background:{color}"></span></span>'
+            f'<span class="mnl-p">{p:.0%}</span></div>')
+    seen_uri = png_data_uri(upscale((np.clip(seen, 0, 1) * 255).astype(np.uint8), factor))
+    side = 28 * factor
+    return (
+        "<style>.mnl-answer{display:flex;gap:28px;align-items:flex-start;flex-wrap:wrap}"
+        ".mnl-digit{font-size:96px;font-weight:700;line-height:1}.mnl-sure{color:#6B7280;font-size:14px}"
+        ".mnl-seen{image-rendering:pixelated;border-radius:6px;margin-top:8px}"
+        ".mnl-cap{color:#6B7280;font-size:13px}.mnl-bars{min-width:240px;flex:1}"
+        ".mnl-bar{display:flex;align-items:center;gap:8px;height:22px;font-size:14px}"
+        ".mnl-d{width:12px;text-align:right;font-weight:600}.mnl-p{width:40px;color:#374151}"
+        ".mnl-track{flex:1;height:14px;background:#F3F4F6;border-radius:4px;overflow:hidden}"
+        ".mnl-track span{display:block;height:100%}</style>"
+        f'<div class="mnl-answer" data-prediction="{pred}">'
+        f'<div><div class="mnl-digit" data-testid="draw-digit">{pred}</div>'
+        f'<div class="mnl-sure">{probs[pred]:.1%} sure</div>'
+        f'<img class="mnl-seen" src="{seen_uri}" width="{side}" height="{side}" alt="the 28x28 input">'
+        '<div class="mnl-cap">What the model saw (28×28)</div></div>'
+        f'<div class="mnl-bars">{"".join(rows)}</div></div>')

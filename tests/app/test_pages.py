@@ -86,7 +86,7 @@ def test_train_default_button_trains_and_activates_a_model(make_app, tmp_path, m
     (info,) = RunStore(runs_dir).list()
     at.run()
     assert not at.exception
-    assert has_button(at, "draw_clear")  # the canvas page is ready
+    assert at.slider(key="draw_stroke")  # the canvas page is ready
     assert at.sidebar.radio(key="sidebar_model").value == info.run_id
     assert info.config.hidden == 16 and info.dataset
 
@@ -300,33 +300,36 @@ def test_errors_pagination(make_app, small_run, small_eval):
     assert f"(page 3 of {pages})" in " ".join(c.value for c in at.caption)
 
 
-def canvas_drawing(pixels28: np.ndarray) -> dict:
-    """What the canvas sends after a stroke: the 280x280 RGBA picture as a data URL (white ink on black)."""
-    big = np.kron(pixels28, np.ones((10, 10), np.uint8))
-    rgba = np.dstack([big, big, big, np.full_like(big, 255)])
-    buf = io.BytesIO()
-    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
-    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-    return {"drawing": {"raw": {"objects": [{"type": "path"}], "background": "#000000"}, "data": url}}
+SEVEN = [{"w": 18, "p": [80, 60, 140, 58, 200, 60, 170, 120, 140, 180, 125, 225]}]
+
+
+def canvas_state(strokes: list, seq: int = 1) -> dict:
+    """What the Draw canvas sends after a stroke: every stroke's width and points so far."""
+    return {"strokes": {"seq": seq, "strokes": strokes}}
 
 
 @pytest.mark.slow
-def test_draw_page_empty_then_a_drawing_gives_a_prediction(make_app, small_run, small_eval, mnist):
+def test_draw_page_empty_then_a_drawing_gives_a_prediction_and_its_evidence(make_app, small_run, small_eval):
+    from ui.draw_canvas import rasterize
+
     model, _ = small_eval
     at = open_page(make_app(small_run[0]), "app_pages/draw.py")
     assert not at.exception
-    assert has_button(at, "draw_clear") and at.slider(key="draw_stroke").value == 18
+    assert at.slider(key="draw_stroke").value == 18
     assert [i.value for i in at.info] == ["Draw a digit"]
-    digit = mnist.test_images[0].numpy()  # a 7
-    at.session_state["draw_canvas_0"] = canvas_drawing(digit)
+    at.session_state["draw_canvas"] = canvas_state(SEVEN)
     at.run()
     assert not at.exception
-    expected = int(np.argmax(predict_prepared(model, prepare_digit(np.kron(digit, np.ones((10, 10), np.uint8))))))
-    big = [m.value for m in at.markdown if "font-size:96px" in m.value]
-    assert big and f">{expected}</div>" in big[0]
-    assert at.get("plotly_chart")[0].key == "draw_bars"
+    probs = predict_prepared(model, prepare_digit(rasterize(SEVEN)))
+    expected = int(np.argmax(probs))
+    answer = [h.proto.body for h in at.get("html") if "mnl-answer" in h.proto.body]
+    assert answer and f'data-prediction="{expected}"' in answer[0]
+    assert f"{probs[expected]:.1%} sure" in answer[0]
+    assert any(f"Why {expected} and not" in (i.proto.imgs[0].caption if i.proto.imgs else "")
+               for i in at.get("image"))  # the evidence maps
     assert not at.info
-    at.button(key="draw_clear").click().run()  # a new canvas key: empty again
+    at.session_state["draw_canvas"] = canvas_state([], seq=2)  # the canvas's own Clear sends no strokes
+    at.run()
     assert [i.value for i in at.info] == ["Draw a digit"]
 
 

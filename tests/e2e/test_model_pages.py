@@ -6,23 +6,17 @@ Timings are printed (run pytest with -s to see them) and only loosely bounded.
 
 from __future__ import annotations
 
-import io
-import itertools
 import re
 import time
 from pathlib import Path
-from urllib.parse import urljoin
 
-import numpy as np
 import pytest
-from PIL import Image
 from playwright.sync_api import expect
 
 from mnistcore import RunStore, load_mnist
 from mnistcore.evaluate import Evaluation, cell_indices, evaluate, select_predictions
 
 NAV = '[data-testid="stSidebarNav"] a'
-CANVAS = ".st-key-draw_canvas_box canvas.upper-canvas"
 ONE_DIGIT = re.compile(r"^\d$")
 SLOW = 10.0  # s: a loose sanity bound for an interaction, on a shared 2-core machine
 
@@ -86,104 +80,16 @@ def test_clicking_a_confusion_cell_shows_exactly_its_images_and_a_shareable_link
     expect(page).to_have_url(f"{server.url}/confusion")
 
 
-def _draw(page, points: list[tuple[float, float]]) -> None:
-    """One mouse stroke through points given as fractions of the canvas (0..1)."""
-    box = page.locator(CANVAS).bounding_box()
-    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
-    page.mouse.move(*xy[0])
-    page.mouse.down()
-    for (x0, y0), (x1, y1) in itertools.pairwise(xy):
-        page.mouse.move(x1, y1, steps=max(2, int(max(abs(x1 - x0), abs(y1 - y0)) / 8)))
-
-
-def _expect_prediction_shown(page) -> None:
-    """The whole prediction is on screen: the digit, the probability bars and the loaded 28x28 preview."""
-    expect(page.locator(".st-key-draw_digit")).to_have_text(ONE_DIGIT)
-    expect(page.locator(".st-key-draw_bars .js-plotly-plot")).to_be_visible()
-    page.wait_for_function("""() => {
-        const img = document.querySelector("[data-testid='stImage'] img");
-        return Boolean(img) && img.complete && img.naturalWidth > 0;
-    }""")
-
-
-def _preview(page) -> tuple[str, np.ndarray]:
-    """The 28x28 model-input preview: its src and its pixels (as the server sent them)."""
-    img = page.locator("[data-testid='stImage'] img")
-    expect(img).to_have_count(1)
-    src = img.get_attribute("src")
-    body = page.request.get(urljoin(page.url, src)).body()
-    return src, np.asarray(Image.open(io.BytesIO(body)).convert("L"))
-
-
-def _open_draw(page, url: str) -> None:
-    page.goto(f"{url}/draw")
-    expect(page.locator(CANVAS)).to_be_visible(timeout=60_000)
-    expect(page.locator(".st-key-draw_empty")).to_contain_text("Draw a digit")
-
-
-def test_drawing_a_one_predicts_it_and_shows_the_28x28_input_then_clear_resets(server, page, shot):
-    _open_draw(page, server.url)
-    expect(page.locator(".st-key-draw_digit")).to_have_count(0)
-
-    _draw(page, [(0.5, 0.15), (0.5, 0.85)])  # a '1': one vertical stroke
-    page.mouse.up()
-    digit = page.locator(".st-key-draw_digit")
-    expect(digit).to_have_text("1", timeout=30_000)
-    _expect_prediction_shown(page)
-    expect(page.get_by_text("What the model saw (28×28)")).to_be_visible()
-    expect(page.locator(".st-key-draw_empty")).to_have_count(0)
-    _, pixels = _preview(page)
-    assert pixels.shape[0] == pixels.shape[1] and pixels.shape[0] % 28 == 0, pixels.shape
-    small = pixels[:: pixels.shape[0] // 28, :: pixels.shape[1] // 28]  # back to the 28x28 the model saw
-    rows, cols = np.nonzero(small > 128)
-    assert len(rows) >= 10, "the preview shows no ink"
-    assert np.ptp(rows) > 3 * max(1, np.ptp(cols)), "the preview's ink is not a vertical bar"
-    assert small[:3].max() < 50 and small[:, :3].max() < 50, "MNIST-style inputs keep an empty border"
-    shot(page, "one")
-
-    page.locator(".st-key-draw_clear button").click()
-    expect(page.locator(".st-key-draw_empty")).to_contain_text("Draw a digit")
-    expect(page.locator(".st-key-draw_digit")).to_have_count(0)
-    expect(page.locator(".st-key-draw_bars")).to_have_count(0)
-    expect(page.locator("[data-testid='stImage'] img")).to_have_count(0)
-    expect(page.locator(CANVAS)).to_be_visible()
-    shot(page, "cleared")
-
-    # The fresh canvas works: a '7' (top bar, then the diagonal down-left) gives a prediction again.
-    _draw(page, [(0.25, 0.2), (0.75, 0.2), (0.4, 0.85)])
-    page.mouse.up()
-    expect(digit).to_have_text("7", timeout=30_000)
-    _expect_prediction_shown(page)
-    shot(page, "seven")
-
-
 def test_timings_in_the_browser(server, page, evaluation, shot):
     """Print how long the interactions take in a real browser (loose bounds only: the machine is shared)."""
     timings: dict[str, float] = {}
 
-    # Drawing: mouse-up -> the first prediction, then a second stroke -> the updated prediction.
-    _open_draw(page, server.url)
-    _draw(page, [(0.5, 0.15), (0.5, 0.85)])
-    t0 = time.perf_counter()
-    page.mouse.up()
-    expect(page.locator(".st-key-draw_digit")).to_have_text("1", timeout=30_000)
-    _expect_prediction_shown(page)
-    timings["stroke mouse-up -> first prediction"] = time.perf_counter() - t0
-    src, _ = _preview(page)
-    _draw(page, [(0.3, 0.15), (0.7, 0.15)])
-    t0 = time.perf_counter()
-    page.mouse.up()
-    expect(page.locator("[data-testid='stImage'] img")).not_to_have_attribute("src", src, timeout=30_000)
-    expect(page.locator(".st-key-draw_digit")).to_have_text(ONE_DIGIT)
-    _expect_prediction_shown(page)
-    timings["stroke mouse-up -> updated prediction"] = time.perf_counter() - t0
-    shot(page, "draw")
-
+    # (Drawing timings: tests/e2e/test_draw.py and bench/load.py.)
     # Confusion page of an already evaluated model: first a full load (evaluates it), then timed visits.
     page.goto(f"{server.url}/confusion")
     expect(page.locator(".st-key-cm .nsewdrag")).to_be_visible(timeout=60_000)
-    page.locator(NAV, has_text="Draw").click()
-    expect(page.locator(CANVAS)).to_be_visible()
+    page.locator(NAV, has_text="Errors").click()
+    expect(page.get_by_text("Showing 48 of")).to_be_visible(timeout=60_000)
     t0 = time.perf_counter()
     page.locator(NAV, has_text="Confusion matrix").click()
     expect(page.locator(".st-key-cm .nsewdrag")).to_be_visible()
