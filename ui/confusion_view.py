@@ -92,8 +92,7 @@ def _explain_one(run_id: str, true: int, pred: int) -> None:
 
 
 def metrics_table(ev: Evaluation) -> None:
-    f1 = 2 * ev.precision * ev.recall / (ev.precision + ev.recall).clip(min=1e-12)
-    df = pd.DataFrame({"digit": range(10), "precision": ev.precision, "recall": ev.recall, "F1": f1,
+    df = pd.DataFrame({"digit": range(10), "precision": ev.precision, "recall": ev.recall, "F1": ev.f1,
                        "test images": ev.support, "errors": ev.support - ev.confusion.diagonal()})
     pct = st.column_config.NumberColumn(format="percent")
     st.dataframe(df, hide_index=True, key="cm_metrics", width="content",
