@@ -286,3 +286,29 @@ def test_statuses_are_an_enum():
 
     assert RUNNING is JobStatus.RUNNING and RUNNING == "running"
     assert {s.value for s in JobStatus} >= {"running", "finished", "stopped", "kept", "discarded", "failed"}
+
+
+def test_a_process_that_exits_with_a_job_running_stops_it_cleanly(tmp_path):
+    """The server's exit (atexit) stops its jobs: no 'terminate called…', no job process left behind."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = f"""
+import sys, time
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+from test_ui_jobs import LONG, tiny_data
+from mnistcore.runs import RunStore
+from ui.jobs import REGISTRY
+job = REGISTRY.start("s", LONG, tiny_data(), RunStore({str(tmp_path / "runs")!r}))
+while job.snapshot().last_batch is None:
+    time.sleep(0.05)
+print(job._process.pid, flush=True)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "terminate called" not in done.stderr
+    pid = int(done.stdout.split()[-1])
+    stat = Path(f"/proc/{pid}/stat")
+    wait_for(lambda: not stat.exists() or stat.read_text().split()[2] == "Z", timeout=10)
