@@ -173,8 +173,11 @@ def test_data_reports_checksums(tiny_data_dir: Path) -> None:
 def test_train_json(trained_run: tuple[Path, dict, str]) -> None:
     runs, out, err = trained_run
     assert set(out) == {"run_id", "path", "test_accuracy", "train_seconds", "epochs", "config", "history",
-                        "name", "parent"}
+                        "name", "parent", "precision", "budget"}
     assert out["name"] is None and out["parent"] is None
+    # precision "auto" resolved on this machine, recorded in the output, the config and the run.
+    assert out["precision"] in ("fp32", "bf16") and out["config"]["precision"] == out["precision"]
+    assert out["budget"] is None and out["config"]["budget_seconds"] is None
     assert out["epochs"] == 2 == len(out["history"])
     assert [h["epoch"] for h in out["history"]] == [1, 2]
     assert out["config"]["hidden"] == 32 and out["config"]["batch_size"] == 32 and out["config"]["device"] == "cpu"
@@ -184,6 +187,8 @@ def test_train_json(trained_run: tuple[Path, dict, str]) -> None:
     model, info = RunStore(runs).load(out["run_id"])
     assert info.test_accuracy == out["test_accuracy"] and info.history == out["history"]
     assert info.config.hidden == 32 and model.fc1.out_features == 32
+    assert info.config.precision == out["precision"]
+    assert info.extra["precision"]["requested"] == "auto" and info.extra["precision"]["precision"] == out["precision"]
     assert "epoch 2/2: test accuracy" in err  # progress goes to stderr, never into the JSON on stdout
 
 
@@ -433,3 +438,115 @@ def test_sweep_ctrl_c_stops_after_the_current_run(tiny_data_dir: Path, tmp_path:
     assert all(len(r["history"]) == 40 for r in res["runs"])  # the interrupted run still finished its epochs
     assert len(RunStore(tmp_path).list()) == len(res["runs"])
     assert "stopping after this run" in err
+
+
+# ---------------------------------------------------------------- budgets, precision, broken disks (issue 10)
+
+def test_train_budget_records_the_plan(tiny_data_dir: Path, tmp_path: Path) -> None:
+    args = ["--hidden", "256", "--batch-size", "8", "--device", "cpu", "--precision", "fp32"]
+    code, out, err = run_cli("train", "--data-dir", tiny_data_dir, "--runs-dir", tmp_path, *args, "--budget", "2",
+                             "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    budget = result["budget"]
+    assert budget["seconds"] == 2 and budget["epochs"] == result["epochs"] == result["config"]["epochs"] >= 1
+    assert result["config"]["budget_seconds"] == 2 and result["precision"] == "fp32"
+    info = RunStore(tmp_path).info(result["run_id"])
+    assert info.extra["budget"] == budget and info.config.epochs == budget["epochs"]
+    assert info.extra["precision"]["requested"] == "fp32"
+    code, _, err = run_cli("train", "--data-dir", tiny_data_dir, "--runs-dir", tmp_path, "--budget", "2",
+                           "--epochs", "3")
+    assert code == 2 and "--budget and --epochs exclude each other" in err
+    code, _, err = run_cli("train", "--data-dir", tiny_data_dir, "--runs-dir", tmp_path, "--budget", "0.1")
+    assert code == 2 and "budget_seconds must be between 1" in err
+
+
+def test_unwritable_runs_dir_fails_before_training(tiny_data_dir: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    def must_not_train(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained although the run could not be saved")
+
+    # The module (the package's attribute of that name is the function).
+    monkeypatch.setattr(sys.modules["mnistcore.train"], "train", must_not_train)
+    (tmp_path / "file").write_text("x")
+    code, out, err = run_cli("train", "--data-dir", tiny_data_dir, "--runs-dir", tmp_path / "file" / "runs",
+                             *TRAIN_ARGS)
+    assert code == 1 and out == ""
+    assert err.startswith("error: cannot save runs in") and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_full_disk_after_training_keeps_the_model(tiny_data_dir: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import tempfile
+
+    from mnistcore import runs as runs_mod
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    real_save = RunStore.save
+    runs = tmp_path / "runs"
+
+    def full(self: RunStore, *args: object, **kwargs: object):
+        if self.root == runs:
+            raise OSError(errno.ENOSPC, "No space left on device", str(runs / "x.safetensors"))
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(runs_mod.RunStore, "save", full)
+    code, out, err = run_cli("train", "--data-dir", tiny_data_dir, "--runs-dir", runs, *TRAIN_ARGS, "--json")
+    assert code == 1 and "Traceback" not in err
+    result = json.loads(out)
+    saved = Path(result["path"])
+    assert saved.parent.parent == tmp_path / "tmp" and saved.is_dir()
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"error: could not save the run in {runs} (No space left on device")
+    assert f"saved in {saved} instead" in last
+    model, _ = RunStore(saved.parent).load(saved.name)  # nothing lost
+    assert model.fc1.out_features == 32
+
+
+@pytest.mark.parametrize("where", ["data dir is a file", "raw is a file"])
+def test_bad_data_dirs_are_one_line(tmp_path: Path, where: str) -> None:
+    if where == "data dir is a file":
+        data_dir = tmp_path / "passwd"
+        data_dir.write_text("root:x:0:0")
+    else:
+        data_dir = tmp_path / "data"
+        (data_dir / "MNIST").mkdir(parents=True)
+        (data_dir / "MNIST" / "raw").write_text("not a folder")
+    for command in (["data"], ["train", *TRAIN_ARGS, "--runs-dir", str(tmp_path / "runs")]):
+        code, _, err = run_cli(*command, "--data-dir", data_dir)
+        assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert "is a file, not a directory" in err
+
+
+def test_os_errors_are_one_line(tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from mnistcore import runs as runs_mod
+
+    def broken(self: RunStore) -> list:
+        raise OSError(errno.EIO, "Input/output error", str(tmp_path / "runs"))
+
+    monkeypatch.setattr(runs_mod.RunStore, "list", broken)
+    code, _, err = run_cli("runs", "--runs-dir", tmp_path / "runs")
+    assert code == 1 and err == f"error: Input/output error ({tmp_path / 'runs'})\n"
+
+
+def test_predict_refuses_a_run_with_non_finite_weights(trained_run: tuple[Path, dict, str], tmp_path: Path,
+                                                       tiny_arrays: dict[str, np.ndarray]) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    runs, trained, _ = trained_run
+    copy = tmp_path / "runs"
+    shutil.copytree(runs / trained["run_id"], copy / trained["run_id"])
+    weights = copy / trained["run_id"] / "model.safetensors"
+    state = load_file(str(weights))
+    state["fc1.weight"][0, 0] = float("nan")
+    save_file(state, str(weights))
+    image = tmp_path / "d.png"
+    Image.fromarray(tiny_arrays["test_images"][0]).save(image)
+    code, out, err = run_cli("predict", "--runs-dir", copy, "--run", trained["run_id"], image)
+    assert code == 1 and out == "" and "NaN or infinite values in fc1.weight" in err
