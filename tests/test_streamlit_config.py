@@ -1,0 +1,24 @@
+"""The dashboard's Streamlit config: users never see tracebacks (issue 10)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+CONFIG = Path(__file__).resolve().parent.parent / ".streamlit" / "config.toml"
+
+
+def test_error_details_are_hidden_from_users(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit import config
+    from streamlit.elements import exception
+
+    value = tomllib.loads(CONFIG.read_text())["client"]["showErrorDetails"]
+    assert value in {o.value for o in config.ShowErrorDetailsConfigOptions}  # a value 1.67 knows
+    # What Streamlit itself decides to show for an uncaught exception with this value: nothing but its
+    # generic message (the legacy `false` would still show the traceback).
+    real_get = config.get_option
+    monkeypatch.setattr(config, "get_option", lambda key: value if key == "client.showErrorDetails" else real_get(key))
+    shown = exception._error_detail_visibility(apply_show_error_details=True)
+    assert (shown.show_message, shown.show_trace, shown.show_type) == (False, False, False)
