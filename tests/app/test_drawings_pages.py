@@ -159,3 +159,28 @@ def test_label_issues_page_from_a_cached_result(make_app, small_run, app_data_di
     html = at.get("html")[0].proto.body
     assert html.count("<figure") == sum(i.given == first.given for i in result.issues)
     assert "li_clean_start" not in {b.key for b in at.button}  # training without them: train split only
+
+
+@pytest.mark.slow
+def test_train_without_the_flagged_images_compares_on_test(make_app, runs_copy: Path, app_data_dir,
+                                                           tmp_path: Path) -> None:
+    data = load_mnist(app_data_dir)
+    base = RunStore(runs_copy).list()[0]
+    model, _ = RunStore(runs_copy).load(base.run_id)
+    probs = evaluate(model, data.train_images, data.train_labels).probabilities.astype(np.float64)
+    issues = rank_issues(data.train_labels.numpy(), probs)[:50]
+    result = LabelIssues(split="train", issues=issues, recipe=Recipe().to_dict(), checksums=data.checksums,
+                         scored=60000, accuracy=0.9, seconds=1.0, created="2026-01-01T00:00:00",
+                         cleanlab_version="2.9.0")
+    save_cached(cache_path(tmp_path / "cache", data.checksums, "train", Recipe()), result)
+    at = page(make_app(runs_copy), "app_pages/label_issues.py")
+    assert not at.exception and at.metric[0].value == "50"
+    at.button(key="li_clean_start").click().run()
+    assert TASKS.get(ME, "train_cleaned").wait(240)
+    at.run()
+    assert not at.exception
+    cleaned = next(r for r in RunStore(runs_copy).list() if r.run_id != base.run_id)
+    assert cleaned.extra["removed_flagged"] == 50 and cleaned.extra["baseline"] == base.run_id
+    assert cleaned.config.with_(report_every=1) == base.config.with_(report_every=1)  # the same recipe and seed
+    values = [m.value for m in at.metric]
+    assert f"{cleaned.test_accuracy:.2%}" in values and f"{base.test_accuracy:.2%}" in values
