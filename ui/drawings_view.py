@@ -4,7 +4,7 @@ on it, fine-tuning on it as a background task, and export/import as a zip."""
 from __future__ import annotations
 
 import hashlib
-import threading
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -174,12 +174,11 @@ def model_on_drawings(store: DrawingStore, run_id: str) -> np.ndarray | None:
     return ev.predictions
 
 
-def _fine_tune_work(run_id: str, data, store: DrawingStore, epochs: int):
-    def work(task: Task, stop: threading.Event) -> FineTuneResult | None:
-        task.progress(0.0, "Fine-tuning…")
-        return fine_tune_on_drawings(cache.store(), run_id, data, store, epochs=epochs,
-                                     on_event=task.on_train_event, stop=stop)
-    return work
+def _fine_tune_work(task: Any, stop: Any, runs: Any, run_id: str, data, store: DrawingStore,
+                    epochs: int) -> FineTuneResult | None:
+    """The fine-tune task (runs in its own process, see ui/tasks.py)."""
+    task.progress(0.0, "Fine-tuning…")
+    return fine_tune_on_drawings(runs, run_id, data, store, epochs=epochs, on_event=task.on_train_event, stop=stop)
 
 
 def fine_tune(store: DrawingStore, run_id: str) -> None:
@@ -195,7 +194,8 @@ def fine_tune(store: DrawingStore, run_id: str) -> None:
         if c[1].button("Fine-tune", key="dr_ft_start", type="primary", icon=":material/tune:",
                        disabled=task is not None and task.running):
             try:
-                task = TASKS.start(sid, FINE_TUNE, _fine_tune_work(run_id, cache.get_data(), store, int(epochs)))
+                task = TASKS.start(sid, FINE_TUNE, _fine_tune_work, cache.store(), run_id, cache.get_data(), store,
+                                   int(epochs))
             except JobError as exc:
                 st.error(str(exc))
         if task is not None:

@@ -3,7 +3,7 @@ the explanation, and "train without them" as a background task compared on the t
 
 from __future__ import annotations
 
-import threading
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -52,11 +52,10 @@ def cached(split: str, data) -> LabelIssues | None:
         return None
 
 
-def _find_work(split: str, data):
-    def work(task: Task, stop: threading.Event) -> LabelIssues:
-        return label_issues(data, split, Recipe(), cache_dir=default_cache_dir(cache.data_dir()),
-                            on_progress=lambda p: task.progress(p.fraction, p.message), stop=stop)
-    return work
+def _find_work(task: Any, stop: Any, split: str, data, cache_dir: Any) -> LabelIssues:
+    """The find-label-issues task (runs in its own process, see ui/tasks.py)."""
+    return label_issues(data, split, Recipe(), cache_dir=cache_dir,
+                        on_progress=lambda p: task.progress(p.fraction, p.message), stop=stop)
 
 
 def find_prompt(split: str, data) -> None:
@@ -70,7 +69,7 @@ def find_prompt(split: str, data) -> None:
     if st.button("Find label issues", key="li_find", type="primary", icon=":material/search:",
                  disabled=task is not None and task.running):
         try:
-            task = TASKS.start(sid, FIND, _find_work(split, data))
+            task = TASKS.start(sid, FIND, _find_work, split, data, default_cache_dir(cache.data_dir()))
         except JobError as exc:
             st.error(str(exc))
     if task is not None:
@@ -132,11 +131,10 @@ def flagged_grid(result: LabelIssues, images: np.ndarray) -> None:
                        "self-confidence": round(i.score, 4)} for i in shown], key="li_table", hide_index=True)
 
 
-def _clean_work(run_id: str, data, flagged: np.ndarray):
-    def work(task: Task, stop: threading.Event) -> CleanedComparison | None:
-        task.progress(0.0, "Training without the flagged images…")
-        return train_without_flagged(cache.store(), run_id, data, flagged, on_event=task.on_train_event, stop=stop)
-    return work
+def _clean_work(task: Any, stop: Any, runs: Any, run_id: str, data, flagged: np.ndarray) -> CleanedComparison | None:
+    """The train-without-the-flagged-images task (runs in its own process, see ui/tasks.py)."""
+    task.progress(0.0, "Training without the flagged images…")
+    return train_without_flagged(runs, run_id, data, flagged, on_event=task.on_train_event, stop=stop)
 
 
 def train_without(result: LabelIssues, run_id: str | None, data) -> None:
@@ -153,7 +151,7 @@ def train_without(result: LabelIssues, run_id: str | None, data) -> None:
         if st.button("Train without the flagged images", key="li_clean_start", icon=":material/cleaning_services:",
                      disabled=task is not None and task.running):
             try:
-                task = TASKS.start(sid, CLEAN, _clean_work(run_id, data, result.flagged_indices()))
+                task = TASKS.start(sid, CLEAN, _clean_work, cache.store(), run_id, data, result.flagged_indices())
             except JobError as exc:
                 st.error(str(exc))
         if task is not None:

@@ -1,24 +1,75 @@
 """Background tasks for My drawings and Label issues (fine-tune, find label issues, train without them).
 
-Like ui/jobs.py: a thread per task that never touches Streamlit, progress kept under a lock for the page
-to poll, a stop Event, and a server-wide registry keyed by (browser, kind). Tasks count against the same
-server-wide cap as training jobs, since both keep the CPU busy. No Streamlit here.
+Like training jobs (ui/jobs.py), each task runs in its own niced child process forked from the jobs'
+forkserver, so that its training loops never compete with the server for the GIL: the task's function
+(module-level, so it can be sent to the child) is called as fn(task, stop, *args) in the child, where
+`task` reports progress back over a pipe, and its return value (plain data: no tensors) comes back the
+same way. A server-wide registry keys tasks by (browser, kind); tasks count against the same cap as
+training jobs, since both keep the CPU busy. No Streamlit here.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from mnistcore.train import BatchEvent
+from ui.jobs import JOB_NICENESS, JobBusyError, JobLimitError, _context, job_threads
 from ui.jobs import REGISTRY as TRAINING_JOBS
-from ui.jobs import JobBusyError, JobLimitError
 
 RUNNING, FINISHED, STOPPED, FAILED = "running", "finished", "stopped", "failed"
+
+
+class Reporter:
+    """What a task's function gets as `task`: progress(fraction, message), on_train_event(event), span."""
+
+    def __init__(self, send: Callable[[tuple], None]) -> None:
+        self._send = send
+        # A task made of several trainings tells progress() which part of the bar the current one fills.
+        self.span = (0.0, 1.0)
+        self._fraction, self._message = 0.0, "Starting…"
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Report progress (fraction 0..1 of the current span); it never goes backwards."""
+        lo, hi = self.span
+        self._fraction = min(1.0, max(self._fraction, lo + (hi - lo) * fraction))
+        if message is not None:
+            self._message = message
+        self._send(("progress", self._fraction, self._message))
+
+    def on_train_event(self, event: Any) -> None:
+        """A train() on_event callback: batch progress within the current span."""
+        if isinstance(event, BatchEvent):
+            self.progress(event.step / event.total_steps,
+                          f"Epoch {event.epoch}/{event.epochs} · batch {event.batch}/{event.batches}")
+
+    def snapshot(self) -> SimpleNamespace:
+        """The progress reported so far (as the server will see it)."""
+        return SimpleNamespace(fraction=self._fraction, message=self._message)
+
+
+def _task_worker(fn: Callable[..., Any], args: tuple, conn: Any, stop: Any, threads: int, niceness: int) -> None:
+    """The task process: run fn(task, stop, *args) and send its progress, then its result or error."""
+    import torch
+
+    with contextlib.suppress(OSError):
+        os.nice(niceness)
+    torch.set_num_threads(threads)
+    try:
+        result = fn(Reporter(conn.send), stop, *args)
+        conn.send(("result", result))
+    except BaseException as exc:  # reported to the page; the process ends either way
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
 
 
 @dataclass(frozen=True)
@@ -40,49 +91,59 @@ class TaskSnapshot:
 
 
 class Task:
-    """Runs work(progress, stop) in a thread; work reports with progress(fraction, message) or train events."""
+    """Runs fn(task, stop, *args) in a child process; the page polls snapshot()."""
 
-    def __init__(self, kind: str, work: Callable[[Task, threading.Event], Any]) -> None:
+    def __init__(self, kind: str, fn: Callable[..., Any], args: tuple = (), threads: int | None = None) -> None:
         self.task_id = uuid.uuid4().hex[:10]
         self.kind = kind
-        self._work = work
+        self._fn, self._args = fn, tuple(args)
+        self._threads = threads or job_threads()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._stop: Any = threading.Event()  # replaced by a process-shared event at start()
         self._status, self._fraction, self._message = RUNNING, 0.0, "Starting…"
         self._result: Any = None
         self._error: str | None = None
         self._started, self._ended = time.time(), None
-        self._thread = threading.Thread(target=self._run, name=f"mnist-task-{kind}-{self.task_id}", daemon=True)
-        # A task made of several trainings tells progress() which part of the bar the current one fills.
-        self.span = (0.0, 1.0)
+        self._process: Any = None
+        self._reader = threading.Thread(target=self._read, name=f"mnist-task-{kind}-{self.task_id}", daemon=True)
 
     def start(self) -> Task:
-        self._thread.start()
+        ctx = _context()
+        self._stop = ctx.Event()
+        self._conn, child = ctx.Pipe(duplex=False)
+        self._process = ctx.Process(target=_task_worker, name=f"mnist-task-{self.kind}-{self.task_id}", daemon=True,
+                                    args=(self._fn, self._args, child, self._stop, self._threads, JOB_NICENESS))
+        self._process.start()
+        child.close()
+        self._reader.start()
         return self
 
-    def progress(self, fraction: float, message: str | None = None) -> None:
-        """Report progress from the worker thread (fraction 0..1 of the current span)."""
-        lo, hi = self.span
-        with self._lock:
-            self._fraction = min(1.0, max(self._fraction, lo + (hi - lo) * fraction))
-            if message is not None:
-                self._message = message
-
-    def on_train_event(self, event: Any) -> None:
-        """A train() on_event callback: batch progress within the current span."""
-        if isinstance(event, BatchEvent):
-            self.progress(event.step / event.total_steps,
-                          f"Epoch {event.epoch}/{event.epochs} · batch {event.batch}/{event.batches}")
-
-    def _run(self) -> None:
+    def _read(self) -> None:
+        result, error, got_result = None, None, False
         try:
-            result = self._work(self, self._stop)
-        except Exception as exc:
-            with self._lock:
-                self._status, self._error, self._ended = FAILED, f"{type(exc).__name__}: {exc}", time.time()
-            return
+            while True:
+                try:
+                    message = self._conn.recv()
+                except (EOFError, OSError):
+                    break
+                if message[0] == "progress":
+                    with self._lock:
+                        self._fraction, self._message = max(self._fraction, message[1]), message[2]
+                elif message[0] == "result":
+                    result, got_result = message[1], True
+                elif message[0] == "error":
+                    error = message[1]
+        finally:
+            self._conn.close()
+            self._process.join(10)
+        if not got_result and error is None:
+            error = f"the task's process ended unexpectedly (exit code {self._process.exitcode})"
         with self._lock:
-            self._result, self._ended = result, time.time()
+            self._ended = time.time()
+            if error is not None:
+                self._status, self._error = FAILED, error
+                return
+            self._result = result
             self._status = STOPPED if self._stop.is_set() or result is None else FINISHED
             if self._status == FINISHED:
                 self._fraction = 1.0
@@ -91,8 +152,14 @@ class Task:
         self._stop.set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        """Block until the task has ended and its outcome is recorded; True when it has."""
+        if self._reader.ident is not None:
+            self._reader.join(timeout)
+        return not self._reader.is_alive()
+
+    def kill(self) -> None:
+        if self._process is not None and self._process.is_alive():
+            self._process.kill()
 
     @property
     def running(self) -> bool:
@@ -122,8 +189,11 @@ class TaskRegistry:
         with self._lock:
             return sum(t.running for t in self._tasks.values())
 
-    def start(self, session_id: str, kind: str, work: Callable[[Task, threading.Event], Any]) -> Task:
-        """Start a task, or raise JobBusyError / JobLimitError with a message for the user."""
+    def start(self, session_id: str, kind: str, fn: Callable[..., Any], *args: Any) -> Task:
+        """Start fn(task, stop, *args) in a child process, or raise JobBusyError / JobLimitError for the user.
+
+        fn must be a module-level function and args picklable (tensors travel through shared memory).
+        """
         limit = self._max if self._max is not None else TRAINING_JOBS.max_running
         with self._lock:
             mine = self._tasks.get((session_id, kind))
@@ -133,7 +203,7 @@ class TaskRegistry:
             if busy >= limit:
                 raise JobLimitError(f"The server is already running {busy} training jobs, its limit. "
                                     "Try again in a moment, when one of them has finished.")
-            task = Task(kind, work)
+            task = Task(kind, fn, args, threads=job_threads(limit))
             self._tasks[(session_id, kind)] = task
         return task.start()
 
@@ -152,7 +222,10 @@ class TaskRegistry:
         for t in tasks:
             t.stop()
         for t in tasks:
-            t.wait(timeout)
+            if not t.wait(timeout):
+                t.kill()
+                t.wait(5)
 
 
 TASKS = TaskRegistry()
+atexit.register(TASKS.shutdown, 10.0)
