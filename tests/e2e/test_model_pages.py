@@ -64,7 +64,8 @@ def test_clicking_a_confusion_cell_shows_exactly_its_images_and_a_shareable_link
     expect(page.get_by_text("Click a cell of the matrix to see its test images.")).to_be_visible(timeout=60_000)
     _click_cell(page, true, pred)
     _expect_cell(page, evaluation, true, pred, count)
-    expect(page).to_have_url(f"{server.url}/confusion?true={true}&pred={pred}")
+    run_id = RunStore(server.runs_dir).list()[0].run_id  # the link names the model too (?run=)
+    expect(page).to_have_url(f"{server.url}/confusion?run={run_id}&true={true}&pred={pred}")
     shot(page, "cell")
 
     # The link opens the same cell for another user.
@@ -77,7 +78,7 @@ def test_clicking_a_confusion_cell_shows_exactly_its_images_and_a_shareable_link
     # Clearing the selection drops the cell and the link's parameters.
     page.locator(".st-key-cm_clear button").click()
     expect(page.locator(".st-key-cm_cell_title")).to_have_count(0)
-    expect(page).to_have_url(f"{server.url}/confusion")
+    expect(page).to_have_url(f"{server.url}/confusion?run={run_id}")
 
 
 def test_timings_in_the_browser(server, page, evaluation, shot):
