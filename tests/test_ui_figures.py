@@ -378,3 +378,6 @@ def test_sweep_figure():
     assert live.data[1].marker.symbol == "circle-open"
     assert sweep_figure("lr", [1e-4, 1e-3, 1e-2], [0.9, 0.95, 0.93]).layout.xaxis.type == "log"
     assert sweep_figure("dropout", [0.0, 0.2], [0.9, 0.91]).layout.xaxis.type == "linear"  # 0 cannot go on a log axis
+    lone = sweep_figure("hidden", [32, 64], [0.95, None])
+    assert lone.layout.yaxis.range == pytest.approx((0.94, 0.96))  # not plotly's 0-150 % for a lone point
+    assert sweep_figure("hidden", [32, 64], [0.9, 0.95]).layout.yaxis.range is None

@@ -517,10 +517,13 @@ def sweep_figure(param: str, values: Sequence[float], accuracies: Sequence[float
             hovertemplate=f"{param} = %{{x}}: %{{y:.2%}} so far (training…)<extra></extra>"))
     positive = [float(v) for v in values if float(v) > 0]
     log = len(positive) == len(values) > 1 and max(positive) / min(positive) >= 20
+    known = [float(a) for a in accuracies if a is not None]
+    # Plotly pads a lone point's axis out to 0-150%: give it a range a point either side instead.
+    y_range = [min(known) - 0.01, min(1.0, max(known) + 0.01)] if known and max(known) - min(known) < 0.005 else None
     fig.update_layout(height=320, margin=dict(l=55, r=20, t=10, b=45), showlegend=False,
                       xaxis=dict(title=param, type="log" if log else "linear",
                                  tickvals=list(values) if len(values) <= 12 else None),
-                      yaxis=dict(title="test accuracy", tickformat=".1%"))
+                      yaxis=dict(title="test accuracy", tickformat=".1%", range=y_range))
     return fig
 
 

@@ -129,7 +129,6 @@ def _rows(snap: ChainSnapshot, live: float | None) -> pd.DataFrame:
         "test accuracy": [(live if s.status == RUNNING else s.test_accuracy) for s in snap.steps],
         "time (s)": [s.seconds for s in snap.steps],
         "run": [s.name or "" for s in snap.steps],
-        "run id": [s.run_id or "" for s in snap.steps],
     })
 
 
@@ -177,7 +176,7 @@ def _sweep_panel(chain: Chain, snap: ChainSnapshot) -> None:
                            help="Ends the run in progress within a batch (then keep or discard it, below).")
         left, right = st.columns([1.1, 1])
         pct = st.column_config.NumberColumn(format="percent")
-        left.dataframe(_rows(snap, live), hide_index=True, key="sweep_table",
+        left.dataframe(_rows(snap, live), hide_index=True, key="sweep_table", placeholder="–",
                        column_config={"test accuracy": pct, "time (s)": st.column_config.NumberColumn(format="%.1f")})
         accs = [live if s.status == RUNNING else (s.test_accuracy if s.status == DONE else None) for s in snap.steps]
         with right:
