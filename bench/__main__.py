@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick:
         status |= best_preset.main([])
         print()
+        status |= best_preset.main(["--budget", "60"])
+        print()
     status |= inference.main([])
     print()
     status |= drawn_digits.main(["--quick"] if args.quick else []) or 0
