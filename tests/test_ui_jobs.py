@@ -312,3 +312,14 @@ print(job._process.pid, flush=True)
     pid = int(done.stdout.split()[-1])
     stat = Path(f"/proc/{pid}/stat")
     wait_for(lambda: not stat.exists() or stat.read_text().split()[2] == "Z", timeout=10)
+
+
+def test_a_dashboard_run_can_be_continued_exactly(registry, data, store):
+    """The job saves the optimizer and random states with the run, under its name and parent."""
+    job = registry.start("s1", TINY, data, store, name="first try", parent=None)
+    assert job.wait(60) and job.status == FINISHED
+    info = job.snapshot().run_info
+    state, saved = store.load_state(info.run_id)
+    assert saved.name == "first try"
+    assert state.optimizer == "adam" and state.optimizer_state and state.rng_state
+    assert saved.train_seconds > 0

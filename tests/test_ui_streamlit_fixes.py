@@ -16,7 +16,22 @@ def fake_session(loop, state):
 
 
 def run(coro):
-    return asyncio.run(coro)
+    """asyncio.run in a thread of its own: the main thread may already run a loop (Playwright's, in e2e)."""
+    import threading
+
+    errors = []
+
+    def target():
+        try:
+            asyncio.run(coro)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(30)
+    if errors:
+        raise errors[0]
 
 
 def test_fragment_rerun_waits_until_the_stopping_runner_is_gone():

@@ -29,7 +29,7 @@ from typing import Any
 
 from mnistcore.config import PRESETS, TrainConfig
 from mnistcore.data import MnistData
-from mnistcore.runs import RunInfo, RunStore
+from mnistcore.runs import RunError, RunInfo, RunStore, save_or_fallback
 from mnistcore.train import BatchEvent, EpochEvent, TrainResult, train
 
 MAX_RUNNING = 2
@@ -82,12 +82,49 @@ def _context() -> Any:
         return _CONTEXT
 
 
+_SPAWN_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _main_not_reimported() -> Any:
+    """While a job process is started: tell multiprocessing not to re-import this process's __main__ in it.
+
+    multiprocessing sends the parent's main module along so that the child can re-import it. In a Streamlit
+    server, __main__ is the page script (app.py) while a page runs: every job process then ran the whole
+    app in "bare mode" before training (loading MNIST, warnings, and, under load, 20+ s of delay). Our
+    job functions live in importable modules, so the child needs only sys.path.
+    """
+    from multiprocessing import spawn
+
+    original = spawn.get_preparation_data
+
+    def without_main(name: str) -> dict[str, Any]:
+        data = original(name)
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+        return data
+
+    with _SPAWN_LOCK:
+        spawn.get_preparation_data = without_main
+        try:
+            yield
+        finally:
+            spawn.get_preparation_data = original
+
+
+def start_process(process: Any) -> None:
+    """Start a job's (or task's) process without re-importing the server's __main__ in it."""
+    with _main_not_reimported():
+        process.start()
+
+
 def warm_up() -> None:
     """Start the forkserver now (a few seconds: it imports torch), so the first job starts at once."""
     from multiprocessing import forkserver
 
     _context()
-    forkserver.ensure_running()
+    with _main_not_reimported():
+        forkserver.ensure_running()
 
 
 def _worker(config: TrainConfig, data: MnistData, conn: Any, stop: Any, threads: int, niceness: int,
@@ -194,6 +231,7 @@ class JobSnapshot:
     wall_started: float = field(default=0.0)
     abandoned: bool = False  # stopped by itself because its browser went away
     keep_if_abandoned: bool = False
+    warning: str | None = None  # something the user must know about the saved run (where it went)
 
     @property
     def running(self) -> bool:
@@ -246,7 +284,8 @@ class TrainingJob:
                  on_finish: Callable[[TrainingJob, TrainResult], None] | None = None, *,
                  keep_if_abandoned: bool = False, abandon_after: float = ABANDON_AFTER,
                  clock: Callable[[], float] = time.monotonic, threads: int | None = None,
-                 extra: dict[str, Any] | None = None, train_kwargs: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None, train_kwargs: dict[str, Any] | None = None,
+                 name: str | None = None, parent: str | None = None) -> None:
         self._on_finish = on_finish
         self.job_id = uuid.uuid4().hex[:10]
         self.session_id = session_id
@@ -256,6 +295,8 @@ class TrainingJob:
         self._clock = clock
         self._threads = threads or job_threads()
         self._extra = dict(extra or {})
+        self._name, self._parent = name, parent  # the saved run's name and the run it continues
+        self._warning: str | None = None  # e.g. saved in a temp dir because the runs dir failed
         self._train_kwargs = dict(train_kwargs or {})
         self._data = data
         self._store = store
@@ -275,21 +316,29 @@ class TrainingJob:
 
     # -- server side of the pipe ----------------------------------------------------------------
     def start(self) -> TrainingJob:
-        """Start the training process and the thread that reads its events."""
+        """Start the job: its thread starts the training process (not the page's rerun: while the forkserver
+        is still importing torch that takes seconds) and then reads its events."""
+        self._stop = _context().Event()
+        self._reader.start()
+        return self
+
+    def _launch(self) -> None:
         ctx = _context()
-        self._stop = ctx.Event()
         self._conn, child_conn = ctx.Pipe(duplex=False)
         self._process = ctx.Process(
             target=_worker, name=f"mnist-train-{self.job_id}", daemon=True,
             args=(self.config, self._data, child_conn, self._stop, self._threads, JOB_NICENESS, self._train_kwargs))
-        self._process.start()
+        start_process(self._process)
         child_conn.close()  # only the child writes; our copy closed, EOF arrives when the child ends
-        self._reader.start()
-        return self
 
     def _read(self) -> None:
         result: TrainResult | None = None
         error: str | None = None
+        try:
+            self._launch()
+        except Exception as exc:
+            self._finish(None, f"the training process could not start: {type(exc).__name__}: {exc}")
+            return
         try:
             while True:
                 try:
@@ -325,9 +374,8 @@ class TrainingJob:
         if result is not None and (not result.stopped or (self._abandoned and self.keep_if_abandoned)):
             try:
                 info = self._save(result, stopped=result.stopped)
-            except OSError as exc:
-                error = (f"trained to {result.test_accuracy:.2%} but the model could not be saved in "
-                         f"{self._store.root}: {exc.strerror or exc}")
+            except RunError as exc:
+                error = f"trained to {result.test_accuracy:.2%} but not saved: {exc}"
         with self._lock:
             self._ended = time.time()
             if error is not None:
@@ -343,13 +391,19 @@ class TrainingJob:
             self._on_finish(self, result)
 
     def _save(self, result: TrainResult, stopped: bool) -> RunInfo:
+        """Save the run (with what a later "continue" needs); if the runs dir fails, in a temp dir, and say so."""
         extra = {"source": "dashboard", "steps_done": result.steps_done, **self._extra}
         if self._abandoned:
             extra["abandoned"] = True
-        return self._store.save(
-            result.model, self.config, test_accuracy=result.test_accuracy, train_seconds=result.train_seconds,
-            history=result.history, dataset=self._data.checksums, stopped=stopped, extra=extra,
-        )
+        info, why = save_or_fallback(
+            self._store, result.model, self.config, test_accuracy=result.test_accuracy,
+            train_seconds=result.total_seconds, history=result.history, dataset=self._data.checksums,
+            stopped=stopped, extra=extra, name=self._name, parent=self._parent,
+            optimizer_state=result.optimizer_state, rng_state=result.rng_state)
+        if why is not None:
+            with self._lock:
+                self._warning = f"{why}; it was saved in {info.path} instead: copy that folder into the runs folder"
+        return info
 
     # -- page side ------------------------------------------------------------------------------
     @property
@@ -378,6 +432,7 @@ class TrainingJob:
 
     def kill(self) -> None:
         """End the process now (shutdown, after a stop request was not honoured in time)."""
+        self._stop.set()
         if self._process is not None and self._process.is_alive():
             self._process.kill()
 
@@ -389,11 +444,10 @@ class TrainingJob:
             self._status, result = KEEPING, self._result  # claims it: a second keep or a discard now fails
         try:
             info = self._save(result, stopped=True)
-        except OSError as exc:
+        except RunError as exc:
             with self._lock:
                 self._status = STOPPED
-            raise JobError(f"the partial model could not be saved in {self._store.root}: "
-                           f"{exc.strerror or exc}") from None
+            raise JobError(f"the partial model could not be saved: {exc}") from None
         with self._lock:
             self._run_info, self._status = info, KEPT
         return info
@@ -423,7 +477,7 @@ class TrainingJob:
                 last_batch=next((e for e in reversed(events) if isinstance(e, BatchEvent)), None),
                 epochs_done=sum(isinstance(e, EpochEvent) for e in events), error=self._error,
                 run_info=self._run_info, test_accuracy=acc, seconds=seconds, wall_started=self._started,
-                abandoned=self._abandoned, keep_if_abandoned=self.keep_if_abandoned,
+                abandoned=self._abandoned, keep_if_abandoned=self.keep_if_abandoned, warning=self._warning,
             )
 
 
@@ -449,7 +503,7 @@ class JobRegistry:
               **job_options: Any) -> TrainingJob:
         """Start a job for this browser, or raise JobBusyError / JobLimitError with a message for the user.
 
-        job_options go to TrainingJob (keep_if_abandoned, extra, train_kwargs, clock, abandon_after).
+        job_options go to TrainingJob (keep_if_abandoned, extra, train_kwargs, name, parent, clock, abandon_after).
         """
         with self._lock:
             mine = self._jobs.get(session_id)

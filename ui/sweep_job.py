@@ -19,7 +19,7 @@ from typing import Any
 from mnistcore.config import TrainConfig
 from mnistcore.data import MnistData
 from mnistcore.experiments import run_name, sweep_configs, sweep_param
-from mnistcore.runs import RunError, RunStore
+from mnistcore.runs import RunStore
 from ui.jobs import FINISHED, REGISTRY, JobBusyError, JobLimitError, JobRegistry
 
 WAITING, RUNNING, DONE, STOPPED, FAILED, SKIPPED = "waiting", "running", "done", "stopped", "failed", "skipped"
@@ -126,7 +126,8 @@ class Chain:
         while True:
             try:
                 return self._registry.start(self.session_id, step.config, self._data, self._store,
-                                            extra=extra, train_kwargs=self._train_kwargs)
+                                            extra=extra, train_kwargs=self._train_kwargs, name=step.name,
+                                            parent=self.parent)
             except JobLimitError:
                 if self._stop_after.is_set() or time.monotonic() > deadline:
                     raise
@@ -153,16 +154,7 @@ class Chain:
                       run_id=snap.run_info.run_id if snap.run_info is not None else None)
             self._say(f"Failed: {snap.error}" if failed else f"Stopped during {label}")
             return False
-        run_id = snap.run_info.run_id
-        try:  # the job saved the run; what the chain knows about it is added to its meta.json
-            if self._steps[i].name:
-                self._store.rename(run_id, self._steps[i].name)
-            if self.parent is not None:
-                self._store.set_parent(run_id, self.parent)
-        except RunError as exc:
-            self._set(i, status=FAILED, run_id=run_id, error=str(exc))
-            self._say(f"Saved {run_id} but could not label it: {exc}")
-            return False
+        run_id = snap.run_info.run_id  # saved by the job with the step's name and the chain's parent
         self._set(i, status=DONE, run_id=run_id, test_accuracy=snap.test_accuracy, seconds=snap.seconds)
         return True
 

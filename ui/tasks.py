@@ -22,7 +22,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from mnistcore.train import BatchEvent
-from ui.jobs import JOB_NICENESS, JobBusyError, JobLimitError, _context, job_threads
+from ui.jobs import JOB_NICENESS, JobBusyError, JobLimitError, _context, job_threads, start_process
 from ui.jobs import REGISTRY as TRAINING_JOBS
 
 RUNNING, FINISHED, STOPPED, FAILED = "running", "finished", "stopped", "failed"
@@ -108,18 +108,27 @@ class Task:
         self._reader = threading.Thread(target=self._read, name=f"mnist-task-{kind}-{self.task_id}", daemon=True)
 
     def start(self) -> Task:
-        ctx = _context()
-        self._stop = ctx.Event()
-        self._conn, child = ctx.Pipe(duplex=False)
-        self._process = ctx.Process(target=_task_worker, name=f"mnist-task-{self.kind}-{self.task_id}", daemon=True,
-                                    args=(self._fn, self._args, child, self._stop, self._threads, JOB_NICENESS))
-        self._process.start()
-        child.close()
+        """Start the task: its thread starts the process (see TrainingJob.start) and reads its messages."""
+        self._stop = _context().Event()
         self._reader.start()
         return self
 
+    def _launch(self) -> None:
+        ctx = _context()
+        self._conn, child = ctx.Pipe(duplex=False)
+        self._process = ctx.Process(target=_task_worker, name=f"mnist-task-{self.kind}-{self.task_id}", daemon=True,
+                                    args=(self._fn, self._args, child, self._stop, self._threads, JOB_NICENESS))
+        start_process(self._process)
+        child.close()
+
     def _read(self) -> None:
         result, error, got_result = None, None, False
+        try:
+            self._launch()
+        except Exception as exc:
+            with self._lock:
+                self._status, self._error, self._ended = FAILED, f"could not start: {exc}", time.time()
+            return
         try:
             while True:
                 try:

@@ -92,6 +92,8 @@ def panel(job: TrainingJob) -> None:
     components.live_progress(job, curves=True, key="train")
     if err := st.session_state.pop("ui_job_error", None):
         st.error(err)
+    if snap.warning:
+        st.warning(snap.warning)
     if snap.status == FINISHED and snap.run_info is not None:
         st.success(f"Saved as `{snap.run_info.run_id}` ({snap.run_info.test_accuracy:.2%} on the test set) — "
                    "it is now the active model.")
