@@ -80,7 +80,8 @@ def test_tiny_job_finishes_saves_the_run_and_reports_progress(registry, data, st
     runs = store.list()
     assert [r.run_id for r in runs] == [snap.run_info.run_id]
     assert runs[0].dataset == data.checksums and not runs[0].stopped
-    assert runs[0].config == TINY
+    assert runs[0].config == TINY.with_(precision=runs[0].config.precision)  # what ran: "auto" resolved
+    assert runs[0].config.precision in ("fp32", "bf16") and "precision" in runs[0].extra
     assert snap.test_accuracy == pytest.approx(runs[0].test_accuracy)
     assert "Finished 2 epochs" in snap.progress_text
 

@@ -392,11 +392,12 @@ class TrainingJob:
 
     def _save(self, result: TrainResult, stopped: bool) -> RunInfo:
         """Save the run (with what a later "continue" needs); if the runs dir fails, in a temp dir, and say so."""
-        extra = {"source": "dashboard", "steps_done": result.steps_done, **self._extra}
+        # result.config is what ran (precision resolved here, epochs chosen by a budget); run_record() says how.
+        extra = {"source": "dashboard", "steps_done": result.steps_done, **result.run_record(), **self._extra}
         if self._abandoned:
             extra["abandoned"] = True
         info, why = save_or_fallback(
-            self._store, result.model, self.config, test_accuracy=result.test_accuracy,
+            self._store, result.model, result.config, test_accuracy=result.test_accuracy,
             train_seconds=result.total_seconds, history=result.history, dataset=self._data.checksums,
             stopped=stopped, extra=extra, name=self._name, parent=self._parent,
             optimizer_state=result.optimizer_state, rng_state=result.rng_state)

@@ -43,7 +43,7 @@ def form(disabled: bool) -> TrainConfig | None:
     st.selectbox("Preset", list(PRESETS), key="train_preset", on_change=_apply_preset, persist_state="session",
                  help="default: the seed recipe (784-128-10, Adam, 5 epochs). best: the strongest shallow net we "
                       f"know ({_BEST.hidden} hidden, one-cycle schedule, distorted training images, {_BEST.epochs} "
-                      f"epochs of batch {_BEST.batch_size}; about a minute on 2 CPU cores).")
+                      f"epochs of batch {_BEST.batch_size}). With a time budget it fits the time you give it.")
     with st.form("train_form", border=True):
         c = st.columns(3)
         c[0].number_input("Hidden units", 16, 2048, step=16, key="train_hidden", persist_state="session")
@@ -62,6 +62,11 @@ def form(disabled: bool) -> TrainConfig | None:
             c[2].checkbox("Augment training images", key="train_augment", disabled=not AUGMENT_AVAILABLE,
                           persist_state="session",
                           help=None if AUGMENT_AVAILABLE else "Not available: mnistcore.augment is missing.")
+        st.number_input("Time budget in seconds (0: train for the epochs above)", 0, 3600, step=10,
+                        key="train_budget", persist_state="session",
+                        help="When set, the first steps measure how fast this machine trains this recipe, and the "
+                             "number of epochs is chosen so that training ends within about 10 % of the budget "
+                             "(the epochs above are then ignored; the run records what was chosen).")
         st.checkbox("If I close this page while it trains, keep what it has learned so far",
                     key=session.KEEP_IF_CLOSED, persist_state="session",
                     help="A job whose page stays closed for a few minutes stops by itself and frees its slot; "
@@ -72,6 +77,8 @@ def form(disabled: bool) -> TrainConfig | None:
         return None
     values = {name: st.session_state[key] for key, name in FIELDS.items()}
     values["lr"] = float(values["lr"])
+    budget = st.session_state.get("train_budget") or 0
+    values["budget_seconds"] = float(budget) if budget > 0 else None
     try:
         return PRESETS[st.session_state.get("train_preset", "default")].with_(**values)
     except ValueError as exc:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import re
 import time
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from mnistcore.config import PRESETS, TrainConfig
 from mnistcore.data import load_mnist
@@ -142,6 +139,22 @@ def test_form_and_filter_values_survive_a_visit_to_another_page(make_app, small_
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_train_with_a_time_budget_picks_the_epochs(make_app, runs_copy):
+    at = open_page(make_app(runs_copy), "app_pages/train.py")
+    at.number_input(key="train_hidden").set_value(32)
+    at.selectbox(key="train_batch").set_value(512)
+    at.number_input(key="train_budget").set_value(4)
+    at.button(key="train_start").click().run()
+    assert not at.exception
+    deadline = time.monotonic() + 120
+    while len(RunStore(runs_copy).list()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    new = next(r for r in RunStore(runs_copy).list() if r.config.hidden == 32)
+    assert new.extra["budget"]["seconds"] == 4  # the budget and the plan it led to are in the run
+    assert new.config.epochs == new.extra["budget"]["epochs"] == len(new.history) >= 1
+
+
 def test_train_start_stop_keep(make_app, runs_copy):
     at = open_page(make_app(runs_copy), "app_pages/train.py")
     at.number_input(key="train_hidden").set_value(16)
