@@ -15,6 +15,7 @@ from ui import cache
 from ui.jobs import REGISTRY, JobError, JobSnapshot, TrainingJob, browser_key, is_default_recipe
 
 ACTIVE_RUN = "ui_active_run"  # session_state key: the run id the user has chosen (or None)
+ACTIVE_GONE = "ui_active_gone"  # session_state key: the active run that was deleted elsewhere, to tell the user
 ACTIVATED_JOB = "ui_activated_job"  # session_state key: the (job, run) whose run was last made active
 SESSION_ID = "ui_session_id"  # session_state key: this browser's id
 KEEP_IF_CLOSED = "train_keep_if_closed"  # session_state key: keep a job's partial model if its page is closed
@@ -42,6 +43,8 @@ def active_run_id() -> str | None:
     _follow_link(ids)
     chosen = st.session_state.get(ACTIVE_RUN)
     if chosen not in ids:
+        if chosen is not None:  # deleted elsewhere (another tab or user): the sidebar tells the user
+            st.session_state[ACTIVE_GONE] = chosen
         chosen = ids[0] if ids else None
         st.session_state[ACTIVE_RUN] = chosen
     # The URL follows the model shown (kept as it was while a link to a missing run awaits the user).

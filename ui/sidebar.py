@@ -31,6 +31,10 @@ def render(page: str = "") -> None:
     active = session.active_run_id()
     with st.sidebar:
         st.markdown("#### Active model")
+        if gone := st.session_state.pop(session.ACTIVE_GONE, None):
+            now = f"now showing `{active}`" if active is not None else "there is no other saved model"
+            st.warning(f"The model you were using (`{gone}`) was deleted, in another window or by another "
+                       f"user; {now}.", icon=":material/info:")
         if not runs:
             st.caption("No saved models yet — train one (Home or Train page).")
         else:

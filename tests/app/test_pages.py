@@ -367,3 +367,15 @@ def test_sidebar_switch_and_delete(make_app, runs_copy, small_run, mnist):
     assert not at.exception
     assert [r.run_id for r in RunStore(runs_copy).list()] == [newer.run_id]
     assert at.sidebar.radio(key="sidebar_model").value == newer.run_id
+
+
+def test_a_run_deleted_elsewhere_is_announced_not_switched_silently(make_app, runs_copy, small_run):
+    at = open_page(make_app(runs_copy), "app_pages/home.py")
+    active = at.sidebar.radio(key="sidebar_model").value
+    RunStore(runs_copy).delete(active)  # another tab or another user deletes it
+    at.run()
+    assert not at.exception
+    warnings = " ".join(w.value for w in at.sidebar.warning)
+    assert f"The model you were using (`{active}`) was deleted" in warnings
+    at.run()  # said once, not on every page view
+    assert "was deleted" not in " ".join(w.value for w in at.sidebar.warning)
