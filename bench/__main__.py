@@ -1,15 +1,19 @@
-"""`python -m bench` (`make bench`): every benchmark in turn; --quick takes a minute or two."""
+"""`python -m bench` (`make bench`): every benchmark in turn; --quick takes a few minutes.
+
+Not in this list (each runs alone, minutes long): `python -m bench.load` (several browsers against a real
+server), `python -m bench.label_issues` (k-fold nets over MNIST), `python -m bench.experiments`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import time
 
-from bench import best_preset, drawn_digits, inference, memory, train_speed
+from bench import attribution, best_preset, drawn_digits, finetune_drawings, inference, memory, train_speed
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run train_speed, best_preset, inference, drawn_digits and memory; print each one's figures."""
+    """Run memory, train_speed, best_preset, inference, drawn_digits, attribution and finetune_drawings."""
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="one repeat of train_speed, no best preset")
     p.add_argument("--repeats", type=int, default=3, help="train_speed repeats (default 3)")
@@ -29,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     status |= inference.main([])
     print()
     status |= drawn_digits.main(["--quick"] if args.quick else []) or 0
+    print()
+    status |= attribution.main(["--digits", "100"] if args.quick else []) or 0
+    print()
+    status |= finetune_drawings.main(["--seeds", "1"] if args.quick else []) or 0
     print()
     print(f"\nbench: done in {time.perf_counter() - start:.0f} s")
     return status
