@@ -59,7 +59,10 @@ def test_one_epoch_reaches_95_percent(mnist_data: MnistData) -> None:
     result = train(TrainConfig(epochs=1, device="cpu"), mnist_data)
     assert result.test_accuracy >= 0.95
     ev = evaluate(result.model, mnist_data.test_images, mnist_data.test_labels)
-    assert ev.accuracy == pytest.approx(result.test_accuracy, abs=1e-4)
+    # Training measures its test accuracy in its own precision; evaluate() runs in fp32. In bf16 (chosen
+    # by "auto" where it is faster) a handful of borderline images can fall the other way.
+    tolerance = 1e-4 if result.config.precision == "fp32" else 1e-3
+    assert ev.accuracy == pytest.approx(result.test_accuracy, abs=tolerance)
 
 
 def test_seed_recipe_through_the_cli(mnist_data_dir: Path, mnist_data: MnistData, tmp_path: Path) -> None:
@@ -77,7 +80,7 @@ def test_seed_recipe_through_the_cli(mnist_data_dir: Path, mnist_data: MnistData
     model, info = RunStore(tmp_path).load(out["run_id"])
     assert info.dataset == {name: md5 for name, _, md5 in RAW_FILES.values()}  # trained on verified MNIST
     reference = evaluate(model, mnist_data.test_images, mnist_data.test_labels)
-    assert reference.accuracy == pytest.approx(out["test_accuracy"], abs=1e-4)
+    assert reference.accuracy == pytest.approx(out["test_accuracy"], abs=1e-4 if config.precision == "fp32" else 1e-3)
 
     proc = _cli("evaluate", "--json", "--run", out["run_id"], "--data-dir", mnist_data_dir, "--runs-dir", tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
