@@ -48,6 +48,6 @@ def test_a_new_user_trains_the_default_model_from_home(empty_server, page, shot)
     expect(sidebar.locator("input[type=radio]")).to_be_checked()
 
     # The other pages use it right away.
-    page.locator(NAV).filter(has_text=re.compile(r"^Draw$")).click()
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Draw", exact=True).click()
     expect(page.locator(".st-key-draw_canvas_box canvas.mnl-surface")).to_be_visible(timeout=60_000)
     expect(page.get_by_role("button", name=re.compile("Train the default model"))).to_have_count(0)
