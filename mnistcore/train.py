@@ -400,7 +400,7 @@ def _plan_budget(config: TrainConfig, device: torch.device, params: _Params, x_t
 
     Measured on scratch copies (weights, optimizer, dropout and distortion streams of their own), so
     the run itself is exactly the run with that many epochs and no budget. The measurement is part
-    of the budget: about 1 % of it, at least a few steps.
+    of the budget: about 3 % of it, at least a few steps.
     """
     assert config.budget_seconds is not None
     n, bs = len(y_train), config.batch_size
@@ -439,7 +439,9 @@ def _plan_budget(config: TrainConfig, device: torch.device, params: _Params, x_t
         opt.step(config.lr / 25, 0.95)
 
     one_step(0)  # warm-up: buffers, kernel choice
-    target = min(max(0.01 * config.budget_seconds, 0.2), 3.0)
+    # ~3 % of the budget: on a busy machine single steps vary several-fold, and only a longer sample
+    # averages that out (the plan still cannot foresee load that starts or stops later).
+    target = min(max(0.03 * config.budget_seconds, 0.3), 5.0)
     steps, start = 0, time.perf_counter()
     while steps < 3 or (time.perf_counter() - start < target and steps < batches):
         steps += 1
