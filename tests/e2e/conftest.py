@@ -91,9 +91,12 @@ def browser():
     if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
         _missing(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         _missing("the playwright Python package is not installed")
+    # Assertions wait up to 15 s (Playwright's default is 5 s): server, jobs and browser share two cores, and
+    # a page that is merely slow there is no failure (a frozen one still fails).
+    expect.set_options(timeout=15_000)
     with sync_playwright() as pw:
         exe = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
         b = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
