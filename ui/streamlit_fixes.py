@@ -12,6 +12,13 @@ busy server widens the window: hence freezes while training jobs ran.
 The fix: a fragment rerun that would replace a runner which is stopping is put back on the event
 loop until that runner's last events have been handled (a few ms), and then proceeds as usual.
 Installed once per server process, and only when the internals it relies on are there.
+
+Deferring reorders requests, so a deferred fragment rerun is dropped when a full rerun arrived after it
+and it is either a timed poll (`run_every`: the next poll comes anyway) or from another page. Without
+that, a progress poll sent just before a page switch ran after the new page's full run, with the old
+page's script hash: the browser then took the old page for the current one and blanked the main area
+(title gone, nothing greyed, script finished) until a reload. Found by tests/e2e/test_load.py: 1 in
+~50 switches with two jobs training; the WebSocket trace is in bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -34,18 +41,34 @@ def _stopping(session: Any) -> bool:
     return requests is not None and getattr(requests, "_state", None) == ScriptRequestType.STOP
 
 
+def _superseded(session: Any, client_state: Any, seen_full: int) -> bool:
+    """True when a full rerun came after this deferred fragment rerun and makes it stale: a timed poll, or
+    a fragment of another page than the one the full rerun shows."""
+    full, page = getattr(session, "_mnist_full_reruns", (0, ""))
+    if full == seen_full:
+        return False
+    return bool(getattr(client_state, "is_auto_rerun", False)) or getattr(client_state, "page_script_hash", "") != page
+
+
 def deferring(original: Any) -> Any:
     """Wrap AppSession.request_rerun so that fragment reruns wait for a stopping runner to finish."""
 
-    def request_rerun(self: Any, client_state: Any, _tries: int = 0) -> None:
+    def request_rerun(self: Any, client_state: Any, _tries: int = 0, _seen_full: int | None = None) -> None:
+        fragment = client_state is not None and bool(getattr(client_state, "fragment_id", ""))
+        if not fragment:  # a full rerun (page switch, widget outside fragments): count it, note its page
+            full, _ = getattr(self, "_mnist_full_reruns", (0, ""))
+            self._mnist_full_reruns = (full + 1, getattr(client_state, "page_script_hash", "") or "")
+        elif _seen_full is not None and _superseded(self, client_state, _seen_full):
+            _LOG.debug("deferred fragment rerun dropped: a full rerun came after it")
+            return None
         loop = getattr(self, "_event_loop", None)
         try:
             on_loop = loop is not None and asyncio.get_running_loop() is loop
         except RuntimeError:
             on_loop = False
-        if (on_loop and client_state is not None and getattr(client_state, "fragment_id", "")
-                and _tries < MAX_RETRIES and _stopping(self)):
-            loop.call_later(RETRY_SECONDS, request_rerun, self, client_state, _tries + 1)
+        if on_loop and fragment and _tries < MAX_RETRIES and _stopping(self):
+            seen = getattr(self, "_mnist_full_reruns", (0, ""))[0] if _seen_full is None else _seen_full
+            loop.call_later(RETRY_SECONDS, request_rerun, self, client_state, _tries + 1, seen)
             return None
         return original(self, client_state)
 
