@@ -428,7 +428,7 @@ def test_swapped_train_and_test_files_are_refused(tiny_copy: Path, monkeypatch: 
 def test_real_mnist_with_train_and_test_swapped_is_refused(mnist_data_dir: Path, tmp_path: Path) -> None:
     rdir = raw_dir(tmp_path)
     rdir.mkdir(parents=True)
-    real = raw_dir(mnist_data_dir)
+    real = raw_dir(mnist_data_dir).resolve()  # MNIST_DATA_DIR may be relative (make sets "data")
     for mine, theirs in (("train", "t10k"), ("t10k", "train")):
         for kind in ("images-idx3", "labels-idx1"):
             (rdir / f"{mine}-{kind}-ubyte").symlink_to(real / f"{theirs}-{kind}-ubyte")
