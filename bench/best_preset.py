@@ -100,12 +100,14 @@ def main(argv: list[str] | None = None) -> int:
                       f"({event.elapsed:.1f} s so far)", flush=True)
                 line.clear()
 
+    cpu_start = time.process_time()
     result = train(config, data, on_event=on_event)
+    cpu_seconds = time.process_time() - cpu_start  # all threads: with --threads 1, the work load cannot inflate
     assert result.precision is not None
     print(f"  precision: {result.config.precision} ({result.precision.reason})")
     seconds, acc, epochs = result.train_seconds, result.test_accuracy, result.config.epochs
     scale = gflops / args.reference_gflops
-    print(f"  result: test accuracy {acc:.2%} in {seconds:.1f} s, {epochs} epochs, "
+    print(f"  result: test accuracy {acc:.2%} in {seconds:.1f} s ({cpu_seconds:.1f} s of CPU), {epochs} epochs, "
           f"{seconds / max(len(result.history), 1):.2f} s/epoch; load average now "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if result.budget is None:
