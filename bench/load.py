@@ -511,6 +511,7 @@ class Stroke:
     strokes: Any = None  # what the canvas sent (new UI)
     expected: str | None = None  # digit shape drawn
     lost: bool = False  # the stroke left no ink (the old canvas drops strokes drawn too soon after Clear)
+    at: float = field(default_factory=time.time)  # when it was drawn (time.time())
 
 
 async def has_ink(page: Any, ui: DrawUi) -> bool:
@@ -766,6 +767,18 @@ async def drawer(page: Any, n: int, rng: random.Random, deadline: float) -> list
     return out
 
 
+async def keep_training(page: Any, url: str, stop: asyncio.Event) -> int:
+    """Watch a user's job from its Train page and start another whenever it ends; how many were restarted."""
+    restarts = 0
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 3)
+        if not stop.is_set() and not await page.locator(".st-key-train_stop").count():
+            await start_job(page, url)
+            restarts += 1
+    return restarts
+
+
 async def scenario_draw_crowd(env: Env, users: int, n: int) -> dict[str, Any]:
     import numpy as np
 
@@ -785,15 +798,15 @@ async def scenario_draw_crowd(env: Env, users: int, n: int) -> dict[str, Any]:
     c0 = cpu_seconds(env.server.proc.pid)
     mark = env.mon.cpu_mark()
     t0 = time.perf_counter()
+    stop = asyncio.Event()
+    keepers = [asyncio.create_task(keep_training(p, env.server.url, stop)) for p in owners]
     per_user = await asyncio.gather(*(drawer(p, n, random.Random(env.rng.random()), env.deadline) for p in pages))
+    stop.set()
+    restarts = sum(await asyncio.gather(*keepers))
     wall = time.perf_counter() - t0
     cpu_use = env.mon.cpu_share(mark, env.mon.cpu_mark())
     server_cpu = cpu_seconds(env.server.proc.pid) - c0
     jobs_after = env.mon.jobs_at(time.time())
-    for p in owners:
-        running = await job_running(p)
-        if not running:
-            print("  note: a job ended before the drawing did")
     for p in pages + owners:
         await p.context.close()
 
@@ -835,7 +848,9 @@ async def scenario_draw_crowd(env: Env, users: int, n: int) -> dict[str, Any]:
         ("mouse-up -> new prediction", stroke_rows(flat)),
         ("cross-session leaks", f"{leaks} (answers showing another user's drawing)"),
         ("other wrong answers", f"{mismatched} previews not this drawing, {wrong} digits not the model's answer"),
-        ("job processes alive", f"{jobs_before} at the start, {jobs_after} at the end"),
+        ("job processes alive", f"{jobs_before} at the start, {jobs_after} at the end; {restarts} jobs restarted "
+                                f"after finishing; {sum(env.mon.jobs_at(s.at) >= 2 for s in flat)} strokes drawn "
+                                f"while 2 ran"),
         ("server CPU", f"{server_cpu:.1f} s over {wall:.0f} s ({server_cpu / max(1, len(flat)) * 1000:.0f} ms "
                        f"per stroke with its Clear)"),
         ("CPU use meanwhile (cores)", cpu_use),
@@ -850,6 +865,32 @@ async def scenario_draw_crowd(env: Env, users: int, n: int) -> dict[str, Any]:
 
 
 # -- setup and teardown ----------------------------------------------------------------------------------
+LOG_PATTERNS = ("Traceback", "Error", "does not exist anymore", "WebSocketDisconnected", "terminate called",
+                "Discarding rerun")
+
+
+def chromium(work: Path, niceness: int) -> str:
+    """The Chromium to launch: as is, or through a wrapper that lowers its CPU priority (its renderers run
+    on the server's cores here; on a real deployment they run on the users' machines)."""
+    if not niceness:
+        return CHROMIUM
+    wrapper = work / "chromium-niced"
+    wrapper.write_text(f'#!/bin/sh\nexec nice -n {int(niceness)} "{CHROMIUM}" "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def log_summary(path: Path) -> None:
+    """Count the server log lines worth a look (errors, dropped fragments, disconnects)."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return
+    counts = {p: sum(p in line for line in lines) for p in LOG_PATTERNS}
+    found = ", ".join(f"{n} × '{p}'" for p, n in counts.items() if n)
+    print(f"\nserver log: {len(lines)} lines; {found or 'no error, traceback or dropped-fragment line'}")
+
+
 def start_server(runs: Path, data_dir: Path, log: Path, options: list[str]) -> AppServer:
     """This version's server; options ("runner.postScriptGC=false") reach it as STREAMLIT_* variables."""
     saved = dict(os.environ)
@@ -882,7 +923,8 @@ async def run(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.max_minutes * 60
     work = Path(tempfile.mkdtemp(prefix="mnist-load-"))
     print(f"bench.load: {'quick' if args.quick else 'full'} run, work dir {work}; load average {loadavg()}"
-          + (f"; server options {' '.join(args.server_option)}" if args.server_option else ""))
+          + (f"; server options {' '.join(args.server_option)}" if args.server_option else "")
+          + (f"; browsers at niceness {args.nice_browsers}" if args.nice_browsers else ""))
     data_dir = default_data_dir().resolve()
     provision_mnist(data_dir)
     runs = work / "runs"
@@ -897,7 +939,8 @@ async def run(args: argparse.Namespace) -> int:
     try:
         with Monitor(server.url, server.proc.pid) as mon:
             async with async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                browser = await pw.chromium.launch(executable_path=chromium(work, args.nice_browsers),
+                                                   args=CHROMIUM_ARGS)
                 env = Env(browser, server, mon, work, runs, data_dir, random.Random(args.seed), deadline)
                 try:
                     results = {}
@@ -925,6 +968,7 @@ async def run(args: argparse.Namespace) -> int:
         seen |= set(descendants(server.proc.pid))
         server.stop()
         kill_tree([], seen)  # job processes and the forkserver, should any outlive the server
+        log_summary(server.log_path)
         for cleanup in reversed(env.cleanups if env else []):
             with contextlib.suppress(Exception):
                 cleanup()
@@ -944,6 +988,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-old", action="store_true", help="scenario 2 without the old version")
     p.add_argument("--old-switches", type=int, default=0, metavar="N",
                    help=f"also scenario 1 with N switches on {OLD_COMMIT}, a control that shows freezes are caught")
+    p.add_argument("--nice-browsers", type=int, default=0, metavar="N",
+                   help="run Chromium at niceness N (default 0: same priority as the server)")
     p.add_argument("--server-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a Streamlit config option for this version's server, e.g. runner.postScriptGC=false")
     p.add_argument("--seed", type=int, default=0)

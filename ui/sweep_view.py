@@ -45,27 +45,35 @@ def busy() -> bool:
 ACTIVE = "active"  # sweep base: the active model's settings (else a preset's name)
 
 
+def _recipe(info: RunInfo | None) -> tuple[TrainConfig, str]:
+    """The chosen base recipe, and the key of its 'Epochs per run' field.
+
+    One field per base (and per active model), so that a new base brings its own epochs without the server
+    overwriting a field the user may be typing in at that moment.
+    """
+    choice = st.session_state.get("sweep_base", ACTIVE)
+    if choice == ACTIVE and info is not None:
+        return info.config, f"sweep_epochs_{info.run_id}"
+    choice = choice if choice in PRESETS else "default"
+    return PRESETS[choice], f"sweep_epochs_{choice}"
+
+
 def _base_config(info: RunInfo | None) -> TrainConfig:
     """The settings every run of the sweep shares: the chosen base recipe with the chosen epochs per run."""
-    choice = st.session_state.get("sweep_base", ACTIVE)
-    base = info.config if choice == ACTIVE and info is not None else PRESETS.get(choice, PRESETS["default"])
-    if st.session_state.get("sweep_param") != "epochs" and "sweep_epochs" in st.session_state:
-        base = base.with_(epochs=int(st.session_state["sweep_epochs"]))
+    base, key = _recipe(info)
+    if st.session_state.get("sweep_param") != "epochs" and key in st.session_state:
+        base = base.with_(epochs=int(st.session_state[key]))
     return base.with_(report_every=session.UI_REPORT_EVERY)
 
 
-def _base_changed() -> None:
-    st.session_state.pop("sweep_epochs", None)  # the new base brings its own epochs
-
-
-def _reset_values() -> None:
-    st.session_state["sweep_values"] = SWEEP_CHOICES[st.session_state["sweep_param"]][1]
+def _values_key(param: str) -> str:
+    return f"sweep_values_{param}"  # one field per setting, for the same reason as the epochs fields
 
 
 def _start_sweep(info: RunInfo | None) -> None:
     param = st.session_state["sweep_param"]
     try:
-        values = parse_values(param, st.session_state.get("sweep_values", ""))
+        values = parse_values(param, st.session_state.get(_values_key(param), ""))
         base = _base_config(info)
         CHAINS.start_sweep(session.session_id(), param, values, base, cache.get_data(), cache.store())
     except (ValueError, JobError) as exc:
@@ -102,18 +110,18 @@ def controls(disabled: bool) -> None:
         if st.session_state.get("sweep_base") not in bases:
             st.session_state["sweep_base"] = bases[0]
         st.session_state.setdefault("sweep_param", "hidden")
-        st.session_state.setdefault("sweep_values", SWEEP_CHOICES[st.session_state["sweep_param"]][1])
         c = st.columns([1.3, 1])
-        c[0].selectbox("Start from", bases, key="sweep_base", on_change=_base_changed,
+        c[0].selectbox("Start from", bases, key="sweep_base",
                        format_func=lambda b: "the active model's settings" if b == ACTIVE else f"the {b} preset")
-        base = _base_config(info)
-        st.session_state.setdefault("sweep_epochs", base.epochs)
-        c[1].number_input("Epochs per run", 1, 200, key="sweep_epochs",
+        recipe_base, epochs_key = _recipe(info)
+        c[1].number_input("Epochs per run", 1, 200, value=recipe_base.epochs, key=epochs_key,
                           disabled=st.session_state["sweep_param"] == "epochs")
         c = st.columns([1, 1.3])
-        c[0].selectbox("Setting", list(SWEEP_CHOICES), key="sweep_param", on_change=_reset_values,
+        c[0].selectbox("Setting", list(SWEEP_CHOICES), key="sweep_param",
                        format_func=lambda p: SWEEP_CHOICES[p][0])
-        c[1].text_input("Values", key="sweep_values", help=f"Comma-separated, up to {MAX_SWEEP_VALUES}")
+        param = st.session_state["sweep_param"]
+        c[1].text_input("Values", SWEEP_CHOICES[param][1], key=_values_key(param),
+                        help=f"Comma-separated, up to {MAX_SWEEP_VALUES}")
         base = _base_config(info)
         st.caption(f"One run per value, one after another in the background, each saved and named after its "
                    f"value. The rest: 784-{base.hidden}-10 · {recipe(base)} · {base.epochs} "

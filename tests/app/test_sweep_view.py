@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from mnistcore.config import PRESETS
 from mnistcore.runs import RunStore
 from ui.session import SESSION_ID
 from ui.sweep_job import CHAINS, DONE
@@ -30,7 +31,8 @@ def _no_chains_left_behind():
 def _quick_base(at) -> None:
     """The sweep's base: the default preset, one epoch per run."""
     at.selectbox(key="sweep_base").set_value("default").run()
-    at.number_input(key="sweep_epochs").set_value(1)
+    assert at.number_input(key="sweep_epochs_default").value == PRESETS["default"].epochs  # its own epochs
+    at.number_input(key="sweep_epochs_default").set_value(1)
 
 
 def _wait_chain(at, timeout: float = 240.0):
@@ -46,9 +48,11 @@ def test_sweep_of_two_values(make_app, runs_copy):
     assert {"sweep_start", "resume_start"} <= keys(at.button)
     assert at.selectbox(key="sweep_base").value == "active"  # by default the active model's settings
     _quick_base(at)
+    at.selectbox(key="sweep_param").set_value("dropout").run()
+    assert at.text_input(key="sweep_values_dropout").value == "0,0.2,0.4"  # a new setting brings its own values
     at.selectbox(key="sweep_param").set_value("hidden").run()
-    assert at.text_input(key="sweep_values").value == "32,64,128,256"  # a new setting brings its own values
-    at.text_input(key="sweep_values").set_value("16, 24")
+    assert at.text_input(key="sweep_values_hidden").value == "32,64,128,256"
+    at.text_input(key="sweep_values_hidden").set_value("16, 24")
     at.button(key="sweep_start").click().run()
     assert not at.exception and not at.error
     assert at.button(key="train_start").disabled and at.button(key="sweep_start").disabled
@@ -73,7 +77,7 @@ def test_sweep_of_two_values(make_app, runs_copy):
 def test_bad_sweep_values_say_why(make_app, runs_copy):
     at = open_train(make_app(runs_copy))
     at.selectbox(key="sweep_param").set_value("dropout").run()
-    at.text_input(key="sweep_values").set_value("0.1, 1.5")
+    at.text_input(key="sweep_values_dropout").set_value("0.1, 1.5")
     at.button(key="sweep_start").click().run()
     assert not at.exception and "dropout" in at.error[0].value
     assert CHAINS.get(at.session_state[SESSION_ID]) is None

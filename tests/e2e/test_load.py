@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import expect
 
 from bench.load import FREEZE_SECONDS, INIT_JS, JOB, NAV, PAGE_STATE_JS, RENDERED_JS, page_titles
+from tests.e2e.actions import choose
 
 SWITCHES = 30
 TRAIN_TITLE = "Train a network"
@@ -37,8 +38,7 @@ def _start_long_job(page, url: str) -> None:
     slider.focus()
     page.keyboard.press("End")
     expect(slider).to_have_value(str(JOB["epochs"]))
-    page.locator(".st-key-train_batch").click()
-    page.get_by_role("option", name=str(JOB["batch"]), exact=True).click()
+    choose(page, page.locator(".st-key-train_batch"), str(JOB["batch"]))
     expect(hidden).to_have_value(str(JOB["hidden"]))
     start.click()
     expect(page.locator(".st-key-train_progress")).to_contain_text(
@@ -89,7 +89,7 @@ def test_page_switches_while_two_users_train_never_freeze(scratch_server, new_pa
                                             timeout=FREEZE_SECONDS * 1000).json_value()
             except Exception:
                 state = p.evaluate(PAGE_STATE_JS)
-                main = p.locator('[data-testid="stMain"]').inner_text()[:500]
+                main = p.evaluate("() => document.querySelector('[data-testid=\"stMain\"]')?.innerText.slice(0, 500)")
                 picture = shot(p, f"freeze-{i}")
                 pytest.fail(f"switch {i} of user {'AB'[who]} to {path} froze: {state}\nthe page shows: {main!r}\n"
                             f"screenshot: {picture}\nserver log:\n{_log_tail(scratch_server)}")

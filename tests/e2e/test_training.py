@@ -6,6 +6,8 @@ import re
 
 from playwright.sync_api import expect
 
+from tests.e2e.actions import choose
+
 NAV = '[data-testid="stSidebarNav"] a'
 
 # The curves figure as the browser holds it: points per trace (train loss, test loss, train acc, test acc)
@@ -43,8 +45,7 @@ def _set_epochs(page, value: int) -> None:
 
 
 def _set_batch(page, size: int) -> None:
-    page.locator(".st-key-train_batch").click()
-    page.get_by_role("option", name=str(size), exact=True).click()
+    choose(page, page.locator(".st-key-train_batch"), str(size))
     expect(page.get_by_role("combobox", name="Batch size")).to_have_value(str(size))
 
 
