@@ -594,15 +594,18 @@ def fine_tune_on_drawings(runs: Any, run_id: str, data: MnistData, drawings: Dra
     init, parent = runs.load_state(run_id)
     before = evaluate_drawings(init.model, drawings)[0].accuracy
     config = parent.config.with_(epochs=epochs, report_every=report_every)
+    runs.check_writable(config)  # fail before training, not after
     mixed, info = mix_drawings(data, images, labels)
     result = train(config, mixed, on_event=on_event, stop=stop, init=init)
     if result.stopped:
         return None
-    saved = runs.save(result.model, config, test_accuracy=result.test_accuracy, train_seconds=result.total_seconds,
-                      history=result.history, dataset=mixed.checksums, parent=parent.run_id,
-                      optimizer_state=result.optimizer_state, rng_state=result.rng_state,
+    # result.config is what ran (precision resolved on this machine); run_record() says how it was chosen.
+    saved = runs.save(result.model, result.config, test_accuracy=result.test_accuracy,
+                      train_seconds=result.total_seconds, history=result.history, dataset=mixed.checksums,
+                      parent=parent.run_id, optimizer_state=result.optimizer_state, rng_state=result.rng_state,
                       name=f"fine-tuned on {len(kept)} drawings",
-                      extra={"source": "dashboard", "drawings": {**info, "collection": drawings.collection}})
+                      extra={"source": "dashboard", "drawings": {**info, "collection": drawings.collection},
+                             **result.run_record()})
     after = evaluate_drawings(result.model, drawings)[0].accuracy
     return FineTuneResult(run=saved, parent=parent, count=len(kept), drawings_before=before, drawings_after=after,
                           mnist_before=parent.test_accuracy, mnist_after=result.test_accuracy)

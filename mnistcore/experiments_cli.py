@@ -98,7 +98,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from mnistcore.cli import _config
     from mnistcore.experiments import SweepEvent, parse_values, run_name, sweep, sweep_configs, sweep_param
-    from mnistcore.runs import RunError, RunStore, validate_name
+    from mnistcore.runs import RunError, RunStore, save_or_fallback, validate_name
     from mnistcore.train import EpochEvent, resolve_device
 
     try:
@@ -117,6 +117,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     store = RunStore(args.runs_dir)
+    try:
+        store.check_writable(max(sweep_configs(field, values, base), key=lambda c: c.hidden))
+    except RunError as exc:  # an unwritable or full runs dir fails now, not after the first run
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     data = _data(args)
     stop, abort = threading.Event(), threading.Event()
 
@@ -144,13 +149,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             r = step.result
             if r.stopped:
                 break
-            info = store.save(r.model, step.config, test_accuracy=r.test_accuracy, train_seconds=r.train_seconds,
-                              history=r.history, dataset=data.checksums, name=run_name(field, step.value, args.name),
-                              optimizer_state=r.optimizer_state, rng_state=r.rng_state,
-                              extra={"sweep": {"param": field, "values": values, "index": step.index}})
+            # r.config is what ran (precision resolved here, epochs chosen by a budget); run_record() says how.
+            info, unsaved = save_or_fallback(
+                store, r.model, r.config, test_accuracy=r.test_accuracy, train_seconds=r.train_seconds,
+                history=r.history, dataset=data.checksums, name=run_name(field, step.value, args.name),
+                optimizer_state=r.optimizer_state, rng_state=r.rng_state,
+                extra={"sweep": {"param": field, "values": values, "index": step.index}, **r.run_record()})
+            if unsaved is not None:
+                print(f"warning: {unsaved}; saved in {info.path} instead", file=sys.stderr)
             runs.append({"value": step.value, "run_id": info.run_id, "name": info.name, "path": str(info.path),
                          "test_accuracy": r.test_accuracy, "train_seconds": round(r.train_seconds, 3),
-                         "epochs": len(r.history), "stopped": False, "config": step.config.to_dict(),
+                         "epochs": len(r.history), "stopped": False, "config": r.config.to_dict(),
                          "history": r.history})
             print(f"  saved {info.run_id} ({info.name}): test accuracy {r.test_accuracy:.2%} "
                   f"in {r.train_seconds:.1f} s", file=sys.stderr)

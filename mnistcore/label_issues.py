@@ -413,24 +413,26 @@ def train_without_flagged(runs: Any, run_id: str, data: MnistData, flagged: np.n
 
     base_info = runs.info(run_id)
     config = base_info.config.with_(report_every=report_every)
+    runs.check_writable(config)  # fail before training, not after
     if _reusable_baseline(base_info, data.checksums):
         baseline_model, baseline = runs.load(run_id)[0], base_info
     else:
         result = train(config, data, on_event=on_event, stop=stop)
         if result.stopped:
             return None
-        baseline = runs.save(result.model, config, test_accuracy=result.test_accuracy,
+        baseline = runs.save(result.model, result.config, test_accuracy=result.test_accuracy,
                              train_seconds=result.train_seconds, history=result.history, dataset=data.checksums,
-                             name="baseline for label issues", extra={"source": "dashboard"})
+                             name="baseline for label issues", extra={"source": "dashboard", **result.run_record()})
         baseline_model = result.model
     cleaned = without_indices(data, flagged)
     result = train(config, cleaned, on_event=on_event, stop=stop)
     if result.stopped:
         return None
-    saved = runs.save(result.model, config, test_accuracy=result.test_accuracy, train_seconds=result.train_seconds,
-                      history=result.history, dataset=cleaned.checksums,
+    saved = runs.save(result.model, result.config, test_accuracy=result.test_accuracy,
+                      train_seconds=result.train_seconds, history=result.history, dataset=cleaned.checksums,
                       name=f"without {len(flagged)} flagged images",
-                      extra={"source": "dashboard", "removed_flagged": len(flagged), "baseline": baseline.run_id})
+                      extra={"source": "dashboard", "removed_flagged": len(flagged), "baseline": baseline.run_id,
+                             **result.run_record()})
     ev_with = evaluate(baseline_model, data.test_images, data.test_labels)
     ev_without = evaluate(result.model, data.test_images, data.test_labels)
     right_with, right_without = ev_with.predictions == ev_with.labels, ev_without.predictions == ev_without.labels

@@ -383,6 +383,9 @@ class RunStore:
         except OSError:
             return removed
         for entry in entries:
+            if _is_run_id(entry.name):
+                removed += self._cleanup_meta_temps(entry, now - older_than)
+                continue
             if not entry.name.startswith((".tmp-", ".del-")):
                 continue
             try:
@@ -429,12 +432,28 @@ class RunStore:
             raise RunError(f"{parent!r} is not a run id")
         return self._update_meta(run_id, {"parent": parent})
 
+    @staticmethod
+    def _cleanup_meta_temps(run_dir: os.DirEntry, before: float) -> list[str]:
+        """Remove a run's .meta-*.tmp files (a rename or relink killed before its rename) older than `before`."""
+        removed = []
+        try:
+            if not run_dir.is_dir(follow_symlinks=False):
+                return removed
+            for entry in os.scandir(run_dir.path):
+                temp = entry.name.startswith(".meta-") and entry.name.endswith(".tmp")
+                if temp and entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < before:
+                    os.unlink(entry.path)
+                    removed.append(f"{run_dir.name}/{entry.name}")
+        except OSError:
+            pass  # unreadable or vanished meanwhile: leave it
+        return removed
+
     def _update_meta(self, run_id: str, changes: dict[str, Any]) -> RunInfo:
         """Rewrite some top-level fields of a valid run's meta.json atomically (temp file + rename)."""
         info = self.info(run_id)  # refuses a run whose meta.json is not ours before touching it
         path = info.path / META
         try:
-            meta = json.loads(path.read_text())
+            meta = json.loads(read_small_file(path, META_MAX_BYTES))
             meta.update(changes)
             fd, tmp = tempfile.mkstemp(prefix=".meta-", suffix=".tmp", dir=info.path)
         except (OSError, ValueError) as exc:

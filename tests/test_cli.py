@@ -395,6 +395,11 @@ def test_sweep_json(tiny_data_dir: Path, tmp_path: Path) -> None:
     assert {r.run_id for r in store.list()} == {r["run_id"] for r in res["runs"]}
     assert all(store.info(r["run_id"]).test_accuracy == r["test_accuracy"] for r in res["runs"])
     assert "run 1/2: hidden=16" in err and "run 2/2: hidden=48" in err and "epoch 1/1" in err
+    # What ran is recorded: precision resolved on this machine (the config asked for "auto"), and how.
+    for r in res["runs"]:
+        info = store.info(r["run_id"])
+        assert info.config.precision in ("fp32", "bf16") and r["config"]["precision"] == info.config.precision
+        assert info.extra["precision"]["requested"] == "auto" and info.extra["sweep"]["param"] == "hidden"
     code, out, err = run_cli("sweep", "--param", "batch-size", "--values", "32,64", "--epochs", "1", "--device", "cpu",
                              "--data-dir", tiny_data_dir, "--runs-dir", tmp_path)
     assert code == 0 and "batch_size" in out and "test accuracy" in out
@@ -471,6 +476,21 @@ def test_unwritable_runs_dir_fails_before_training(tiny_data_dir: Path, tmp_path
     (tmp_path / "file").write_text("x")
     code, out, err = run_cli("train", "--data-dir", tiny_data_dir, "--runs-dir", tmp_path / "file" / "runs",
                              *TRAIN_ARGS)
+    assert code == 1 and out == ""
+    assert err.startswith("error: cannot save runs in") and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_sweep_into_an_unwritable_runs_dir_fails_before_training(tiny_data_dir: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from mnistcore import experiments
+
+    def must_not_train(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained although no run could be saved")
+
+    monkeypatch.setattr(experiments, "train", must_not_train)
+    (tmp_path / "file").write_text("x")
+    code, out, err = run_cli("sweep", "--param", "hidden", "--values", "16,48", "--epochs", "1", "--device", "cpu",
+                             "--data-dir", tiny_data_dir, "--runs-dir", tmp_path / "file" / "runs")
     assert code == 1 and out == ""
     assert err.startswith("error: cannot save runs in") and "Traceback" not in err and len(err.splitlines()) == 1
 

@@ -374,6 +374,7 @@ def test_fine_tune_on_drawings_saves_a_child_run_and_compares(tiny_data: MnistDa
     child = runs.info(ft.run.run_id)
     assert child.parent == parent.run_id and len(child.history) == 4
     assert child.extra["drawings"]["count"] == 4 and child.extra["drawings"]["collection"] == "me"
+    assert child.config.precision == child.extra["precision"]["precision"] in ("fp32", "bf16")  # what ran
     assert ft.mnist_before == parent.test_accuracy and ft.mnist_after == child.test_accuracy
     assert ft.drawings_after == 1.0 >= ft.drawings_before  # learnt the drawings
     stop = __import__("threading").Event()

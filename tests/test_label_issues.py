@@ -214,7 +214,9 @@ def test_train_without_flagged_compares_like_with_like(tiny_data: MnistData, tmp
     assert cmp is not None and cmp.removed == 3 and cmp.baseline.run_id == base.run_id  # reused: same recipe
     assert cmp.accuracy_with == pytest.approx(base.test_accuracy)
     cleaned = runs.info(cmp.run.run_id)
-    assert cleaned.extra["removed_flagged"] == 3 and cleaned.config == QUICK.with_(report_every=10)
+    assert cleaned.extra["removed_flagged"] == 3 and cleaned.extra["precision"]["requested"] == QUICK.precision
+    # what ran is saved: the recipe, with "auto" precision resolved on this machine
+    assert cleaned.config == QUICK.with_(report_every=10, precision=cleaned.extra["precision"]["precision"])
     assert cleaned.test_accuracy == pytest.approx(cmp.accuracy_without)
     assert round((cmp.accuracy_without - cmp.accuracy_with) * len(tiny_data.test_labels)) == cmp.fixed - cmp.broken
     # a run that was not trained from scratch on this data is not a fair baseline: one is trained

@@ -672,11 +672,15 @@ def test_stale_leftovers_are_cleaned_up_safely(tmp_path: Path) -> None:
     file_.write_text("a file, not one of our folders")
     other = root / ".cache-thing"
     other.mkdir()
+    old_meta, fresh_meta = run.path / ".meta-k1.tmp", run.path / ".meta-k2.tmp"  # a killed rename's temp file
+    old_meta.write_text("{}")
     for p in (old_tmp, old_del, other, outside):
         _age(p, 2 * runs_mod.STALE_SECONDS)
-    _age(run.path, 2 * runs_mod.STALE_SECONDS)
+    _age(run.path, 2 * runs_mod.STALE_SECONDS)  # (its files too)
+    fresh_meta.write_text("{}")
     removed = store.cleanup_stale()
-    assert sorted(removed) == sorted([old_tmp.name, old_del.name])
+    assert sorted(removed) == sorted([old_tmp.name, old_del.name, f"{run.run_id}/{old_meta.name}"])
+    assert fresh_meta.exists()  # a rename in progress
     assert sorted(p.name for p in root.iterdir()) == sorted([run.run_id, fresh_tmp.name, link.name, file_.name,
                                                               other.name])
     assert (outside / "keep.txt").read_text() == "not ours"  # never followed the link

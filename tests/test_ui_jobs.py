@@ -130,6 +130,13 @@ def test_one_running_job_per_session(registry, data, store):
         registry.start("s1", TINY, data, store)
 
 
+def test_an_unwritable_runs_dir_refuses_the_job_before_it_trains(registry, data, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(JobError, match="Training cannot start: cannot save runs in"):
+        registry.start("s1", TINY, data, RunStore(tmp_path / "file" / "runs"))
+    assert registry.get("s1") is None  # nothing started, no slot taken
+
+
 def test_server_wide_cap_of_two_running_jobs(registry, data, store):
     a = registry.start("a", LONG, data, store)
     registry.start("b", LONG, data, store)

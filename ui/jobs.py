@@ -506,6 +506,10 @@ class JobRegistry:
 
         job_options go to TrainingJob (keep_if_abandoned, extra, train_kwargs, name, parent, clock, abandon_after).
         """
+        try:
+            store.check_writable(config)  # a full or unwritable runs dir is said now, not after training
+        except RunError as exc:
+            raise JobError(f"Training cannot start: {exc}.") from None
         with self._lock:
             mine = self._jobs.get(session_id)
             if mine is not None and mine.running:
