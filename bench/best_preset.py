@@ -26,7 +26,7 @@ import time
 import torch
 
 from bench import machine
-from mnistcore.config import PRECISIONS, PRESETS
+from mnistcore.config import PRECISIONS, PRESETS, TrainConfig
 from mnistcore.data import default_data_dir, load_mnist, provision_mnist
 from mnistcore.hardware import bf16_native, cpu_capability
 from mnistcore.train import EpochEvent, Event, train
@@ -51,6 +51,14 @@ def sgemm_gflops(dtype: torch.dtype = torch.float32, seconds: float = 1.0) -> fl
         torch.mm(a, b, out=out)
         best = min(best, time.perf_counter() - t)
     return 2 * 512 * 784 * 1024 / best / 1e9
+
+
+def product_flops(config: TrainConfig, n_train: int, n_test: int, epochs: int) -> float:
+    """Floating-point operations of a run's matrix products: per image, the first layer's forward and
+    weight gradient (no input gradient) and the second layer's three; per epoch, the test set's forward."""
+    h = config.hidden
+    per_image = 2 * 784 * h * 2 + 2 * h * 10 * 3
+    return epochs * (n_train * per_image + n_test * 2 * (784 * h + h * 10))
 
 
 def _emulated() -> str:
@@ -111,11 +119,18 @@ def main(argv: list[str] | None = None) -> int:
           f"{seconds / max(len(result.history), 1):.2f} s/epoch; load average now "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if result.budget is None:
-        reference = seconds * scale
-        ok_acc, ok_time = acc >= TARGET_ACCURACY, reference <= TARGET_SECONDS
-        print(f"  on a machine with {args.reference_gflops:.0f} GFLOP/s sgemm: about {reference:.0f} s "
-              f"(x{scale:.2f}); targets: >= {TARGET_ACCURACY:.1%} {'met' if ok_acc else 'NOT met'}, "
-              f"<= {TARGET_SECONDS:.0f} s {'met' if ok_time else 'NOT met'}")
+        # Two bounds: everything slower by the sgemm ratio (pessimistic: the distortions, Adam and the
+        # element-wise work are memory-bound), or only the matrix products (their flops are known).
+        flops = product_flops(result.config, len(data.train_labels), len(data.test_labels), len(result.history))
+        products = flops / (gflops * 1e9)
+        low, high = seconds - products + products * scale, seconds * scale
+        ok_acc = acc >= TARGET_ACCURACY
+        verdict = ("met" if high <= TARGET_SECONDS else "NOT met" if low > TARGET_SECONDS
+                   else "met only if the non-product work is no slower there")
+        print(f"  matrix products: {products:.1f} s of the {seconds:.1f} s here ({flops / 1e12:.1f} TFLOP)")
+        print(f"  on a machine with {args.reference_gflops:.0f} GFLOP/s sgemm: about {low:.0f} s (only the products "
+              f"slower) to {high:.0f} s (everything x{scale:.2f}); targets: >= {TARGET_ACCURACY:.1%} "
+              f"{'met' if ok_acc else 'NOT met'}, <= {TARGET_SECONDS:.0f} s {verdict}")
     else:
         plan = result.budget
         off = seconds / plan.seconds - 1
