@@ -8,7 +8,7 @@ config or sidebar, until some session has loaded "/".
 
 import streamlit as st
 
-from ui import cache, session, sidebar, streamlit_fixes
+from ui import cache, server_gc, session, sidebar, streamlit_fixes
 
 streamlit_fixes.install()  # before any fragment can race a page switch (see ui/streamlit_fixes.py)
 
@@ -29,6 +29,7 @@ PAGES = [
 page = st.navigation(PAGES)
 cache.warm_up_jobs()  # the job forkserver imports torch once, in the background, not at the first Start
 sidebar.render(page.url_path)
+server_gc.configure()  # after the first run's imports: see ui/server_gc.py
 if session.link_notice():  # a ?run= link to a deleted run: say so before showing anything else
     st.stop()
 page.run()

@@ -1,4 +1,4 @@
-"""The dashboard's Streamlit config: users never see tracebacks (issue 10)."""
+"""The dashboard's Streamlit config: users never see tracebacks, no full collection after every run (issue 10)."""
 
 from __future__ import annotations
 
@@ -22,3 +22,26 @@ def test_error_details_are_hidden_from_users(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(config, "get_option", lambda key: value if key == "client.showErrorDetails" else real_get(key))
     shown = exception._error_detail_visibility(apply_show_error_details=True)
     assert (shown.show_message, shown.show_trace, shown.show_type) == (False, False, False)
+
+
+def test_no_full_garbage_collection_after_every_page_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from streamlit import config
+
+    from ui import server_gc
+
+    assert tomllib.loads(CONFIG.read_text())["runner"]["postScriptGC"] is False
+    # Started without our config file (from another folder): the app switches it off itself, once.
+    monkeypatch.setattr(server_gc, "_configured", False)
+    before = config.get_option("runner.postScriptGC")
+    config.set_option("runner.postScriptGC", True)
+    frozen = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    try:
+        server_gc.configure()
+        assert config.get_option("runner.postScriptGC") is False and frozen == [True]
+        server_gc.configure()
+        assert frozen == [True]
+    finally:
+        config.set_option("runner.postScriptGC", before)
