@@ -81,6 +81,20 @@ INIT_JS = """(() => {
     send(data) { log.sent.push(now()); keep(log.sent); return super.send(data); }
   }
   window.WebSocket = Watched;
+  // The answer's arrival, without polling: a MutationObserver notices the watched <img> get a new src and
+  // stamps the next animation frame (the first that can show it). Polling on every frame instead kept six
+  // renderers busy at 60 fps and slowed the very answers being timed.
+  const seen = () => {
+    const w = window.__mnlWatch;
+    const e = w && document.querySelector(w.sel);
+    const src = e && e.getAttribute("src");
+    if (src && src !== w.before && !w.pending) {
+      w.pending = true;
+      requestAnimationFrame(() => { w.shown = [now(), src]; });
+    }
+  };
+  new MutationObserver(seen).observe(document, { subtree: true, childList: true, attributes: true,
+                                                 attributeFilter: ["src"] });
 })();"""
 
 # The page counts as rendered when its title shows, nothing is stale and no script runs (fragment
@@ -101,11 +115,9 @@ PAGE_STATE_JS = """() => {
            stale: document.querySelectorAll('[data-stale="true"]').length,
            title: h ? h.textContent : null, path: location.pathname };
 }"""
-CHANGED_JS = """([sel, before]) => {
-  const e = document.querySelector(sel);
-  const src = e && e.getAttribute("src");
-  return src && src !== before ? [performance.timeOrigin + performance.now(), src] : null;
-}"""
+WATCH_JS = """([sel, before]) => { window.__mnlWatch = { sel, before, pending: false, shown: null }; }"""
+CHANGED_JS = "() => (window.__mnlWatch && window.__mnlWatch.shown) || null"  # stamped in the page (INIT_JS)
+POLL_MS = 50  # how often Playwright looks; the times themselves are taken in the page
 IDLE_JS = """([empty, answer]) => {
   const app = document.querySelector('[data-testid="stApp"]');
   return !!app && app.getAttribute("data-test-script-state") === "notRunning"
@@ -487,7 +499,7 @@ async def draw_stroke(page: Any, ui: DrawUi, points: list[tuple[float, float]]) 
 async def clear_and_wait(page: Any, ui: DrawUi) -> None:
     """Clear the canvas and wait until the page shows the empty answer with no script running."""
     await page.locator(ui.clear).click()
-    await page.wait_for_function(IDLE_JS, arg=[ui.empty, ui.preview], polling="raf", timeout=60_000)
+    await page.wait_for_function(IDLE_JS, arg=[ui.empty, ui.preview], polling=POLL_MS, timeout=60_000)
     if ui.recreated:  # the old page re-creates its canvas on Clear: wait until there is exactly one, shown
         canvas = page.locator(ui.canvas)
         deadline = time.monotonic() + 60
@@ -499,7 +511,7 @@ async def clear_and_wait(page: Any, ui: DrawUi) -> None:
 async def open_draw(page: Any, url: str, ui: DrawUi) -> None:
     await page.goto(f"{url}/draw", wait_until="commit", timeout=120_000)
     await page.locator(ui.canvas).wait_for(timeout=90_000)
-    await page.wait_for_function(IDLE_JS, arg=[ui.empty, ui.preview], polling="raf", timeout=90_000)
+    await page.wait_for_function(IDLE_JS, arg=[ui.empty, ui.preview], polling=POLL_MS, timeout=90_000)
 
 
 @dataclass
@@ -528,6 +540,7 @@ async def one_stroke(page: Any, ui: DrawUi, points: list[tuple[float, float]], s
     await clear_and_wait(page, ui)
     await asyncio.sleep((rng or random).uniform(*think))
     before = await page.evaluate(f"() => document.querySelector({ui.preview!r})?.getAttribute('src') ?? ''")
+    await page.evaluate(WATCH_JS, [ui.preview, before])
     await draw_stroke(page, ui, points)
     strokes = None
     if not ui.recreated:
@@ -535,8 +548,7 @@ async def one_stroke(page: Any, ui: DrawUi, points: list[tuple[float, float]], s
     handle = None
     for wait in (2.0, ANSWER_SECONDS - 2.0):  # after 2 s without an answer, look whether the stroke left ink
         try:
-            handle = await page.wait_for_function(CHANGED_JS, arg=[ui.preview, before], polling="raf",
-                                                  timeout=wait * 1000)
+            handle = await page.wait_for_function(CHANGED_JS, polling=POLL_MS, timeout=wait * 1000)
             break
         except Exception:
             if wait == 2.0 and not await has_ink(page, ui):
