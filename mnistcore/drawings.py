@@ -52,6 +52,11 @@ _MEMBER_RE = re.compile(rf"(?:{ZIP_FOLDER}/)?(\d{{8}}-\d{{6}}-[0-9a-f]{{6}})/({O
 _FOLDER_RE = re.compile(rf"(?:{ZIP_FOLDER}/)?(?:\d{{8}}-\d{{6}}-[0-9a-f]{{6}}/)?")
 
 
+# Parsed listings per collection folder, with the signature they were read at (see DrawingStore.list).
+_LISTS: dict[Path, tuple[tuple[tuple[str, int], ...], tuple[Drawing, ...]]] = {}
+MAX_CACHED_LISTS = 256
+
+
 class DrawingError(ValueError):
     """A drawing or zip that cannot be stored or read; the message is meant for the user. Nothing changed."""
 
@@ -366,15 +371,43 @@ class DrawingStore:
         return Drawing(drawing_id=drawing_id, path=path, label=meta["label"], created=meta["created"],
                        predicted=meta["predicted"], source=meta["source"])
 
+    def _signature(self) -> tuple[tuple[str, int], ...]:
+        """Each drawing folder's name and modification time: any add, delete or relabel changes it."""
+        try:
+            entries = list(os.scandir(self.path))
+        except OSError:  # no collection yet, or not a folder
+            return ()
+        sig = []
+        for e in entries:
+            if _ID_RE.fullmatch(e.name) and e.is_dir(follow_symlinks=False):
+                try:
+                    sig.append((e.name, e.stat(follow_symlinks=False).st_mtime_ns))
+                except OSError:
+                    continue  # deleted meanwhile
+        return tuple(sorted(sig))
+
     def list(self) -> list[Drawing]:
-        """Valid drawings, oldest first; damaged ones are skipped."""
+        """Valid drawings, oldest first; damaged ones are skipped.
+
+        Draw shows the counts per digit after every stroke: the parsed list is reused for as long as no
+        drawing folder changed (a relabel rewrites meta.json inside its folder, which changes the folder's
+        time), so a stroke costs one directory scan instead of reading every drawing's meta.json.
+        """
+        sig = self._signature()
+        cached = _LISTS.get(self.path)
+        if cached is not None and cached[0] == sig:
+            return list(cached[1])
         out = []
-        for drawing_id in self._ids():
+        for drawing_id, _ in sig:
             try:
                 out.append(self.get(drawing_id))
             except DrawingError:
                 continue
-        return sorted(out, key=lambda d: (d.created, d.drawing_id))
+        out.sort(key=lambda d: (d.created, d.drawing_id))
+        if len(_LISTS) >= MAX_CACHED_LISTS:
+            _LISTS.clear()
+        _LISTS[self.path] = (sig, tuple(out))
+        return out
 
     def arrays(self, drawings: Iterable[Drawing] | None = None) -> tuple[np.ndarray, np.ndarray, list[Drawing]]:
         """(uint8 images (N,28,28), int64 labels (N,), the drawings) of readable drawings, oldest first."""

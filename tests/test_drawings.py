@@ -47,6 +47,26 @@ def store(tmp_path: Path) -> DrawingStore:
     return DrawingStore(tmp_path / "drawings")
 
 
+def test_the_listing_is_reused_until_a_drawing_changes(store: DrawingStore,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    a = store.add(canvas(1), 1)
+    b = store.add(canvas(2), 2)
+    assert list(store.counts()) == [0, 1, 1, 0, 0, 0, 0, 0, 0, 0]
+    reads = []
+    real = dr._read_regular
+    monkeypatch.setattr(dr, "_read_regular", lambda *args: reads.append(args) or real(*args))
+    assert [d.drawing_id for d in store.list()] == [a.drawing_id, b.drawing_id] and reads == []  # nothing re-read
+    # Every change shows at once, also through another store object (another page, the CLI).
+    other = DrawingStore(store.root)
+    other.relabel(a.drawing_id, 7)
+    assert list(store.counts()) == [0, 0, 1, 0, 0, 0, 0, 1, 0, 0]
+    other.delete(b.drawing_id)
+    c = other.add(canvas(3), 3)
+    assert [(d.drawing_id, d.label) for d in store.list()] == [(a.drawing_id, 7), (c.drawing_id, 3)]
+    store.list().clear()  # a caller changing its list changes nothing for the next one
+    assert len(store.list()) == 2
+
+
 def test_default_dir_follows_env_and_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("MNIST_DRAWINGS_DIR", raising=False)
     monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "d"))
