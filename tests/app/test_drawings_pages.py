@@ -181,6 +181,8 @@ def test_train_without_the_flagged_images_compares_on_test(make_app, runs_copy: 
     assert not at.exception
     cleaned = next(r for r in RunStore(runs_copy).list() if r.run_id != base.run_id)
     assert cleaned.extra["removed_flagged"] == 50 and cleaned.extra["baseline"] == base.run_id
-    assert cleaned.config.with_(report_every=1) == base.config.with_(report_every=1)  # the same recipe and seed
+    # The same recipe and seed; the precision it ran in is recorded resolved ("auto" -> fp32 or bf16).
+    assert cleaned.config.precision in ("fp32", "bf16")
+    assert cleaned.config.with_(report_every=1) == base.config.with_(report_every=1, precision=cleaned.config.precision)
     values = [m.value for m in at.metric]
     assert f"{cleaned.test_accuracy:.2%}" in values and f"{base.test_accuracy:.2%}" in values
