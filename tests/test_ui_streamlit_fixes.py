@@ -95,61 +95,44 @@ def test_install_patches_streamlit_once():
         AppSession.request_rerun = before
 
 
+def rerun(page: str, fragment: str = "", poll: bool = False) -> SimpleNamespace:
+    """A rerun request as AppSession.request_rerun receives it: full (no fragment), a user's, or a timed poll."""
+    return SimpleNamespace(fragment_id=fragment, is_auto_rerun=poll, page_script_hash=page)
+
+
+def while_stopping(*requests: SimpleNamespace) -> list[SimpleNamespace]:
+    """Send `requests` while the session's runner is stopping, let it shut down: the ones that ran, in order."""
+    calls = []
+    patched = streamlit_fixes.deferring(lambda self, cs: calls.append(cs))
+
+    async def scenario():
+        session = fake_session(asyncio.get_running_loop(), ScriptRequestType.STOP)
+        for request in requests:
+            patched(session, request)
+        session._scriptrunner = None  # Streamlit handled SHUTDOWN
+        await asyncio.sleep(0.05)
+
+    run(scenario())
+    return calls
+
+
 def test_a_deferred_poll_is_dropped_when_a_page_switch_came_after_it():
     """The blank-page freeze: a progress poll sent just before a page switch, deferred, must not run after the
     new page's full run (it carries the old page's script hash, and the browser would blank the page)."""
-    calls = []
-    patched = streamlit_fixes.deferring(lambda self, cs: calls.append(cs))
-
-    async def scenario():
-        session = fake_session(asyncio.get_running_loop(), ScriptRequestType.STOP)
-        poll = SimpleNamespace(fragment_id="frag", is_auto_rerun=True, page_script_hash="train")
-        patched(session, poll)  # deferred: the runner is stopping
-        switch = SimpleNamespace(fragment_id="", is_auto_rerun=False, page_script_hash="runs")
-        patched(session, switch)  # the page switch goes ahead at once (full reruns are never deferred)
-        session._scriptrunner = None
-        await asyncio.sleep(0.05)
-        assert calls == [switch]  # the poll was dropped, not run after the switch
-
-    run(scenario())
+    poll, switch = rerun("train", "frag", poll=True), rerun("runs")
+    # The poll is deferred (the runner is stopping); the page switch goes ahead at once (full reruns are
+    # never deferred); the poll is then dropped, not run after the switch.
+    assert while_stopping(poll, switch) == [switch]
 
 
 def test_a_deferred_user_fragment_rerun_survives_a_full_rerun_of_the_same_page():
-    calls = []
-    patched = streamlit_fixes.deferring(lambda self, cs: calls.append(cs))
-
-    async def scenario():
-        session = fake_session(asyncio.get_running_loop(), ScriptRequestType.STOP)
-        stroke = SimpleNamespace(fragment_id="canvas", is_auto_rerun=False, page_script_hash="draw")
-        patched(session, stroke)
-        other_page = SimpleNamespace(fragment_id="canvas", is_auto_rerun=False, page_script_hash="draw")
-        full = SimpleNamespace(fragment_id="", is_auto_rerun=False, page_script_hash="draw")
-        patched(session, full)
-        session._scriptrunner = None
-        await asyncio.sleep(0.05)
-        assert calls == [full, stroke]  # same page, a user's action: it still runs
-        # ...but a user's fragment rerun from a page the user has left is dropped.
-        calls.clear()
-        session._scriptrunner = SimpleNamespace(_requests=SimpleNamespace(_state=ScriptRequestType.STOP))
-        patched(session, other_page)
-        patched(session, SimpleNamespace(fragment_id="", is_auto_rerun=False, page_script_hash="home"))
-        session._scriptrunner = None
-        await asyncio.sleep(0.05)
-        assert [c.page_script_hash for c in calls] == ["home"]
-
-    run(scenario())
+    stroke, full = rerun("draw", "canvas"), rerun("draw")
+    assert while_stopping(stroke, full) == [full, stroke]  # same page, a user's action: it still runs
+    # ...but a user's fragment rerun from a page the user has left is dropped.
+    home = rerun("home")
+    assert while_stopping(rerun("draw", "canvas"), home) == [home]
 
 
 def test_a_deferred_poll_with_no_full_rerun_after_it_still_runs():
-    calls = []
-    patched = streamlit_fixes.deferring(lambda self, cs: calls.append(cs))
-
-    async def scenario():
-        session = fake_session(asyncio.get_running_loop(), ScriptRequestType.STOP)
-        poll = SimpleNamespace(fragment_id="frag", is_auto_rerun=True, page_script_hash="train")
-        patched(session, poll)
-        session._scriptrunner = None
-        await asyncio.sleep(0.05)
-        assert calls == [poll]
-
-    run(scenario())
+    poll = rerun("train", "frag", poll=True)
+    assert while_stopping(poll) == [poll]
