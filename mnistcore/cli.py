@@ -140,7 +140,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from mnistcore.data import load_mnist, provision_mnist
-    from mnistcore.runs import RunError, RunStore, save_or_fallback, validate_name
+    from mnistcore.runs import RunError, RunStore, save_result, validate_name
     from mnistcore.train import BatchEvent, EpochEvent, resolve_device, train
 
     store = RunStore(args.runs_dir)
@@ -197,15 +197,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(config, data, on_event=on_event, init=init)
     finally:
         bar.close()
-    # A continued run's time includes its parent's: the cost of reaching this model. result.config is
-    # what ran: precision resolved on this machine, epochs chosen by a budget.
-    info, unsaved = save_or_fallback(
-        store, result.model, result.config, test_accuracy=result.test_accuracy, train_seconds=result.total_seconds,
-        history=result.history, dataset=data.checksums, stopped=result.stopped,
-        extra=result.run_record() | ({"drawings": drawings} if drawings else {}), name=args.name,
-        parent=parent.run_id if parent is not None else None, optimizer_state=result.optimizer_state,
-        rng_state=result.rng_state,
-    )
+    info, unsaved = save_result(store, result, dataset=data.checksums, name=args.name,
+                                parent=parent.run_id if parent is not None else None,
+                                extra={"drawings": drawings} if drawings else None)
     budget = result.budget.to_dict() if result.budget is not None else None
     out = {"run_id": info.run_id, "path": str(info.path), "test_accuracy": result.test_accuracy,
            "train_seconds": round(result.total_seconds, 3), "epochs": len(result.history),

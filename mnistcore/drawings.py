@@ -611,10 +611,12 @@ class FineTuneResult:
     drawings_after: float
     mnist_before: float  # MNIST test accuracy
     mnist_after: float
+    unsaved: str | None = None  # why the run is in a temp dir instead of the runs dir (None: saved there)
 
 
 def fine_tune_on_drawings(runs: Any, run_id: str, data: MnistData, drawings: DrawingStore, epochs: int = 1,
-                          on_event: Any = None, stop: Any = None, report_every: int = 10) -> FineTuneResult | None:
+                          on_event: Any = None, stop: Any = None, report_every: int = 10,
+                          source: str | None = None) -> FineTuneResult | None:
     """Continue a saved run for `epochs` epochs on MNIST with the drawings mixed in; save it as a new run.
 
     The same as `train --resume RUN --epochs N --with-drawings`. None when stopped (nothing is saved).
@@ -632,13 +634,11 @@ def fine_tune_on_drawings(runs: Any, run_id: str, data: MnistData, drawings: Dra
     result = train(config, mixed, on_event=on_event, stop=stop, init=init)
     if result.stopped:
         return None
-    # result.config is what ran (precision resolved on this machine); run_record() says how it was chosen.
-    saved = runs.save(result.model, result.config, test_accuracy=result.test_accuracy,
-                      train_seconds=result.total_seconds, history=result.history, dataset=mixed.checksums,
-                      parent=parent.run_id, optimizer_state=result.optimizer_state, rng_state=result.rng_state,
-                      name=f"fine-tuned on {len(kept)} drawings",
-                      extra={"source": "dashboard", "drawings": {**info, "collection": drawings.collection},
-                             **result.run_record()})
+    from mnistcore.runs import save_result
+
+    saved, unsaved = save_result(runs, result, dataset=mixed.checksums, source=source, parent=parent.run_id,
+                                 name=f"fine-tuned on {len(kept)} drawings",
+                                 extra={"drawings": {**info, "collection": drawings.collection}})
     after = evaluate_drawings(result.model, drawings)[0].accuracy
     return FineTuneResult(run=saved, parent=parent, count=len(kept), drawings_before=before, drawings_after=after,
-                          mnist_before=parent.test_accuracy, mnist_after=result.test_accuracy)
+                          mnist_before=parent.test_accuracy, mnist_after=result.test_accuracy, unsaved=unsaved)

@@ -98,7 +98,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from mnistcore.cli import _config
     from mnistcore.experiments import SweepEvent, parse_values, run_name, sweep, sweep_configs, sweep_param
-    from mnistcore.runs import RunError, RunStore, save_or_fallback, validate_name
+    from mnistcore.runs import RunError, RunStore, save_result, validate_name
     from mnistcore.train import EpochEvent, resolve_device
 
     try:
@@ -149,12 +149,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             r = step.result
             if r.stopped:
                 break
-            # r.config is what ran (precision resolved here, epochs chosen by a budget); run_record() says how.
-            info, unsaved = save_or_fallback(
-                store, r.model, r.config, test_accuracy=r.test_accuracy, train_seconds=r.train_seconds,
-                history=r.history, dataset=data.checksums, name=run_name(field, step.value, args.name),
-                optimizer_state=r.optimizer_state, rng_state=r.rng_state,
-                extra={"sweep": {"param": field, "values": values, "index": step.index}, **r.run_record()})
+            info, unsaved = save_result(store, r, dataset=data.checksums, name=run_name(field, step.value, args.name),
+                                        extra={"sweep": {"param": field, "values": values, "index": step.index}})
             if unsaved is not None:
                 print(f"warning: {unsaved}; saved in {info.path} instead", file=sys.stderr)
             runs.append({"value": step.value, "run_id": info.run_id, "name": info.name, "path": str(info.path),

@@ -392,6 +392,7 @@ class CleanedComparison:
     accuracy_without: float
     fixed: int  # test images the baseline gets wrong and the cleaned run right
     broken: int  # the reverse
+    unsaved: str | None = None  # why a run is in a temp dir instead of the runs dir (None: saved there)
 
 
 def _reusable_baseline(info: Any, checksums: dict[str, str]) -> bool:
@@ -402,7 +403,7 @@ def _reusable_baseline(info: Any, checksums: dict[str, str]) -> bool:
 
 def train_without_flagged(runs: Any, run_id: str, data: MnistData, flagged: np.ndarray,
                           on_event: Callable[[Any], None] | None = None, stop: threading.Event | None = None,
-                          report_every: int = 10) -> CleanedComparison | None:
+                          report_every: int = 10, source: str | None = None) -> CleanedComparison | None:
     """Train run_id's recipe (same seed) without the flagged training images; compare with it on the test set.
 
     The run itself is the baseline when it is a complete from-scratch run on this MNIST; otherwise (a
@@ -410,7 +411,9 @@ def train_without_flagged(runs: Any, run_id: str, data: MnistData, flagged: np.n
     left out. The cleaned run is saved. None when stopped (nothing saved).
     """
     from mnistcore.evaluate import evaluate
+    from mnistcore.runs import save_result
 
+    unsaved: str | None = None
     base_info = runs.info(run_id)
     config = base_info.config.with_(report_every=report_every)
     runs.check_writable(config)  # fail before training, not after
@@ -420,22 +423,19 @@ def train_without_flagged(runs: Any, run_id: str, data: MnistData, flagged: np.n
         result = train(config, data, on_event=on_event, stop=stop)
         if result.stopped:
             return None
-        baseline = runs.save(result.model, result.config, test_accuracy=result.test_accuracy,
-                             train_seconds=result.train_seconds, history=result.history, dataset=data.checksums,
-                             name="baseline for label issues", extra={"source": "dashboard", **result.run_record()})
+        baseline, unsaved = save_result(runs, result, dataset=data.checksums, source=source,
+                                        name="baseline for label issues")
         baseline_model = result.model
     cleaned = without_indices(data, flagged)
     result = train(config, cleaned, on_event=on_event, stop=stop)
     if result.stopped:
         return None
-    saved = runs.save(result.model, result.config, test_accuracy=result.test_accuracy,
-                      train_seconds=result.train_seconds, history=result.history, dataset=cleaned.checksums,
-                      name=f"without {len(flagged)} flagged images",
-                      extra={"source": "dashboard", "removed_flagged": len(flagged), "baseline": baseline.run_id,
-                             **result.run_record()})
+    saved, unsaved_run = save_result(runs, result, dataset=cleaned.checksums, source=source,
+                                     name=f"without {len(flagged)} flagged images",
+                                     extra={"removed_flagged": len(flagged), "baseline": baseline.run_id})
     ev_with = evaluate(baseline_model, data.test_images, data.test_labels)
     ev_without = evaluate(result.model, data.test_images, data.test_labels)
     right_with, right_without = ev_with.predictions == ev_with.labels, ev_without.predictions == ev_without.labels
     return CleanedComparison(removed=len(flagged), run=saved, baseline=baseline, accuracy_with=ev_with.accuracy,
                              accuracy_without=ev_without.accuracy, fixed=int((~right_with & right_without).sum()),
-                             broken=int((right_with & ~right_without).sum()))
+                             broken=int((right_with & ~right_without).sum()), unsaved=unsaved_run or unsaved)

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from mnistcore.config import TrainConfig
 from mnistcore.model import ShallowNet
-from mnistcore.train import OPTIMIZER_STATE_KEYS, PARAM_LAYOUT, RNG_STREAMS, TrainState, param_count
+from mnistcore.train import OPTIMIZER_STATE_KEYS, PARAM_LAYOUT, RNG_STREAMS, TrainResult, TrainState, param_count
 
 WEIGHTS = "model.safetensors"
 META = "meta.json"
@@ -505,3 +505,21 @@ def save_or_fallback(store: RunStore, model: ShallowNet, config: TrainConfig,
         return fallback.save(model, config, **kwargs), why
     except OSError as exc:
         raise RunError(f"{why}, nor in a temporary folder ({_why(exc)}): the trained model is lost") from None
+
+
+def save_result(store: RunStore, result: TrainResult, *, dataset: dict[str, str], source: str | None = None,
+                name: str | None = None, parent: str | None = None, stopped: bool | None = None,
+                extra: dict[str, Any] | None = None) -> tuple[RunInfo, str | None]:
+    """Save a finished training result with what ran, the one way every caller saves: (info, why unsaved).
+
+    result.config is what ran (precision resolved on this machine, epochs chosen by a budget) and
+    run_record() says how; a continued run's seconds include its parent's (the cost of reaching the
+    model); the optimizer and random-stream states let a later run continue it. `source` says who
+    trained it ("cli", "dashboard", ...). Like save_or_fallback: a failing runs dir falls back to a temp
+    dir, and `why` (else None) says so.
+    """
+    record = {**({"source": source} if source is not None else {}), **result.run_record(), **(extra or {})}
+    return save_or_fallback(
+        store, result.model, result.config, test_accuracy=result.test_accuracy, train_seconds=result.total_seconds,
+        history=result.history, dataset=dataset, stopped=result.stopped if stopped is None else stopped,
+        extra=record, name=name, parent=parent, optimizer_state=result.optimizer_state, rng_state=result.rng_state)

@@ -750,3 +750,33 @@ def test_a_failed_save_falls_back_to_a_temp_dir(tmp_path: Path, monkeypatch: pyt
     monkeypatch.undo()
     info, why = runs_mod.save_or_fallback(RunStore(tmp_path / "ok"), model, CONFIG, **kwargs)
     assert why is None and info.path.parent == tmp_path / "ok"
+
+
+def test_save_result_records_what_ran_and_falls_back(tiny_data, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from mnistcore.train import train
+
+    result = train(TrainConfig(hidden=16, epochs=1, batch_size=64, device="cpu"), tiny_data)
+    result.parent_seconds = 7.0  # a continued run: its seconds include the parent's
+    store = RunStore(tmp_path / "runs")
+    info, why = runs_mod.save_result(store, result, dataset=tiny_data.checksums, source="dashboard", name="x",
+                                     extra={"steps_done": 3})
+    assert why is None and info.name == "x" and info.train_seconds == pytest.approx(result.train_seconds + 7.0)
+    assert info.extra["source"] == "dashboard" and info.extra["steps_done"] == 3
+    assert info.extra["precision"]["precision"] == info.config.precision == "fp32"  # resolved, never "auto"
+    assert store.read_optimizer(info.run_id) is not None  # a later run can continue it
+    info2, _ = runs_mod.save_result(store, result, dataset=tiny_data.checksums)
+    assert "source" not in info2.extra  # callers say who trained it; the engine never guesses
+    import errno
+
+    monkeypatch.setattr(runs_mod.tempfile, "tempdir", str(tmp_path))
+    real_save = RunStore.save
+
+    def full_disk(self: RunStore, *args: object, **kwargs: object):
+        if self.root == store.root:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.root))
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(RunStore, "save", full_disk)
+    info3, why3 = runs_mod.save_result(store, result, dataset=tiny_data.checksums)
+    assert why3 is not None and "No space left" in why3 and info3.path.parent.name.startswith("mnist-lab-unsaved-")

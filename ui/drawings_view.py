@@ -178,7 +178,8 @@ def _fine_tune_work(task: Any, stop: Any, runs: Any, run_id: str, data, store: D
                     epochs: int) -> FineTuneResult | None:
     """The fine-tune task (runs in its own process, see ui/tasks.py)."""
     task.progress(0.0, "Fine-tuning…")
-    return fine_tune_on_drawings(runs, run_id, data, store, epochs=epochs, on_event=task.on_train_event, stop=stop)
+    return fine_tune_on_drawings(runs, run_id, data, store, epochs=epochs, on_event=task.on_train_event, stop=stop,
+                                 source="dashboard")
 
 
 def fine_tune(store: DrawingStore, run_id: str) -> None:
@@ -226,6 +227,8 @@ def _task_progress(task: Task, key: str) -> None:
 def _compare(r: FineTuneResult) -> None:
     with st.container(key="dr_ft_result"):
         st.markdown(f"Fine-tuned on {r.count} drawings → run `{r.run.run_id}` (continues `{r.parent.run_id}`).")
+        if r.unsaved:
+            st.warning(f"{r.unsaved}; it was saved in {r.run.path} instead: copy that folder into the runs folder")
         a, b = st.columns(2)
         a.metric("Your drawings", f"{r.drawings_after:.1%}", f"{(r.drawings_after - r.drawings_before) * 100:+.1f} "
                  f"points (was {r.drawings_before:.1%})")

@@ -29,7 +29,7 @@ from typing import Any
 
 from mnistcore.config import PRESETS, TrainConfig
 from mnistcore.data import MnistData
-from mnistcore.runs import RunError, RunInfo, RunStore, save_or_fallback
+from mnistcore.runs import RunError, RunInfo, RunStore, save_result
 from mnistcore.train import BatchEvent, EpochEvent, TrainResult, train
 
 MAX_RUNNING = 2
@@ -392,15 +392,11 @@ class TrainingJob:
 
     def _save(self, result: TrainResult, stopped: bool) -> RunInfo:
         """Save the run (with what a later "continue" needs); if the runs dir fails, in a temp dir, and say so."""
-        # result.config is what ran (precision resolved here, epochs chosen by a budget); run_record() says how.
-        extra = {"source": "dashboard", "steps_done": result.steps_done, **result.run_record(), **self._extra}
+        extra = {"steps_done": result.steps_done, **self._extra}
         if self._abandoned:
             extra["abandoned"] = True
-        info, why = save_or_fallback(
-            self._store, result.model, result.config, test_accuracy=result.test_accuracy,
-            train_seconds=result.total_seconds, history=result.history, dataset=self._data.checksums,
-            stopped=stopped, extra=extra, name=self._name, parent=self._parent,
-            optimizer_state=result.optimizer_state, rng_state=result.rng_state)
+        info, why = save_result(self._store, result, dataset=self._data.checksums, source="dashboard",
+                                name=self._name, parent=self._parent, stopped=stopped, extra=extra)
         if why is not None:
             with self._lock:
                 self._warning = f"{why}; it was saved in {info.path} instead: copy that folder into the runs folder"

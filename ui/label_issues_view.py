@@ -134,7 +134,8 @@ def flagged_grid(result: LabelIssues, images: np.ndarray) -> None:
 def _clean_work(task: Any, stop: Any, runs: Any, run_id: str, data, flagged: np.ndarray) -> CleanedComparison | None:
     """The train-without-the-flagged-images task (runs in its own process, see ui/tasks.py)."""
     task.progress(0.0, "Training without the flagged images…")
-    return train_without_flagged(runs, run_id, data, flagged, on_event=task.on_train_event, stop=stop)
+    return train_without_flagged(runs, run_id, data, flagged, on_event=task.on_train_event, stop=stop,
+                                 source="dashboard")
 
 
 def train_without(result: LabelIssues, run_id: str | None, data) -> None:
@@ -160,6 +161,8 @@ def train_without(result: LabelIssues, run_id: str | None, data) -> None:
 
 def _compare(r: CleanedComparison) -> None:
     with st.container(key="li_clean_result"):
+        if r.unsaved:
+            st.warning(f"{r.unsaved}; it was saved in {r.run.path} instead: copy that folder into the runs folder")
         a, b, c = st.columns(3)
         a.metric("Trained on everything", f"{r.accuracy_with:.2%}", help=f"run {r.baseline.run_id}")
         b.metric(f"Without the {r.removed} flagged", f"{r.accuracy_without:.2%}",
