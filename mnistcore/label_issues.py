@@ -9,7 +9,10 @@ given label the probabilities contradict more than the estimated noise rates all
 self-confidence (the probability of the given label: lowest first).
 
 Results are cached as JSON in <cache dir>/label-issues-<split>-<key>.json, the key a hash of the
-data's checksums, the recipe and the cleanlab version, and written atomically.
+data's checksums, the recipe and the cleanlab version, and written atomically. The results for the
+standard MNIST files and the default recipe ship with the code (mnistcore/shipped/, same names), so a
+fresh clone answers at once; anything else is computed, and the first net trained is timed to say
+how long the rest will take on the machine at hand.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,12 +39,16 @@ from mnistcore.train import BatchEvent, train
 SPLITS = ("train", "test")
 CACHE_VERSION = 1
 MAX_CACHE_BYTES = 64 * 1024 * 1024
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
 # One shallow net per fold, close to the `best` preset but shorter (784-1024-10, 12 one-cycle epochs, half the
-# images distorted each epoch): ~98.7 % out of fold. Measured on MNIST train (see README): it flags 53
+# images distorted each epoch): ~98.7 % out of fold. Measured on MNIST train (see README): it flags ~50
 # images, against 130 for an ensemble of two plain 784-512-10 nets (98.0 %), whose extra flags were mostly
-# clean but unusual digits (crossed sevens, serifed ones) that a stronger model is sure about.
-DEFAULT_CONFIG = TrainConfig(hidden=1024, epochs=12, batch_size=512, lr=2e-3, schedule="onecycle", precision="bf16",
+# clean but unusual digits (crossed sevens, serifed ones) that a stronger model is sure about. Precision
+# is chosen like any training run's (auto: bf16 only where measured faster; on an AVX2-only CPU bf16 is
+# emulated and took ~4x longer than the whole fp32 computation).
+DEFAULT_CONFIG = TrainConfig(hidden=1024, epochs=12, batch_size=512, lr=2e-3, schedule="onecycle",
                              augment=True, augment_share=0.5, report_every=20)
+ESTIMATE_AFTER = 0.1  # share of the first net trained before the time left is estimated from it
 
 
 class LabelIssuesError(RuntimeError):
@@ -85,6 +92,7 @@ class Progress:
     nets: int
     fraction: float  # 0..1 over all nets
     message: str
+    seconds_left: float | None = None  # estimated from the time the first net took here; None: not yet known
 
 
 @dataclass(frozen=True)
@@ -114,12 +122,14 @@ class LabelIssues:
     seconds: float
     created: str
     cleanlab_version: str
+    precision: str | None = None  # what the nets trained in ("fp32"/"bf16"), None in older results
+    shipped: bool = False  # read from the results that ship with the code (not written to any cache)
 
     def to_dict(self) -> dict[str, Any]:
         """The cache file's content."""
         return {"version": CACHE_VERSION, "split": self.split, "recipe": self.recipe, "checksums": self.checksums,
                 "scored": self.scored, "accuracy": self.accuracy, "seconds": self.seconds, "created": self.created,
-                "cleanlab_version": self.cleanlab_version,
+                "cleanlab_version": self.cleanlab_version, "precision": self.precision,
                 "issues": [{**i.to_json(), "probabilities": list(i.probabilities)} for i in self.issues]}
 
     @classmethod
@@ -142,13 +152,20 @@ class LabelIssues:
                 issues.append(issue)
             return cls(split=d["split"], issues=issues, recipe=dict(d["recipe"]), checksums=dict(d["checksums"]),
                        scored=_int(d["scored"]), accuracy=float(d["accuracy"]), seconds=float(d["seconds"]),
-                       created=str(d["created"]), cleanlab_version=str(d["cleanlab_version"]))
+                       created=str(d["created"]), cleanlab_version=str(d["cleanlab_version"]),
+                       precision=_precision(d.get("precision")))
         except (KeyError, TypeError, ValueError) as exc:
             raise LabelIssuesError(f"not a valid label-issues result ({exc})") from None
 
     def flagged_indices(self) -> np.ndarray:
         """The flagged indices, in rank order."""
         return np.asarray([i.index for i in self.issues], dtype=np.int64)
+
+
+def _precision(value: Any) -> str | None:
+    if value is not None and value not in ("fp32", "bf16"):
+        raise ValueError(f"precision {value!r}")
+    return value
 
 
 def _int(value: Any) -> int:
@@ -188,21 +205,40 @@ def _probabilities(model: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
         return model.probabilities(normalize(images).to(device)).float().cpu().numpy().astype(np.float64)
 
 
-class _Ticker:
-    """Turns each net's batch events into overall Progress, and checks the stop request."""
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
-    def __init__(self, nets: int, on_progress: Callable[[Progress], None] | None) -> None:
-        self.nets, self.net, self.on_progress = nets, 0, on_progress
+
+class _Ticker:
+    """Turns each net's batch events into overall Progress, with the time left measured here once the first
+    net is under way."""
+
+    def __init__(self, nets: int, on_progress: Callable[[Progress], None] | None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.nets, self.net, self.on_progress, self.clock = nets, 0, on_progress, clock
+        self.started: float | None = None
 
     def start_net(self, message: str) -> None:
+        if self.started is None:
+            self.started = self.clock()
         self.net += 1
         self.message = message
         self._emit(0.0)
 
+    def seconds_left(self, fraction: float) -> float | None:
+        """Time left at this overall fraction, from how long the work so far took; None before the first net
+        is ESTIMATE_AFTER done (its start includes one-time costs that would inflate the estimate)."""
+        if self.started is None or fraction <= 0 or fraction * self.nets < ESTIMATE_AFTER:
+            return None
+        return (self.clock() - self.started) * (1 - fraction) / fraction
+
     def _emit(self, within: float) -> None:
         if self.on_progress is not None:
-            self.on_progress(Progress(net=self.net, nets=self.nets,
-                                      fraction=min(1.0, (self.net - 1 + within) / self.nets), message=self.message))
+            fraction = min(1.0, (self.net - 1 + within) / self.nets)
+            left = self.seconds_left(fraction)
+            message = self.message if left is None else f"{self.message}: about {_duration(left)} left on this machine"
+            self.on_progress(Progress(net=self.net, nets=self.nets, fraction=fraction, message=message,
+                                      seconds_left=left))
 
     def on_event(self, event: Any) -> None:
         if isinstance(event, BatchEvent):
@@ -210,7 +246,7 @@ class _Ticker:
 
     def done(self) -> None:
         if self.on_progress is not None:
-            self.on_progress(Progress(net=self.nets, nets=self.nets, fraction=1.0, message="done"))
+            self.on_progress(Progress(net=self.nets, nets=self.nets, fraction=1.0, message="done", seconds_left=0.0))
 
 
 def _train_net(config: TrainConfig, data: MnistData, ticker: _Ticker, stop: threading.Event | None) -> Any:
@@ -293,7 +329,17 @@ def find_issues(data: MnistData, split: str = "train", recipe: Recipe | None = N
         split=split, issues=rank_issues(y, probs), recipe=recipe.to_dict(), checksums=dict(data.checksums),
         scored=len(y), accuracy=float((probs.argmax(1) == y).mean()), seconds=round(time.perf_counter() - start, 2),
         created=datetime.now(UTC).isoformat(timespec="seconds"), cleanlab_version=cleanlab.__version__,
+        precision=_resolved_precision(recipe.config),
     )
+
+
+def _resolved_precision(config: TrainConfig) -> str:
+    """What the recipe's nets train in here: train() resolves "auto" the same way (and caches the choice)."""
+    from mnistcore.hardware import choose_precision
+    from mnistcore.train import resolve_device
+
+    return choose_precision(config.precision, resolve_device(config.device), config.hidden,
+                            config.batch_size).precision
 
 
 def default_cache_dir(data_dir: str | os.PathLike | None = None) -> Path:
@@ -348,22 +394,42 @@ def save_cached(path: str | os.PathLike, result: LabelIssues) -> None:
         raise
 
 
+def shipped_path(checksums: dict[str, str], split: str, recipe: Recipe) -> Path:
+    """Where the result that ships with the code for this data, split and recipe would be."""
+    return cache_path(SHIPPED_DIR, checksums, split, recipe)
+
+
+def find_cached(data: MnistData, split: str, recipe: Recipe | None = None,
+                cache_dir: str | os.PathLike | None = None) -> LabelIssues | None:
+    """A result computed before for this data and recipe (the cache dir first, then the shipped ones), or None.
+
+    A damaged cache file counts as none (it is recomputed and replaced)."""
+    recipe = recipe or Recipe()
+    cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
+    for path, shipped in ((cache_path(cache_dir, data.checksums, split, recipe), False),
+                          (shipped_path(data.checksums, split, recipe), True)):
+        try:
+            found = load_cached(path)
+        except LabelIssuesError:
+            found = None
+        if found is not None and found.checksums == dict(data.checksums) and found.split == split:
+            return replace(found, shipped=shipped)
+    return None
+
+
 def label_issues(data: MnistData, split: str = "train", recipe: Recipe | None = None,
                  cache_dir: str | os.PathLike | None = None,
                  on_progress: Callable[[Progress], None] | None = None,
                  stop: threading.Event | None = None, refresh: bool = False) -> LabelIssues:
-    """The label issues of a split: from the cache when this data + recipe was done before, else computed."""
+    """The label issues of a split: computed before (cache, or shipped for standard MNIST), else computed now."""
     recipe = recipe or Recipe()
-    path = cache_path(cache_dir if cache_dir is not None else default_cache_dir(), data.checksums, split, recipe)
+    cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
     if not refresh:
-        try:
-            cached = load_cached(path)
-        except LabelIssuesError:
-            cached = None  # a damaged cache is recomputed and replaced
-        if cached is not None:
-            return cached
+        found = find_cached(data, split, recipe, cache_dir)
+        if found is not None:
+            return found
     result = find_issues(data, split, recipe, on_progress, stop)
-    save_cached(path, result)
+    save_cached(cache_path(cache_dir, data.checksums, split, recipe), result)
     return result
 
 

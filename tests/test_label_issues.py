@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 
 from mnistcore import label_issues as li
 from mnistcore.config import TrainConfig
-from mnistcore.data import MnistData
+from mnistcore.data import RAW_FILES, MnistData
 from mnistcore.label_issues import LabelIssues, LabelIssuesError, Recipe, Stopped
 
 QUICK = TrainConfig(hidden=32, epochs=4, batch_size=32, lr=3e-3, device="cpu", report_every=5)
@@ -235,3 +236,78 @@ def test_cache_dir_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert li.default_cache_dir(tmp_path) == tmp_path / "cache"
     monkeypatch.setenv("MNIST_CACHE_DIR", str(tmp_path / "c"))
     assert li.default_cache_dir(tmp_path) == tmp_path / "c"
+
+
+STANDARD = {name: md5 for name, _, md5 in RAW_FILES.values()}
+
+
+def _standard_like(data: MnistData) -> MnistData:
+    """Tiny arrays that claim the standard MNIST files' checksums (what the shipped results are keyed by)."""
+    return MnistData(data.train_images, data.train_labels, data.test_images, data.test_labels, dict(STANDARD))
+
+
+@pytest.mark.parametrize("split", li.SPLITS)
+def test_the_shipped_result_answers_at_once_on_standard_mnist(split: str, tiny_data: MnistData, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    path = li.shipped_path(STANDARD, split, Recipe())
+    assert path.is_file() and path.stat().st_size < 200_000  # a small file in the repo, for the default recipe
+    monkeypatch.setattr(li, "find_issues", lambda *a, **k: pytest.fail("computed although a result ships"))
+    found = li.label_issues(_standard_like(tiny_data), split, Recipe(), cache_dir=tmp_path)
+    assert found.shipped and found.checksums == STANDARD and found.split == split
+    assert found.precision == "fp32"  # computed as the AVX2-only reference computes it
+    assert list(tmp_path.iterdir()) == []  # read where it ships, not copied into the cache
+    if split == "train":
+        assert 30 <= len(found.issues) <= 80 and found.accuracy > 0.98
+    # a result computed here takes precedence: it is what this server computed
+    li.save_cached(li.cache_path(tmp_path, STANDARD, split, Recipe()), replace(found, issues=found.issues[:1]))
+    mine = li.find_cached(_standard_like(tiny_data), split, Recipe(), tmp_path)
+    assert mine is not None and not mine.shipped and len(mine.issues) == 1
+
+
+def test_the_shipped_result_is_ignored_for_other_data_or_another_recipe(tiny_data: MnistData, tmp_path: Path,
+                                                                       record) -> None:
+    assert li.find_cached(tiny_data, "train", Recipe(), tmp_path) is None  # other files: other checksums
+    assert li.find_cached(_standard_like(tiny_data), "train", Recipe(folds=3), tmp_path) is None
+    assert li.find_cached(_standard_like(tiny_data), "train", Recipe(config=li.DEFAULT_CONFIG.with_(epochs=11)),
+                          tmp_path) is None
+    r = recipe(folds=2)
+    computed = li.label_issues(_standard_like(tiny_data), "train", r, cache_dir=tmp_path)
+    assert not computed.shipped and len(record["train"]) == 2  # the tiny recipe is computed, not shipped
+
+
+def test_the_default_recipe_chooses_its_precision() -> None:
+    assert li.DEFAULT_CONFIG.precision == "auto" and Recipe().to_dict()["config"]["precision"] == "auto"
+
+
+def test_progress_says_how_long_the_rest_takes_once_the_first_net_is_timed() -> None:
+    now = [100.0]
+    seen: list[li.Progress] = []
+    ticker = li._Ticker(5, seen.append, clock=lambda: now[0])
+    ticker.start_net("fold 1/5, net 1/1")
+    assert seen[-1].seconds_left is None and "left" not in seen[-1].message
+    now[0] += 0.5
+    ticker._emit(0.05)  # 5 % of the first net: its start-up costs would inflate an estimate
+    assert seen[-1].seconds_left is None
+    now[0] += 9.5
+    ticker._emit(1.0)  # the first net took 10 s: four more nets, about 40 s
+    assert seen[-1].seconds_left == pytest.approx(40.0)
+    assert seen[-1].message == "fold 1/5, net 1/1: about 40 s left on this machine"
+    ticker.start_net("fold 2/5, net 1/1")
+    now[0] += 290.0  # a slower machine (or a busy one): the estimate follows what was measured
+    ticker._emit(1.0)
+    assert seen[-1].seconds_left == pytest.approx(300.0 * 3 / 2) and "about 8 min left" in seen[-1].message
+    ticker.done()
+    assert seen[-1].fraction == 1.0 and seen[-1].seconds_left == 0.0
+
+
+def test_a_result_records_the_precision_its_nets_trained_in(tiny_data: MnistData, tmp_path: Path) -> None:
+    r = Recipe(folds=2, config=QUICK.with_(precision="auto"))
+    result = li.label_issues(tiny_data, "test", r, cache_dir=tmp_path)
+    assert result.precision in ("fp32", "bf16")
+    again = li.LabelIssues.from_dict(json.loads(li.cache_path(tmp_path, tiny_data.checksums, "test", r).read_text()))
+    assert again.precision == result.precision
+    old = {**result.to_dict()}
+    del old["precision"]  # a result cached before precisions were recorded still loads
+    assert li.LabelIssues.from_dict(old).precision is None
+    with pytest.raises(LabelIssuesError):
+        li.LabelIssues.from_dict({**old, "precision": "fp16"})

@@ -11,12 +11,10 @@ import streamlit as st
 from mnistcore.label_issues import (
     CleanedComparison,
     LabelIssues,
-    LabelIssuesError,
     Recipe,
-    cache_path,
     default_cache_dir,
+    find_cached,
     label_issues,
-    load_cached,
     train_without_flagged,
 )
 from ui import cache, session
@@ -40,16 +38,9 @@ A flagged image is not always mislabelled; it can also be one so badly written t
 """
 
 
-def _cache_file(split: str, data) -> str:
-    return str(cache_path(default_cache_dir(cache.data_dir()), data.checksums, split, Recipe()))
-
-
 def cached(split: str, data) -> LabelIssues | None:
-    """The result for this MNIST and the default recipe, if it was computed before (CLI or dashboard)."""
-    try:
-        return load_cached(_cache_file(split, data))
-    except LabelIssuesError:
-        return None
+    """The result for this MNIST and the default recipe, if computed before (CLI, dashboard, or shipped)."""
+    return find_cached(data, split, Recipe(), default_cache_dir(cache.data_dir()))
 
 
 def _find_work(task: Any, stop: Any, split: str, data, cache_dir: Any) -> LabelIssues:
@@ -64,8 +55,10 @@ def find_prompt(split: str, data) -> None:
     task = TASKS.get(sid, FIND)
     r = Recipe()
     nets = r.folds * r.seeds if split == "train" else r.seeds
-    st.info(f"Not computed yet for the {split} split. It trains {nets} shallow nets (a few seconds each on a "
-            "quiet machine, a few minutes in all) and is then kept for everyone on this server.")
+    st.info(f"Not computed yet for this data's {split} split (the result for the standard MNIST files ships with "
+            f"MNIST Lab; these files differ). It trains {nets} shallow nets; how long depends on this machine, so the "
+            "progress bar times the first net and then says how long the rest will take. The result is then kept "
+            "for everyone on this server.")
     if st.button("Find label issues", key="li_find", type="primary", icon=":material/search:",
                  disabled=task is not None and task.running):
         try:
@@ -103,8 +96,10 @@ def summary(result: LabelIssues) -> None:
         a, b, d = st.columns(3)
         a.metric("Flagged", f"{len(result.issues)}", help=f"of {result.scored:,} {result.split} images")
         b.metric("Out-of-sample accuracy", f"{result.accuracy:.2%}", help="of the nets that scored the images")
-        d.metric("Computed in", f"{result.seconds:.0f} s", help=f"{result.created} UTC, cleanlab "
-                 f"{result.cleanlab_version}")
+        where = ("shipped with MNIST Lab for the standard MNIST files, computed once on the developers' machine"
+                 if result.shipped else "computed on this server")
+        d.metric("Computed in", f"{result.seconds:.0f} s", help=f"{where}; {result.created} UTC, cleanlab "
+                 f"{result.cleanlab_version}, {result.precision or 'unrecorded'} precision")
     with st.expander("How were they found?", icon=":material/help:"):
         st.markdown(EXPLANATION.format(folds=result.recipe.get("folds"), seeds=result.recipe.get("seeds"),
                                        hidden=c.get("hidden"), epochs=c.get("epochs"),
