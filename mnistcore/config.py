@@ -97,12 +97,13 @@ class TrainConfig:
 # "best": still one hidden layer, designed for the slow machine: an AVX2-only CPU, where bf16 is emulated
 # and training runs in fp32 (precision "auto" picks bf16 only where it is measured faster). Half of the
 # images distorted afresh each epoch learns more per second than all of them; light dropout helps the
-# last, low-lr epochs. In fp32, 48 epochs gave 99.21 / 99.19 % (seeds 0 / 1): too close to 99.2 %; 56 give
-# 99.24 / 99.33 / 99.22 % (seeds 0 / 1 / 2), at ~2.5 s an epoch on a 114 GFLOP/s AVX2 CPU (bench/RESULTS.md).
+# last, low-lr epochs. 784-1024-10 for 56 epochs reached 99.21-99.33 % but took 181.6 s on the AVX2
+# reference (target 150 s); 896 units for 48 epochs cost 0.74x as much (measured side by side) and reach
+# 99.27 / 99.25 / 99.20 / 99.23 % (seeds 0-3, fp32, AVX2 kernels; bench.preset_search, bench/RESULTS.md).
 PRESETS: dict[str, TrainConfig] = {
     "default": TrainConfig(),
     "best": TrainConfig(
-        hidden=1024, epochs=56, batch_size=512, lr=2e-3, dropout=0.2, schedule="onecycle",
+        hidden=896, epochs=48, batch_size=512, lr=2e-3, dropout=0.2, schedule="onecycle",
         augment=True, augment_share=0.5,
     ),
 }
