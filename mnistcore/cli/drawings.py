@@ -1,16 +1,19 @@
-"""Command line for your drawings and MNIST's label issues: `drawings add|list|export|import`,
-`evaluate --drawings`, `train --with-drawings` and `label-issues`. Hooked into mnistcore/cli.py."""
+"""The drawings commands (`drawings add|list|export|import`) and what they add to `evaluate --drawings` and
+`train --with-drawings`."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
+from mnistcore.cli.options import common, err
 from mnistcore.drawings import DEFAULT_COLLECTION
+
+if TYPE_CHECKING:
+    from mnistcore.data import MnistData
+    from mnistcore.drawings import Drawing, DrawingStore
 
 
 def drawings_options(p: argparse.ArgumentParser) -> None:
@@ -22,8 +25,8 @@ def drawings_options(p: argparse.ArgumentParser) -> None:
                         "per browser)")
 
 
-def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Add the `drawings` and `label-issues` subcommands."""
+def add_parsers(sub: Any) -> None:
+    """Add the `drawings` subcommands."""
     d = sub.add_parser("drawings", help="your own labelled drawings: add, list, export, import")
     dsub = d.add_subparsers(dest="drawings_command", required=True)
     add = dsub.add_parser("add", help="add images of one digit (prepared as Draw prepares a drawing)")
@@ -40,35 +43,39 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
         p.add_argument("--json", action="store_true", help="print JSON on stdout")
         p.set_defaults(func=func)
 
-    li = sub.add_parser("label-issues", help="training or test images whose label is probably wrong (cleanlab)")
-    common(li)
-    li.add_argument("--split", choices=("train", "test"), default="train")
-    li.add_argument("--folds", type=int, default=None, help="k of the k-fold cross-validation (default 5)")
-    li.add_argument("--seeds", type=int, default=None, help="nets averaged per fold (default 1)")
-    li.add_argument("--refresh", action="store_true", help="recompute even when a cached result exists")
-    li.add_argument("--top", type=int, default=30, help="rows shown without --json (default 30)")
-    li.add_argument("--json", action="store_true", help="print the ranked JSON array on stdout")
-    li.set_defaults(func=cmd_label_issues)
+
+def add_evaluate_options(p: argparse.ArgumentParser) -> None:
+    """`evaluate --drawings`, and the evaluation it runs (args.evaluate_drawings) when given."""
+    p.add_argument("--drawings", action="store_true",
+                   help="evaluate on your drawings store instead of the MNIST test set")
+    drawings_options(p)
+    p.set_defaults(evaluate_drawings=evaluate_drawings)
 
 
-def _store(args: argparse.Namespace) -> Any:
+def add_train_options(p: argparse.ArgumentParser) -> None:
+    """`train --with-drawings`, and the mixing it does (args.mix_drawings) when given."""
+    p.add_argument("--with-drawings", action="store_true",
+                   help="mix your drawings into the training images (oversampled to ~10 %% of them)")
+    drawings_options(p)
+    p.set_defaults(mix_drawings=mix_for_training)
+
+
+def _store(args: argparse.Namespace) -> DrawingStore:
+    """The collection of drawings that --drawings-dir (or the data dir) and --collection name."""
     from mnistcore.drawings import DrawingStore, default_drawings_dir
 
     root = args.drawings_dir if args.drawings_dir is not None else default_drawings_dir(args.data_dir)
     return DrawingStore(root, args.collection)
 
 
-def _err(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 1
-
-
-def _drawing_json(d: Any) -> dict[str, Any]:
+def _drawing_json(d: Drawing) -> dict[str, Any]:
+    """A drawing as the --json outputs show it."""
     return {"id": d.drawing_id, "label": d.label, "predicted": d.predicted, "created": d.created,
             "source": d.source, "path": str(d.path)}
 
 
 def cmd_add(args: argparse.Namespace) -> int:
+    """`drawings add`: store images of one digit, each prepared as Draw prepares a drawing."""
     from mnistcore.drawings import DrawingError, read_image_file
 
     try:
@@ -85,7 +92,7 @@ def cmd_add(args: argparse.Namespace) -> int:
             # add_many checks every image before writing any: name the one at fault.
             raise DrawingError(f"{_which(store, blobs, args.label, args.images)}{exc}; nothing was added") from None
     except DrawingError as exc:
-        return _err(str(exc))
+        return err(str(exc))
     if args.json:
         print(json.dumps([_drawing_json(d) for d in added]))
     else:
@@ -93,7 +100,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _which(store: Any, blobs: list[bytes], label: int, paths: list[Path]) -> str:
+def _which(store: DrawingStore, blobs: list[bytes], label: int, paths: list[Path]) -> str:
     """'path: ' of the first image that cannot be stored, or '' when it was not one image's fault."""
     from mnistcore.drawings import DrawingError
 
@@ -106,13 +113,14 @@ def _which(store: Any, blobs: list[bytes], label: int, paths: list[Path]) -> str
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """`drawings list`: the drawings of the collection, with counts per digit."""
     from mnistcore.drawings import DrawingError
 
     try:
         store = _store(args)
         drawings = store.list()
     except DrawingError as exc:
-        return _err(str(exc))
+        return err(str(exc))
     if args.json:
         print(json.dumps([_drawing_json(d) for d in drawings]))
         return 0
@@ -127,12 +135,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """`drawings export`: write every drawing of the collection to a zip."""
     from mnistcore.drawings import DrawingError
 
     try:
-        count = _store(args).export_zip(args.out)
+        # Given a path, export_zip returns the count (bytes only when there is none).
+        count = cast(int, _store(args).export_zip(args.out))
     except (DrawingError, OSError) as exc:
-        return _err(str(exc))
+        return err(str(exc))
     if args.json:
         print(json.dumps({"path": str(args.out), "count": count}))
     else:
@@ -141,13 +151,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    """`drawings import`: add the drawings of an exported zip (those already there are skipped)."""
     from mnistcore.drawings import DrawingError
 
     try:
         store = _store(args)
         report = store.import_zip(args.zip)
     except DrawingError as exc:
-        return _err(f"{args.zip}: {exc}; nothing was imported")
+        return err(f"{args.zip}: {exc}; nothing was imported")
     if args.json:
         print(json.dumps({"added": report.added, "skipped": report.skipped, "path": str(store.path)}))
     else:
@@ -167,7 +178,7 @@ def evaluate_drawings(args: argparse.Namespace) -> int:
         store = _store(args)
         ev, drawings = run_eval(model, store)
     except DrawingError as exc:
-        return _err(str(exc))
+        return err(str(exc))
     wrong = [{"id": d.drawing_id, "label": int(ev.labels[i]), "predicted": int(ev.predictions[i]),
               "confidence": round(float(ev.confidence[i]), 4)}
              for i, d in enumerate(drawings) if ev.labels[i] != ev.predictions[i]]
@@ -186,7 +197,7 @@ def evaluate_drawings(args: argparse.Namespace) -> int:
     return 0
 
 
-def mix_for_training(args: argparse.Namespace, data: Any) -> tuple[Any, dict[str, Any]]:
+def mix_for_training(args: argparse.Namespace, data: MnistData) -> tuple[MnistData, dict[str, Any]]:
     """`train --with-drawings`: MNIST with the drawings store mixed into its training split, and what was mixed.
 
     Raises DrawingError (a message for the user) when there are no drawings.
@@ -200,45 +211,3 @@ def mix_for_training(args: argparse.Namespace, data: Any) -> tuple[Any, dict[str
                            f"(python -m mnistcore drawings add --label N IMAGE...)")
     mixed, info = mix_drawings(data, images, labels)
     return mixed, {**info, "collection": store.collection}
-
-
-def cmd_label_issues(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from mnistcore.data import load_mnist, provision_mnist
-    from mnistcore.label_issues import LabelIssuesError, Recipe, default_cache_dir, label_issues
-
-    try:
-        changes = {k: v for k, v in (("folds", args.folds), ("seeds", args.seeds)) if v is not None}
-        recipe = Recipe(**changes)
-    except ValueError as exc:
-        args.parser.error(str(exc))
-    provision_mnist(args.data_dir)
-    data = load_mnist(args.data_dir)
-    bar = tqdm(total=1000, file=sys.stderr, dynamic_ncols=True, leave=True, mininterval=0.5,
-               bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
-
-    def on_progress(p: Any) -> None:
-        bar.set_description(p.message, refresh=False)
-        bar.update(round(1000 * p.fraction) - bar.n)  # redraws at most every mininterval
-
-    try:
-        result = label_issues(data, args.split, recipe, cache_dir=default_cache_dir(args.data_dir),
-                              on_progress=on_progress, refresh=args.refresh)
-        if bar.n == 0:  # nothing was computed
-            bar.set_description("read from the cache", refresh=False)
-            bar.update(1000)
-    except LabelIssuesError as exc:
-        return _err(str(exc))
-    finally:
-        bar.close()
-    if args.json:
-        print(json.dumps([i.to_json() for i in result.issues]))
-        return 0
-    print(f"{len(result.issues)} of {result.scored:,} {args.split} images flagged (out-of-sample accuracy "
-          f"{result.accuracy:.2%}, {result.recipe['folds'] if args.split == 'train' else 'whole-train'} "
-          f"folds, computed in {result.seconds:.0f} s); most suspicious first:")
-    print("   index  given  suggested  score")
-    for i in result.issues[:args.top]:
-        print(f"  {i.index:>6}  {i.given:>5}  {i.suggested:>9}  {i.score:.4f}")
-    return 0
