@@ -46,7 +46,7 @@ def cmd_label_issues(args: argparse.Namespace) -> int:
         result = label_issues(data, args.split, recipe, cache_dir=default_cache_dir(args.data_dir),
                               on_progress=on_progress, refresh=args.refresh)
         if bar.n == 0:  # nothing was computed
-            bar.set_description("read from the cache", refresh=False)
+            bar.set_description("shipped with MNIST Lab" if result.shipped else "read from the cache", refresh=False)
             bar.update(1000)
     except LabelIssuesError as exc:
         return err(str(exc))
@@ -55,9 +55,10 @@ def cmd_label_issues(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([i.to_json() for i in result.issues]))
         return 0
+    where = " on the developers' machine, shipped with MNIST Lab" if result.shipped else ""
     print(f"{len(result.issues)} of {result.scored:,} {args.split} images flagged (out-of-sample accuracy "
           f"{result.accuracy:.2%}, {result.recipe['folds'] if args.split == 'train' else 'whole-train'} "
-          f"folds, computed in {result.seconds:.0f} s); most suspicious first:")
+          f"folds, computed in {result.seconds:.0f} s{where}); most suspicious first:")
     print("   index  given  suggested  score")
     for i in result.issues[:args.top]:
         print(f"  {i.index:>6}  {i.given:>5}  {i.suggested:>9}  {i.score:.4f}")
