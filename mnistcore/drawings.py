@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mnistcore.data import MnistData, default_data_dir
+from mnistcore.fileio import FileTooLargeError, NotRegularFileError, atomic_write, atomic_write_json, read_bounded
 from mnistcore.preprocess import ImageReadError, PreparedDigit, prepare_digit
 
 DEFAULT_COLLECTION = "default"
@@ -114,21 +115,15 @@ def check_collection(name: str) -> str:
 def _read_regular(path: Path, limit: int) -> bytes:
     """The bytes of a regular file (not a link, device or FIFO) of at most `limit` bytes."""
     try:
-        st = os.lstat(path)
+        return read_bounded(path, limit)
+    except NotRegularFileError:
+        raise DrawingError(f"{path} is not a regular file") from None
+    except FileTooLargeError as exc:
+        if exc.size is None:
+            raise DrawingError(f"{path} is more than the {limit:,} bytes allowed") from None
+        raise DrawingError(f"{path} is {exc.size:,} bytes, more than the {limit:,} allowed") from None
     except OSError as exc:
         raise DrawingError(f"{path} cannot be read ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise DrawingError(f"{path} is not a regular file")
-    if st.st_size > limit:
-        raise DrawingError(f"{path} is {st.st_size:,} bytes, more than the {limit:,} allowed")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-    except OSError as exc:
-        raise DrawingError(f"{path} cannot be read ({exc.strerror or exc})") from None
-    if len(data) > limit:
-        raise DrawingError(f"{path} is more than the {limit:,} bytes allowed")
-    return data
 
 
 def read_image_file(path: str | os.PathLike) -> bytes:
@@ -236,20 +231,6 @@ def _parse_meta(data: bytes, where: str) -> dict[str, Any]:
     return {"format": FORMAT_VERSION, "label": label, "predicted": predicted, "created": created, "source": source}
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write a file through a temporary file in the same folder and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _new_id() -> str:
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
@@ -339,7 +320,7 @@ class DrawingStore:
         d = self.get(drawing_id)
         meta = _parse_meta(_read_regular(d.path / META, MAX_META_BYTES), str(d.path / META))
         meta["label"] = label
-        _write_atomic(d.path / META, json.dumps(meta).encode())
+        atomic_write_json(d.path / META, meta)
         return self.get(drawing_id)
 
     def delete(self, drawing_id: str) -> None:
@@ -445,7 +426,7 @@ class DrawingStore:
             return data
         path = Path(out)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path, data)
+        atomic_write(path, data)
         return len(drawings)
 
     def import_zip(self, source: str | os.PathLike | bytes) -> ImportReport:
