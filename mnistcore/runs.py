@@ -21,8 +21,8 @@ from safetensors.torch import load_file, save_file
 
 from mnistcore.config import TrainConfig
 from mnistcore.fileio import TEMP_SUFFIX, atomic_write_json, read_bounded, temp_prefix
-from mnistcore.model import ShallowNet
-from mnistcore.train import OPTIMIZER_STATE_KEYS, PARAM_LAYOUT, RNG_STREAMS, TrainResult, TrainState, param_count
+from mnistcore.model import ShallowNet, param_count
+from mnistcore.train import OPTIMIZER_STATE_KEYS, PARAM_LAYOUT, RNG_STREAMS, TrainResult, TrainState
 
 WEIGHTS = "model.safetensors"
 META = "meta.json"
