@@ -10,6 +10,7 @@ shape, labels 0..9. An import that fails any check writes nothing.
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
 import os
@@ -222,6 +223,8 @@ def _parse_meta(data: bytes, where: str) -> dict[str, Any]:
             raise DrawingError(f"{where}: predicted must be a digit 0..9 or null, got {predicted!r}") from None
     created = meta.get("created")
     try:
+        if not isinstance(created, str):
+            raise TypeError(created)
         datetime.fromisoformat(created)
     except (TypeError, ValueError):
         raise DrawingError(f"{where}: created must be an ISO 8601 time, got {created!r}") from None
@@ -390,7 +393,8 @@ class DrawingStore:
         _LISTS[self.path] = (sig, tuple(out))
         return out
 
-    def arrays(self, drawings: Iterable[Drawing] | None = None) -> tuple[np.ndarray, np.ndarray, list[Drawing]]:
+    def arrays(self, drawings: Iterable[Drawing] | None = None
+               ) -> tuple[np.ndarray, np.ndarray, builtins.list[Drawing]]:
         """(uint8 images (N,28,28), int64 labels (N,), the drawings) of readable drawings, oldest first."""
         images, labels, kept = [], [], []
         for d in self.list() if drawings is None else drawings:
@@ -408,7 +412,7 @@ class DrawingStore:
         return np.bincount([d.label for d in self.list()], minlength=10).astype(np.int64)
 
     # ---------------------------------------------------------------- zip
-    def export_zip(self, out: str | os.PathLike | io.BufferedIOBase | None = None) -> bytes | int:
+    def export_zip(self, out: str | os.PathLike | None = None) -> bytes | int:
         """Write every drawing to a zip (drawings/<id>/{original.png,prepared.png,meta.json}).
 
         With a path it is written atomically and the number of drawings is returned; with None the

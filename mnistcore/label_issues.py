@@ -31,6 +31,7 @@ import torch
 from mnistcore.config import TrainConfig
 from mnistcore.data import MnistData, default_data_dir
 from mnistcore.fileio import FileTooLargeError, NotRegularFileError, atomic_write_json, read_bounded
+from mnistcore.model import ShallowNet
 from mnistcore.train import BatchEvent, train
 
 SPLITS = ("train", "test")
@@ -180,7 +181,7 @@ def _subset(images: torch.Tensor, labels: torch.Tensor, held_images: torch.Tenso
                      checksums=checksums)
 
 
-def _probabilities(model: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
+def _probabilities(model: ShallowNet, images: torch.Tensor) -> np.ndarray:
     from mnistcore.normalize import normalize
 
     device = next(model.parameters()).device

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import os
@@ -342,7 +343,7 @@ class RunStore:
         shutil.rmtree(trash, ignore_errors=True)
         self.cleanup_stale()
 
-    def cleanup_stale(self, older_than: float = STALE_SECONDS) -> list[str]:
+    def cleanup_stale(self, older_than: float = STALE_SECONDS) -> builtins.list[str]:
         """Remove leftovers of killed saves (.tmp-*) and deletes (.del-*) untouched for `older_than` seconds.
 
         Only folders directly in the runs dir with our own prefixes, never through a symlink; a save in
@@ -390,7 +391,7 @@ class RunStore:
         except OSError as exc:
             raise RunError(f"cannot save runs in {self.root}: {_why(exc)}") from None
         need = run_size_estimate(config) if config is not None else 0
-        if free < need:
+        if config is not None and free < need:  # need is 0 without a config
             raise RunError(f"cannot save runs in {self.root}: {free / 1e6:.1f} MB free, a run of "
                            f"784-{config.hidden}-10 needs about {need / 1e6:.1f} MB")
 
@@ -399,9 +400,9 @@ class RunStore:
         return self._update_meta(run_id, {"name": validate_name(name)})
 
     @staticmethod
-    def _cleanup_meta_temps(run_dir: os.DirEntry, before: float) -> list[str]:
+    def _cleanup_meta_temps(run_dir: os.DirEntry, before: float) -> builtins.list[str]:
         """Remove a run's meta.json temp files (a rename or relink killed before its rename) older than `before`."""
-        removed = []
+        removed: builtins.list[str] = []
         try:
             if not run_dir.is_dir(follow_symlinks=False):
                 return removed
