@@ -797,7 +797,7 @@ async def scenario_draw_crowd(env: Env, users: int, n: int) -> dict[str, Any]:
     from mnistcore.predict import predict_prepared
     from mnistcore.preprocess import prepare_digit
     from mnistcore.runs import RunStore
-    from ui.draw_canvas import rasterize
+    from mnistcore.strokes import rasterize
 
     load = loadavg()
     owners = [await new_user(env.browser) for _ in range(2)]

@@ -11,6 +11,7 @@ OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
 MAX_BUDGET_SECONDS = 24 * 3600
+MAX_EPOCHS = 200  # a run's limit, also for the epochs a time budget chooses
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class TrainConfig:
         checks = [
             (-(2**63) <= self.seed < 2**64, "seed must fit in 64 bits"),
             (16 <= self.hidden <= 2048, "hidden must be between 16 and 2048"),
-            (1 <= self.epochs <= 200, "epochs must be between 1 and 200"),
+            (1 <= self.epochs <= MAX_EPOCHS, f"epochs must be between 1 and {MAX_EPOCHS}"),
             (1 <= self.batch_size <= 60000, "batch_size must be between 1 and 60000"),
             (0 < self.lr <= 10, "lr must be in (0, 10]"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),

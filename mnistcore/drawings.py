@@ -10,6 +10,7 @@ shape, labels 0..9. An import that fails any check writes nothing.
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
 import os
@@ -30,6 +31,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mnistcore.data import MnistData, default_data_dir
+from mnistcore.fileio import FileTooLargeError, NotRegularFileError, atomic_write, atomic_write_json, read_bounded
 from mnistcore.preprocess import ImageReadError, PreparedDigit, prepare_digit
 
 DEFAULT_COLLECTION = "default"
@@ -114,21 +116,15 @@ def check_collection(name: str) -> str:
 def _read_regular(path: Path, limit: int) -> bytes:
     """The bytes of a regular file (not a link, device or FIFO) of at most `limit` bytes."""
     try:
-        st = os.lstat(path)
+        return read_bounded(path, limit)
+    except NotRegularFileError:
+        raise DrawingError(f"{path} is not a regular file") from None
+    except FileTooLargeError as exc:
+        if exc.size is None:
+            raise DrawingError(f"{path} is more than the {limit:,} bytes allowed") from None
+        raise DrawingError(f"{path} is {exc.size:,} bytes, more than the {limit:,} allowed") from None
     except OSError as exc:
         raise DrawingError(f"{path} cannot be read ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise DrawingError(f"{path} is not a regular file")
-    if st.st_size > limit:
-        raise DrawingError(f"{path} is {st.st_size:,} bytes, more than the {limit:,} allowed")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-    except OSError as exc:
-        raise DrawingError(f"{path} cannot be read ({exc.strerror or exc})") from None
-    if len(data) > limit:
-        raise DrawingError(f"{path} is more than the {limit:,} bytes allowed")
-    return data
 
 
 def read_image_file(path: str | os.PathLike) -> bytes:
@@ -227,6 +223,8 @@ def _parse_meta(data: bytes, where: str) -> dict[str, Any]:
             raise DrawingError(f"{where}: predicted must be a digit 0..9 or null, got {predicted!r}") from None
     created = meta.get("created")
     try:
+        if not isinstance(created, str):
+            raise TypeError(created)
         datetime.fromisoformat(created)
     except (TypeError, ValueError):
         raise DrawingError(f"{where}: created must be an ISO 8601 time, got {created!r}") from None
@@ -234,20 +232,6 @@ def _parse_meta(data: bytes, where: str) -> dict[str, Any]:
     if not isinstance(source, str) or len(source) > 32:
         raise DrawingError(f"{where}: source must be a short string")
     return {"format": FORMAT_VERSION, "label": label, "predicted": predicted, "created": created, "source": source}
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write a file through a temporary file in the same folder and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _new_id() -> str:
@@ -339,7 +323,7 @@ class DrawingStore:
         d = self.get(drawing_id)
         meta = _parse_meta(_read_regular(d.path / META, MAX_META_BYTES), str(d.path / META))
         meta["label"] = label
-        _write_atomic(d.path / META, json.dumps(meta).encode())
+        atomic_write_json(d.path / META, meta)
         return self.get(drawing_id)
 
     def delete(self, drawing_id: str) -> None:
@@ -409,7 +393,8 @@ class DrawingStore:
         _LISTS[self.path] = (sig, tuple(out))
         return out
 
-    def arrays(self, drawings: Iterable[Drawing] | None = None) -> tuple[np.ndarray, np.ndarray, list[Drawing]]:
+    def arrays(self, drawings: Iterable[Drawing] | None = None
+               ) -> tuple[np.ndarray, np.ndarray, builtins.list[Drawing]]:
         """(uint8 images (N,28,28), int64 labels (N,), the drawings) of readable drawings, oldest first."""
         images, labels, kept = [], [], []
         for d in self.list() if drawings is None else drawings:
@@ -427,7 +412,7 @@ class DrawingStore:
         return np.bincount([d.label for d in self.list()], minlength=10).astype(np.int64)
 
     # ---------------------------------------------------------------- zip
-    def export_zip(self, out: str | os.PathLike | io.BufferedIOBase | None = None) -> bytes | int:
+    def export_zip(self, out: str | os.PathLike | None = None) -> bytes | int:
         """Write every drawing to a zip (drawings/<id>/{original.png,prepared.png,meta.json}).
 
         With a path it is written atomically and the number of drawings is returned; with None the
@@ -445,7 +430,7 @@ class DrawingStore:
             return data
         path = Path(out)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path, data)
+        atomic_write(path, data)
         return len(drawings)
 
     def import_zip(self, source: str | os.PathLike | bytes) -> ImportReport:

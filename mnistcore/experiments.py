@@ -5,11 +5,9 @@ Engine only (no Streamlit): functions return dataclasses and bytes; the CLI and 
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -21,6 +19,7 @@ import numpy as np
 from mnistcore.config import TrainConfig
 from mnistcore.data import MnistData
 from mnistcore.evaluate import Evaluation, evaluate
+from mnistcore.fileio import atomic_write
 from mnistcore.runs import META, NAME_MAX, WEIGHTS, RunInfo, RunStore
 from mnistcore.train import Event, TrainResult, train
 
@@ -135,18 +134,7 @@ def export(run: str, data: MnistData, out_dir: str | os.PathLike, store: RunStor
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, content in files.items():
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".tmp", dir=out)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(content)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, out / name)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic_write(out / name, content)
         written.append(out / name)
     return written
 

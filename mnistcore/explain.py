@@ -202,7 +202,7 @@ def unit_summaries(model: ShallowNet, images: torch.Tensor, labels: torch.Tensor
         acts = torch.relu(torch.addmm(b1, normalize(images[start:start + chunk]), w1.T))  # (c, H)
         act_sum += acts.sum(0, dtype=torch.float64)
         active += (acts > 0).sum(0)
-        if by_class is not None:
+        if by_class is not None and labels is not None:  # both or neither
             by_class.index_add_(0, labels[start:start + chunk].to(torch.int64), acts.double())
         # Running top-k per unit: the previous best rows plus this chunk's best rows.
         kk = min(k, len(acts))

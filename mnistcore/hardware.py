@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from mnistcore.model import param_count
+
 CLEARLY_FASTER = 0.8  # bf16 is chosen only when its step takes at most this share of the fp32 step's time
 HOPELESS = 4.0  # bf16's first call this many times slower than fp32's best settles it: fp32
 MEASURE_ROWS = 128  # images per measured step (at most the batch size)
@@ -83,7 +85,7 @@ class _StepProducts:
     def __init__(self, dtype: torch.dtype, device: torch.device, hidden: int, m: int) -> None:
         gen = torch.Generator().manual_seed(0)
         self.dtype = dtype
-        self.master = (torch.rand(hidden * 795 + 10, generator=gen) - 0.5).to(device)  # fp32 weights
+        self.master = (torch.rand(param_count(hidden), generator=gen) - 0.5).to(device)  # fp32 weights
         self.grads = torch.empty_like(self.master)
         self.compute = self.master if dtype == torch.float32 else torch.empty_like(self.master, dtype=dtype)
         self.wgrad = self.grads if dtype == torch.float32 else torch.empty_like(self.grads, dtype=dtype)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from mnistcore.fileio import atomic_write
 
 # Magic numbers of the two kinds of MNIST file: 0x00000801 labels, 0x00000803 images (ubyte).
 LABEL_MAGIC = 2049
@@ -155,23 +156,8 @@ def idx_bytes(array: np.ndarray, kind: str) -> bytes:
     return header + arr.tobytes()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes to a temp file beside `path`, fsync, then rename: readers never see half a file."""
+def write_idx(path: str | os.PathLike, array: np.ndarray, kind: str) -> None:
+    """Write an IDX ubyte file atomically (creating its folder)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are ordinary data files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_idx(path: str | os.PathLike, array: np.ndarray, kind: str) -> None:
-    """Write an IDX ubyte file atomically."""
-    atomic_write_bytes(path, idx_bytes(array, kind))
+    atomic_write(path, idx_bytes(array, kind))

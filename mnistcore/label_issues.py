@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +33,8 @@ import torch
 
 from mnistcore.config import TrainConfig
 from mnistcore.data import MnistData, default_data_dir
+from mnistcore.fileio import FileTooLargeError, NotRegularFileError, atomic_write_json, read_bounded
+from mnistcore.model import ShallowNet
 from mnistcore.train import BatchEvent, train
 
 SPLITS = ("train", "test")
@@ -197,7 +198,7 @@ def _subset(images: torch.Tensor, labels: torch.Tensor, held_images: torch.Tenso
                      checksums=checksums)
 
 
-def _probabilities(model: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
+def _probabilities(model: ShallowNet, images: torch.Tensor) -> np.ndarray:
     from mnistcore.normalize import normalize
 
     device = next(model.parameters()).device
@@ -367,13 +368,17 @@ def cache_path(cache_dir: str | os.PathLike, checksums: dict[str, str], split: s
 def load_cached(path: str | os.PathLike) -> LabelIssues | None:
     """A cached result, or None when there is none; a damaged cache raises LabelIssuesError."""
     path = Path(path)
-    if not path.exists():
-        return None
-    if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_CACHE_BYTES:
-        raise LabelIssuesError(f"{path} is not a regular cache file of at most {MAX_CACHE_BYTES} bytes")
     try:
-        d = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raw = read_bounded(path, MAX_CACHE_BYTES)
+    except FileNotFoundError:
+        return None
+    except (NotRegularFileError, FileTooLargeError):
+        raise LabelIssuesError(f"{path} is not a regular cache file of at most {MAX_CACHE_BYTES} bytes") from None
+    except OSError as exc:
+        raise LabelIssuesError(f"{path} is not valid JSON ({exc})") from None
+    try:
+        d = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
         raise LabelIssuesError(f"{path} is not valid JSON ({exc})") from None
     return LabelIssues.from_dict(d)
 
@@ -382,16 +387,7 @@ def save_cached(path: str | os.PathLike, result: LabelIssues) -> None:
     """Write a result atomically (temp file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(result.to_dict(), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_json(path, result.to_dict())
 
 
 def shipped_path(checksums: dict[str, str], split: str, recipe: Recipe) -> Path:

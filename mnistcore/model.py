@@ -6,6 +6,11 @@ import torch
 from torch import nn
 
 
+def param_count(hidden: int) -> int:
+    """Number of parameters of a 784-hidden-10 net (the length of each flat optimizer state tensor)."""
+    return hidden * 784 + hidden + 10 * hidden + 10
+
+
 class ShallowNet(nn.Module):
     """Linear(784, H) -> ReLU -> (Dropout) -> Linear(H, 10); returns logits."""
 

@@ -60,6 +60,7 @@ def _too_large(width: int, height: int) -> ImageReadError:
 def _open(source: str | os.PathLike | bytes | bytearray) -> Image.Image:
     """Open a PNG or JPEG (header only), refuse too many pixels, then decode; ImageReadError otherwise."""
     fp = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    name = "the image" if isinstance(source, bytes | bytearray) else source  # never the bytes themselves
     try:
         img = Image.open(fp, formats=FORMATS)
     except UnidentifiedImageError:
@@ -67,9 +68,9 @@ def _open(source: str | os.PathLike | bytes | bytearray) -> Image.Image:
     except Image.DecompressionBombError:
         raise ImageReadError("image too large: Pillow refuses to decode that many pixels") from None
     except FileNotFoundError:
-        raise ImageReadError(f"no such file: {source}") from None
+        raise ImageReadError(f"no such file: {name}") from None
     except OSError as exc:  # a directory, no permission, an I/O error
-        raise ImageReadError(f"cannot read {source}: {exc.strerror or exc}") from None
+        raise ImageReadError(f"cannot read {name}: {exc.strerror or exc}") from None
     width, height = img.size
     if width * height > MAX_PIXELS and img.format in ("JPEG", "MPO"):
         # JPEG decodes at 1/2, 1/4 or 1/8 scale for the price of the smaller image: the digit needs no more.
@@ -181,7 +182,7 @@ def _clean(ink: np.ndarray) -> np.ndarray:
 def _resize(img: np.ndarray, height: int, width: int) -> np.ndarray:
     """Anti-aliased resize of a float image (Pillow's bilinear filter widens its support when shrinking)."""
     pil = Image.fromarray(np.ascontiguousarray(img, dtype=np.float32), mode="F")
-    return np.asarray(pil.resize((max(1, width), max(1, height)), Image.BILINEAR), dtype=np.float32)
+    return np.asarray(pil.resize((max(1, width), max(1, height)), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def _crop(ink: np.ndarray, threshold: float) -> np.ndarray | None:
@@ -246,7 +247,7 @@ def _place(crop: np.ndarray) -> np.ndarray:
     y0 = float(np.clip(pad + cy + 0.5 - (CENTRE + 0.5) * s, pad + h - SIZE * s, pad))
     x0 = float(np.clip(pad + cx + 0.5 - (CENTRE + 0.5) * s, pad + w - SIZE * s, pad))
     src = Image.fromarray(np.pad(crop, pad).astype(np.float32), mode="F")
-    out = src.resize((SIZE, SIZE), Image.BILINEAR, box=(x0, y0, x0 + SIZE * s, y0 + SIZE * s))
+    out = src.resize((SIZE, SIZE), Image.Resampling.BILINEAR, box=(x0, y0, x0 + SIZE * s, y0 + SIZE * s))
     return np.clip(np.asarray(out, dtype=np.float32), 0.0, 1.0)
 
 

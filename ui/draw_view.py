@@ -12,7 +12,7 @@ from PIL import Image
 from mnistcore.model import ShallowNet
 from mnistcore.predict import predict_prepared
 from mnistcore.preprocess import NOTHING_DRAWN, ImageReadError, PreparedDigit, decode_upload, prepare_digit
-from ui.draw_canvas import rasterize
+from mnistcore.strokes import rasterize
 from ui.drawings_view import save_drawing_box
 from ui.explain_view import why_maps
 from ui.figures import answer_html

@@ -60,7 +60,7 @@ def save_drawing_box(png_bytes: bytes | np.ndarray, prepared: PreparedDigit | No
     """'Save this drawing' under a prediction: the label preset to the prediction, one click to correct it,
     the save button, and this browser's running count per digit.
 
-    png_bytes: the picture as PNG bytes, or the canvas's RGBA array (result.image_data) as it is.
+    png_bytes: the picture as PNG (or JPEG) bytes, or as a uint8 array (e.g. the rasterised strokes).
     prepared: the PreparedDigit the prediction was made from (stored as is), or None to prepare it again.
     """
     image = png_bytes

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import streamlit as st
 
 from mnistcore.config import OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig
@@ -12,14 +10,13 @@ from ui.jobs import DISCARDED, FAILED, FINISHED, KEPT, STOPPED, TrainingJob
 
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024, 2048]
 LEARNING_RATES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1]
-MAX_EPOCHS = 20
+EPOCH_SLIDER_MAX = 20  # the Epochs slider's end (further when the chosen preset has more epochs)
 FIELDS = {  # widget key -> TrainConfig field
     "train_hidden": "hidden", "train_epochs": "epochs", "train_batch": "batch_size", "train_lr": "lr",
     "train_optimizer": "optimizer", "train_seed": "seed", "train_dropout": "dropout",
     "train_schedule": "schedule", "train_augment": "augment",
 }
 _BEST = PRESETS["best"]
-AUGMENT_AVAILABLE = importlib.util.find_spec("mnistcore.augment") is not None
 
 
 def _apply_preset() -> None:
@@ -27,12 +24,10 @@ def _apply_preset() -> None:
     preset = PRESETS[st.session_state.get("train_preset", "default")]
     for key, name in FIELDS.items():
         st.session_state[key] = getattr(preset, name)
-    if not AUGMENT_AVAILABLE:
-        st.session_state["train_augment"] = False
 
 
 def _max_epochs() -> int:
-    return max(MAX_EPOCHS, PRESETS[st.session_state.get("train_preset", "default")].epochs)
+    return max(EPOCH_SLIDER_MAX, PRESETS[st.session_state.get("train_preset", "default")].epochs)
 
 
 def form(disabled: bool) -> TrainConfig | None:
@@ -59,9 +54,7 @@ def form(disabled: bool) -> TrainConfig | None:
             c = st.columns(3)
             c[0].slider("Dropout", 0.0, 0.8, step=0.05, key="train_dropout", persist_state="session")
             c[1].selectbox("Learning-rate schedule", SCHEDULES, key="train_schedule", persist_state="session")
-            c[2].checkbox("Augment training images", key="train_augment", disabled=not AUGMENT_AVAILABLE,
-                          persist_state="session",
-                          help=None if AUGMENT_AVAILABLE else "Not available: mnistcore.augment is missing.")
+            c[2].checkbox("Augment training images", key="train_augment", persist_state="session")
         st.number_input("Time budget in seconds (0: train for the epochs above)", 0, 3600, step=10,
                         key="train_budget", persist_state="session",
                         help="When set, the first steps measure how fast this machine trains this recipe, and the "

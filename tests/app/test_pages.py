@@ -323,7 +323,7 @@ def canvas_state(strokes: list, seq: int = 1) -> dict:
 
 @pytest.mark.slow
 def test_draw_page_empty_then_a_drawing_gives_a_prediction_and_its_evidence(make_app, small_run, small_eval):
-    from ui.draw_canvas import rasterize
+    from mnistcore.strokes import rasterize
 
     model, _ = small_eval
     at = open_page(make_app(small_run[0]), "app_pages/draw.py")

@@ -1,11 +1,11 @@
-"""The Draw canvas's server side (ui/draw_canvas.py): stroke paths rasterised, hostile payloads refused."""
+"""Stroke paths (mnistcore/strokes.py, what the Draw canvas sends) rasterised, hostile payloads refused."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ui.draw_canvas import MAX_POINTS, SIZE, rasterize
+from mnistcore.strokes import MAX_POINTS, SIZE, rasterize
 
 
 def test_no_strokes_is_a_black_canvas():
