@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mnistcore.cli.options import bad_option, common, config_from_args, err, load_data, train_options
+from mnistcore.cli.options import bad_option, command, config_from_args, err, load_data, train_options
 
 if TYPE_CHECKING:
     from mnistcore.config import TrainConfig
@@ -23,25 +23,18 @@ if TYPE_CHECKING:
 
 def add_parsers(sub: Any) -> None:
     """Add the rename, compare, export and sweep subcommands to the CLI's subparsers."""
-    rn = sub.add_parser("rename", help="give a saved run a short name (an empty NAME clears it)")
-    rn.set_defaults(func=cmd_rename)
-    common(rn)
+    rn = command(sub, "rename", cmd_rename, help="give a saved run a short name (an empty NAME clears it)")
     rn.add_argument("run", metavar="RUN", help="run id or 'latest'")
     rn.add_argument("name", metavar="NAME")
-    c = sub.add_parser("compare", help="compare two runs on the test set: which images B fixed and which it broke")
-    c.set_defaults(func=cmd_compare)
-    common(c)
+    c = command(sub, "compare", cmd_compare,
+                help="compare two runs on the test set: which images B fixed and which it broke")
     c.add_argument("run_a", metavar="RUN_A", help="run id or 'latest'")
     c.add_argument("run_b", metavar="RUN_B", help="run id or 'latest'")
     c.add_argument("--json", action="store_true")
-    ex = sub.add_parser("export", help="write a run's weights, meta.json, confusion.csv and predictions.csv")
-    ex.set_defaults(func=cmd_export)
-    common(ex)
+    ex = command(sub, "export", cmd_export, help="write a run's weights, meta.json, confusion.csv and predictions.csv")
     ex.add_argument("--run", default="latest", help="run id or 'latest'")
     ex.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write into (created)")
-    sw = sub.add_parser("sweep", help="train one run per value of a numeric option, one after another")
-    sw.set_defaults(func=cmd_sweep)
-    common(sw)
+    sw = command(sub, "sweep", cmd_sweep, help="train one run per value of a numeric option, one after another")
     sw.add_argument("--param", required=True, help="the option to sweep, e.g. hidden, lr, dropout, batch-size")
     sw.add_argument("--values", required=True, help="comma-separated values, e.g. 32,64,128")
     train_options(sw)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from mnistcore.config import OPTIMIZERS, PRECISIONS, PRESETS, TrainConfig
 
@@ -21,6 +22,14 @@ def common(p: argparse.ArgumentParser) -> None:
     """--data-dir and --runs-dir, which every command takes."""
     p.add_argument("--data-dir", type=Path, default=None, help="MNIST data dir (default $MNIST_DATA_DIR or ./data)")
     p.add_argument("--runs-dir", type=Path, default=None, help="saved runs dir (default $MNIST_RUNS_DIR or ./runs)")
+
+
+def command(sub: Any, name: str, func: Callable[[argparse.Namespace], int], **kwargs: Any) -> argparse.ArgumentParser:
+    """A subcommand that runs `func` and takes the common options; kwargs go to add_parser (help=...)."""
+    p = sub.add_parser(name, **kwargs)
+    p.set_defaults(func=func)
+    common(p)
+    return p
 
 
 def train_options(p: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mnistcore.cli.options import bad_option, common, config_from_args, err, load_data, train_options
+from mnistcore.cli.options import bad_option, command, common, config_from_args, err, load_data, train_options
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -28,37 +28,25 @@ def add_parsers(sub: Any) -> tuple[argparse.ArgumentParser, argparse.ArgumentPar
     d = sub.add_parser("data", help="provision and verify MNIST; print source and checksums")
     common(d)
     d.set_defaults(func=cmd_data)
-    t = sub.add_parser("train", help="train a model and save it as a run")
-    t.set_defaults(func=cmd_train)
-    common(t)
+    t = command(sub, "train", cmd_train, help="train a model and save it as a run")
     train_options(t)
     t.add_argument("--resume", metavar="RUN",
                    help="continue RUN (weights and optimizer state) for --epochs more epochs, as a new run; "
                         "options not given are RUN's")
     t.add_argument("--name", help="a short name for the run (renamable later: rename RUN NAME)")
     t.add_argument("--json", action="store_true", help="print one JSON object on stdout at the end")
-    e = sub.add_parser("evaluate", help="accuracy and confusion matrix of a saved run")
-    e.set_defaults(func=cmd_evaluate)
-    common(e)
+    e = command(sub, "evaluate", cmd_evaluate, help="accuracy and confusion matrix of a saved run")
     e.add_argument("--run", default="latest", help="run id or 'latest'")
     e.add_argument("--json", action="store_true")
-    pr = sub.add_parser("predict", help="predict the digit in image files (PNG/JPEG)")
-    pr.set_defaults(func=cmd_predict)
-    common(pr)
-    pr.add_argument("--run", default="latest", help="run id or 'latest'")
-    pr.add_argument("images", nargs="+", type=Path)
-    pr.add_argument("--json", action="store_true", help="(default) one JSON line per image")
-    pr.add_argument("--prepared", action="store_true", help=PREPARED_HELP)
-    ex = sub.add_parser("explain", help="why: per-pixel evidence for the predicted digit and the runner-up")
-    ex.set_defaults(func=cmd_explain)
-    common(ex)
-    ex.add_argument("--run", default="latest", help="run id or 'latest'")
-    ex.add_argument("images", nargs="+", type=Path)
-    ex.add_argument("--json", action="store_true", help="(default) one JSON line per image")
-    ex.add_argument("--prepared", action="store_true", help=PREPARED_HELP)
-    r = sub.add_parser("runs", help="list saved runs")
-    r.set_defaults(func=cmd_runs)
-    common(r)
+    images = (("predict", cmd_predict, "predict the digit in image files (PNG/JPEG)"),
+              ("explain", cmd_explain, "why: per-pixel evidence for the predicted digit and the runner-up"))
+    for name, func, what in images:
+        p = command(sub, name, func, help=what)
+        p.add_argument("--run", default="latest", help="run id or 'latest'")
+        p.add_argument("images", nargs="+", type=Path)
+        p.add_argument("--json", action="store_true", help="(default) one JSON line per image")
+        p.add_argument("--prepared", action="store_true", help=PREPARED_HELP)
+    r = command(sub, "runs", cmd_runs, help="list saved runs")
     r.add_argument("--json", action="store_true")
     return t, e
 
