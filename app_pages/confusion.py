@@ -12,11 +12,17 @@ if run_id is None:
 ev = cache.get_evaluation(run_id)
 if ev is None:
     st.stop()
-st.caption(f"Rows: the true digit; columns: what the model predicted, on the {len(ev.labels):,} test images "
-           f"({ev.accuracy:.2%} right, {ev.errors} wrong). The diagonal (green) holds the right answers. "
-           "Click a cell to see its images.")
-normalize = st.toggle("Row-normalised %", key="cm_normalize", persist_state="session",
-                      help="Each row as a percentage of that digit's test images")
+st.caption(
+    f"Rows: the true digit; columns: what the model predicted, on the {len(ev.labels):,} test images "
+    f"({ev.accuracy:.2%} right, {ev.errors} wrong). The diagonal (green) holds the right answers. "
+    "Click a cell to see its images."
+)
+normalize = st.toggle(
+    "Row-normalised %",
+    key="cm_normalize",
+    persist_state="session",
+    help="Each row as a percentage of that digit's test images",
+)
 cell = confusion_view.current_cell()
 confusion_view.matrix(ev, normalize, cell)
 confusion_view.cell_images(run_id, cell)

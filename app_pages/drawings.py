@@ -5,14 +5,18 @@ import streamlit as st
 from ui import components, drawings_view, session
 
 st.title("My drawings")
-st.caption("Digits you saved from **Draw** or uploaded here, kept on this server for this browser only. "
-           "Use them to see whether the model reads *your* handwriting, and to teach it.")
+st.caption(
+    "Digits you saved from **Draw** or uploaded here, kept on this server for this browser only. "
+    "Use them to see whether the model reads *your* handwriting, and to teach it."
+)
 store = drawings_view.drawing_store()
 drawings_view.upload(store)
 images, labels, drawings = store.arrays()
 if not drawings:
-    st.info("No drawings yet. On **Draw**, draw a digit and press *Save this drawing* (correct the label if the "
-            "model got it wrong), or add pictures above.")
+    st.info(
+        "No drawings yet. On **Draw**, draw a digit and press *Save this drawing* (correct the label if the "
+        "model got it wrong), or add pictures above."
+    )
     drawings_view.export_import(store, 0)
     st.stop()
 st.markdown(drawings_view.counts_text(store.counts()))

@@ -12,8 +12,10 @@ if run_id is None:
 ev = cache.get_evaluation(run_id)
 if ev is None:
     st.stop()
-st.caption(f"The active model gets {ev.errors} of the {len(ev.labels):,} test images wrong. "
-           "Captions read “true → predicted (confidence)”.")
+st.caption(
+    f"The active model gets {ev.errors} of the {len(ev.labels):,} test images wrong. "
+    "Captions read “true → predicted (confidence)”."
+)
 idx = errors_view.filtered(ev)
 if len(idx) == 0:
     st.info("No test image matches these filters.")

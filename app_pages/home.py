@@ -29,10 +29,15 @@ elif (loaded := cache.get_model(run_id)) is not None:
 st.subheader("The dataset")
 left, right = st.columns([1, 1])
 with left:
-    st.markdown(f"**{len(data.train_labels):,}** training and **{len(data.test_labels):,}** test images, "
-                "28×28 greyscale. Images per digit:")
-    st.plotly_chart(figures.class_counts_figure(data.class_counts("train"), data.class_counts("test")),
-                    key="home_counts", config={"displayModeBar": False})
+    st.markdown(
+        f"**{len(data.train_labels):,}** training and **{len(data.test_labels):,}** test images, "
+        "28×28 greyscale. Images per digit:"
+    )
+    st.plotly_chart(
+        figures.class_counts_figure(data.class_counts("train"), data.class_counts("test")),
+        key="home_counts",
+        config={"displayModeBar": False},
+    )
 with right:
     st.markdown("The first twelve training images of each digit:")
     st.image(cache.sample_grid(), width="content")

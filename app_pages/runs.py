@@ -5,9 +5,11 @@ import streamlit as st
 from ui import cache, runs_view
 
 st.title("Runs")
-st.caption("Every saved run. Click a column header to sort; tick rows to rename, delete or download a run, "
-           "and tick two to four to compare their learning curves, settings, per-digit recall and the test "
-           "images one fixed and the other broke. The link in the address bar reopens this selection.")
+st.caption(
+    "Every saved run. Click a column header to sort; tick rows to rename, delete or download a run, "
+    "and tick two to four to compare their learning curves, settings, per-digit recall and the test "
+    "images one fixed and the other broke. The link in the address bar reopens this selection."
+)
 runs = cache.list_runs()
 if not runs:
     st.info("No saved runs yet: train one on the Train page.")
@@ -17,7 +19,7 @@ selected = runs_view.table(runs)
 runs_view.actions(selected)
 if len(selected) > runs_view.MAX_COMPARED:
     st.warning(f"{len(selected)} runs ticked: the first {runs_view.MAX_COMPARED} you ticked are compared.")
-compared = selected[:runs_view.MAX_COMPARED]
+compared = selected[: runs_view.MAX_COMPARED]
 if compared:
     st.subheader("Learning curves" if len(compared) > 1 else f"Learning curve of {runs_view.short_label(compared[0])}")
     runs_view.curves(compared)

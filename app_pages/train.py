@@ -5,8 +5,10 @@ import streamlit as st
 from ui import cache, session, sweep_view, train_form
 
 st.title("Train a network")
-st.caption("784 inputs → hidden ReLU layer → 10 outputs. Training runs in the background: you can use the "
-           "other pages meanwhile and come back here.")
+st.caption(
+    "784 inputs → hidden ReLU layer → 10 outputs. Training runs in the background: you can use the "
+    "other pages meanwhile and come back here."
+)
 cache.get_data()
 job = session.current_job()
 busy = (job is not None and job.running) or sweep_view.busy()  # a sweep is busy between its runs too

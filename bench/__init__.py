@@ -28,8 +28,10 @@ def cpu_name() -> str:
 def machine() -> str:
     """One line describing where the figures come from, with the load average (noise indicator)."""
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"{cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), load average {load}")
+    return (
+        f"{cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), load average {load}"
+    )
 
 
 def timed(fn: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[float, T]:

@@ -61,9 +61,13 @@ def faithfulness(model: ShallowNet, images: np.ndarray, pixels: int, draws: int,
     d_top, d_bright = p0 - q_top[rows, pred], p0 - q_bright[rows, pred]
     d_rand = (p0[:, None] - q_rand[rows, :, pred]).mean(1)
     return {
-        "digits": n, "p_before": float(p0.mean()),
-        "drop_top": float(d_top.mean()), "drop_random": float(d_rand.mean()), "drop_bright": float(d_bright.mean()),
-        "median_top": float(np.median(d_top)), "median_random": float(np.median(d_rand)),
+        "digits": n,
+        "p_before": float(p0.mean()),
+        "drop_top": float(d_top.mean()),
+        "drop_random": float(d_rand.mean()),
+        "drop_bright": float(d_bright.mean()),
+        "median_top": float(np.median(d_top)),
+        "median_random": float(np.median(d_rand)),
         "top_beats_random": float((d_top > d_rand).mean()),
         "flip_top": float((q_top.argmax(1) != pred).mean()),
         "flip_random": float((q_rand.argmax(2) != pred[:, None]).mean()),
@@ -92,9 +96,14 @@ def explain_ms(model: ShallowNet, images: np.ndarray) -> tuple[list[float], list
         start = time.perf_counter()
         ex = explain(w, img)
         mid = time.perf_counter()
-        pic = why_picture(ex.pixels, [(f"Evidence for {ex.digit}\n(predicted)", ex.attributions[ex.digit]),
-                                      (f"Evidence for {ex.runner_up}\n(runner-up)", ex.attributions[ex.runner_up])],
-                          factor=6)
+        pic = why_picture(
+            ex.pixels,
+            [
+                (f"Evidence for {ex.digit}\n(predicted)", ex.attributions[ex.digit]),
+                (f"Evidence for {ex.runner_up}\n(runner-up)", ex.attributions[ex.runner_up]),
+            ],
+            factor=6,
+        )
         Image.fromarray(pic).save(io.BytesIO(), format="PNG")  # what st.image does with it
         end = time.perf_counter()
         alone.append((mid - start) * 1e3)
@@ -125,12 +134,18 @@ def main(argv: list[str] | None = None) -> int:
     images = data.test_images.numpy()[np.sort(sample)]
     f = faithfulness(model, images, args.pixels, args.draws)
     k = args.pixels
-    print(f"  faithfulness on {f['digits']} random test digits (predicted digit's probability, mean "
-          f"{f['p_before']:.3f} before):")
-    print(f"    blank the {k} top-attributed pixels: probability drops by {f['drop_top']:.3f} on average "
-          f"(median {f['median_top']:.3f}); the prediction changes on {f['flip_top']:.1%}")
-    print(f"    blank {k} random ink pixels ({args.draws} draws each): drops by {f['drop_random']:.3f} "
-          f"(median {f['median_random']:.3f}); changes on {f['flip_random']:.1%}")
+    print(
+        f"  faithfulness on {f['digits']} random test digits (predicted digit's probability, mean "
+        f"{f['p_before']:.3f} before):"
+    )
+    print(
+        f"    blank the {k} top-attributed pixels: probability drops by {f['drop_top']:.3f} on average "
+        f"(median {f['median_top']:.3f}); the prediction changes on {f['flip_top']:.1%}"
+    )
+    print(
+        f"    blank {k} random ink pixels ({args.draws} draws each): drops by {f['drop_random']:.3f} "
+        f"(median {f['median_random']:.3f}); changes on {f['flip_random']:.1%}"
+    )
     print(f"    blank the {k} brightest ink pixels: drops by {f['drop_bright']:.3f}; changes on {f['flip_bright']:.1%}")
     ratio = f["drop_top"] / max(f["drop_random"], 1e-12)
     print(f"    top-attributed vs random: {ratio:.0f}x the drop; larger on {f['top_beats_random']:.1%} of digits")
@@ -141,19 +156,25 @@ def main(argv: list[str] | None = None) -> int:
         net_weights(net)
         convert = (time.perf_counter() - start) * 1e3
         ms, pic = explain_ms(net, data.test_images.numpy()[:500])
-        print(f"  one explanation, 784-{hidden}-10 (prediction + runner-up maps, {len(ms)} digits): "
-              f"p50 {percentile(ms, 50):.2f} ms, p95 {percentile(ms, 95):.2f} ms, max {max(ms):.2f} ms "
-              f"(weights to float64 once per model: {convert:.1f} ms)")
-        print(f"    with the Draw-page picture (why_picture + PNG encoding): p50 {percentile(pic, 50):.2f} ms, "
-              f"p95 {percentile(pic, 95):.2f} ms")
+        print(
+            f"  one explanation, 784-{hidden}-10 (prediction + runner-up maps, {len(ms)} digits): "
+            f"p50 {percentile(ms, 50):.2f} ms, p95 {percentile(ms, 95):.2f} ms, max {max(ms):.2f} ms "
+            f"(weights to float64 once per model: {convert:.1f} ms)"
+        )
+        print(
+            f"    with the Draw-page picture (why_picture + PNG encoding): p50 {percentile(pic, 50):.2f} ms, "
+            f"p95 {percentile(pic, 95):.2f} ms"
+        )
         if hidden == 1024:
             times = []
             for _ in range(3):
                 start = time.perf_counter()
                 s = unit_summaries(net, data.test_images, data.test_labels)
                 times.append(time.perf_counter() - start)
-            print(f"  unit summaries, H=1024 over {len(data.test_images):,} test images: first {times[0]:.2f} s, "
-                  f"best of 3 {min(times):.2f} s ({int((s.active_share == 0).sum())} dead units)")
+            print(
+                f"  unit summaries, H=1024 over {len(data.test_images):,} test images: first {times[0]:.2f} s, "
+                f"best of 3 {min(times):.2f} s ({int((s.active_share == 0).sum())} dead units)"
+            )
     return 0
 
 

@@ -74,10 +74,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", choices=PRECISIONS, default=None, help="override the preset's (auto)")
     p.add_argument("--seed", type=int, default=None, help="override the preset's seed")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads (default: torch's own; 1 is far less hurt by other processes' load)")
-    p.add_argument("--reference-gflops", type=float, default=REFERENCE_GFLOPS,
-                   help="sgemm rate of the machine to estimate for (default: the AVX2 EPYC's 114)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's own; 1 is far less hurt by other processes' load)",
+    )
+    p.add_argument(
+        "--reference-gflops",
+        type=float,
+        default=REFERENCE_GFLOPS,
+        help="sgemm rate of the machine to estimate for (default: the AVX2 EPYC's 114)",
+    )
     args = p.parse_args(argv)
     if args.avx2 and not all(os.environ.get(k) == v for k, v in AVX2_ENV.items()):
         rest = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--avx2"]
@@ -85,27 +93,43 @@ def main(argv: list[str] | None = None) -> int:
         return subprocess.call([sys.executable, "-m", "bench.best_preset", *rest], env={**os.environ, **AVX2_ENV})
     if args.threads:
         torch.set_num_threads(args.threads)
-    changes = {k: v for k, v in (("seed", args.seed), ("epochs", args.epochs), ("precision", args.precision),
-                                 ("budget_seconds", args.budget)) if v is not None}
+    changes = {
+        k: v
+        for k, v in (
+            ("seed", args.seed),
+            ("epochs", args.epochs),
+            ("precision", args.precision),
+            ("budget_seconds", args.budget),
+        )
+        if v is not None
+    }
     config = PRESETS["best"].with_(device="cpu", **changes)
     data_dir = default_data_dir()
     provision_mnist(data_dir)
     data = load_mnist(data_dir)
     print(f"best_preset: {config.to_dict()}")
     print(f"  machine: {machine()}")
-    print(f"  kernels: {_emulated()}; torch CPU capability {cpu_capability()}, "
-          f"native bf16 {'yes' if bf16_native(torch.device('cpu')) else 'no'}")
+    print(
+        f"  kernels: {_emulated()}; torch CPU capability {cpu_capability()}, "
+        f"native bf16 {'yes' if bf16_native(torch.device('cpu')) else 'no'}"
+    )
     gflops = sgemm_gflops()
-    print(f"  sgemm fp32 at the step's sizes: {gflops:.0f} GFLOP/s; bf16: {sgemm_gflops(torch.bfloat16, 0.3):.1f} "
-          f"GFLOP/s", flush=True)
+    print(
+        f"  sgemm fp32 at the step's sizes: {gflops:.0f} GFLOP/s; bf16: {sgemm_gflops(torch.bfloat16, 0.3):.1f} "
+        f"GFLOP/s",
+        flush=True,
+    )
     line: list[str] = []
 
     def on_event(event: Event) -> None:
         if isinstance(event, EpochEvent):
             line.append(f"{event.test_accuracy:.2%}")
             if event.epoch % 10 == 0 or event.epoch == event.epochs:
-                print(f"  epochs {event.epoch - len(line) + 1}-{event.epoch}: {' '.join(line)} "
-                      f"({event.elapsed:.1f} s so far)", flush=True)
+                print(
+                    f"  epochs {event.epoch - len(line) + 1}-{event.epoch}: {' '.join(line)} "
+                    f"({event.elapsed:.1f} s so far)",
+                    flush=True,
+                )
                 line.clear()
 
     cpu_start = time.process_time()
@@ -115,9 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  precision: {result.config.precision} ({result.precision.reason})")
     seconds, acc, epochs = result.train_seconds, result.test_accuracy, result.config.epochs
     scale = gflops / args.reference_gflops
-    print(f"  result: test accuracy {acc:.2%} in {seconds:.1f} s ({cpu_seconds:.1f} s of CPU), {epochs} epochs, "
-          f"{seconds / max(len(result.history), 1):.2f} s/epoch; load average now "
-          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"  result: test accuracy {acc:.2%} in {seconds:.1f} s ({cpu_seconds:.1f} s of CPU), {epochs} epochs, "
+        f"{seconds / max(len(result.history), 1):.2f} s/epoch; load average now "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     if result.budget is None:
         # Two bounds: everything slower by the sgemm ratio (pessimistic: the distortions, Adam and the
         # element-wise work are memory-bound), or only the matrix products (their flops are known).
@@ -125,24 +151,35 @@ def main(argv: list[str] | None = None) -> int:
         products = flops / (gflops * 1e9)
         low, high = seconds - products + products * scale, seconds * scale
         ok_acc = acc >= TARGET_ACCURACY
-        verdict = ("met" if high <= TARGET_SECONDS else "NOT met" if low > TARGET_SECONDS
-                   else "met only if the non-product work is no slower there")
+        verdict = (
+            "met"
+            if high <= TARGET_SECONDS
+            else "NOT met"
+            if low > TARGET_SECONDS
+            else "met only if the non-product work is no slower there"
+        )
         print(f"  matrix products: {products:.1f} s of the {seconds:.1f} s here ({flops / 1e12:.1f} TFLOP)")
-        print(f"  on a machine with {args.reference_gflops:.0f} GFLOP/s sgemm: about {low:.0f} s (only the products "
-              f"slower) to {high:.0f} s (everything x{scale:.2f}); targets: >= {TARGET_ACCURACY:.1%} "
-              f"{'met' if ok_acc else 'NOT met'}, <= {TARGET_SECONDS:.0f} s {verdict}")
+        print(
+            f"  on a machine with {args.reference_gflops:.0f} GFLOP/s sgemm: about {low:.0f} s (only the products "
+            f"slower) to {high:.0f} s (everything x{scale:.2f}); targets: >= {TARGET_ACCURACY:.1%} "
+            f"{'met' if ok_acc else 'NOT met'}, <= {TARGET_SECONDS:.0f} s {verdict}"
+        )
     else:
         plan = result.budget
         off = seconds / plan.seconds - 1
         ok_acc, ok_time = acc >= BUDGET_TARGET_ACCURACY, abs(off) <= BUDGET_TOLERANCE
         reference_epochs = max(1, round((plan.seconds - plan.setup_seconds) / (plan.epoch_seconds * scale)))
-        print(f"  budget {plan.seconds:g} s: chose {plan.epochs} epochs (estimated {plan.epoch_seconds:.2f} s/epoch "
-              f"from {plan.measured_steps} steps of {1000 * plan.step_seconds:.1f} ms; "
-              f"setup {plan.setup_seconds:.2f} s); trained {seconds:.1f} s ({off:+.1%}: "
-              f"{'met' if ok_time else 'NOT met'}, +-10 %); >= {BUDGET_TARGET_ACCURACY:.1%} "
-              f"{'met' if ok_acc else 'NOT met'}")
-        print(f"  on a machine with {args.reference_gflops:.0f} GFLOP/s sgemm it would choose about "
-              f"{reference_epochs} epochs (rerun with --epochs {reference_epochs} for that accuracy)")
+        print(
+            f"  budget {plan.seconds:g} s: chose {plan.epochs} epochs (estimated {plan.epoch_seconds:.2f} s/epoch "
+            f"from {plan.measured_steps} steps of {1000 * plan.step_seconds:.1f} ms; "
+            f"setup {plan.setup_seconds:.2f} s); trained {seconds:.1f} s ({off:+.1%}: "
+            f"{'met' if ok_time else 'NOT met'}, +-10 %); >= {BUDGET_TARGET_ACCURACY:.1%} "
+            f"{'met' if ok_acc else 'NOT met'}"
+        )
+        print(
+            f"  on a machine with {args.reference_gflops:.0f} GFLOP/s sgemm it would choose about "
+            f"{reference_epochs} epochs (rerun with --epochs {reference_epochs} for that accuracy)"
+        )
     return 0
 
 

@@ -70,8 +70,9 @@ def prepare_set(name: str, data: MnistData, indices: np.ndarray, style: RedrawSt
             empty += 1  # the user would see "nothing drawn"
         else:
             out[k] = prepared.pixels
-    return PreparedSet(name, out, data.test_labels.numpy()[indices], np.array(methods), empty,
-                       time.perf_counter() - start)
+    return PreparedSet(
+        name, out, data.test_labels.numpy()[indices], np.array(methods), empty, time.perf_counter() - start
+    )
 
 
 def mnist_through_prepare(data: MnistData, indices: np.ndarray) -> PreparedSet:
@@ -80,9 +81,14 @@ def mnist_through_prepare(data: MnistData, indices: np.ndarray) -> PreparedSet:
     start = time.perf_counter()
     prepared = [prepare_digit(images[i]).pixels for i in indices]
     out = np.stack([p if p is not None else np.zeros((28, 28), np.float32) for p in prepared])
-    return PreparedSet("MNIST 28x28 via prepare_digit", out, data.test_labels.numpy()[indices],
-                       np.array(["mnist"] * len(indices)), sum(p is None for p in prepared),
-                       time.perf_counter() - start)
+    return PreparedSet(
+        "MNIST 28x28 via prepare_digit",
+        out,
+        data.test_labels.numpy()[indices],
+        np.array(["mnist"] * len(indices)),
+        sum(p is None for p in prepared),
+        time.perf_counter() - start,
+    )
 
 
 @torch.no_grad()
@@ -127,8 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="800 drawn digits, 300 per held-out family, 5 epochs")
     ap.add_argument("-n", type=int, default=None, help="drawn digits (default 5000; 800 with --quick)")
     ap.add_argument("--held-out-n", type=int, default=None, help="digits per held-out family (default 1000)")
-    ap.add_argument("--epochs", type=int, nargs="+", default=None,
-                    help="epoch counts at which plain and augmented training are compared (default 5 15)")
+    ap.add_argument(
+        "--epochs",
+        type=int,
+        nargs="+",
+        default=None,
+        help="epoch counts at which plain and augmented training are compared (default 5 15)",
+    )
     ap.add_argument("--latency-n", type=int, default=300, help="canvases timed one at a time")
     ap.add_argument("--seed", type=int, default=0, help="picks the digits and their drawing")
     args = ap.parse_args(argv)
@@ -146,11 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     print("(wall-clock timings on this machine; noisy when other work shares the CPU)\n")
     drawn = prepare_set("drawn (black/transparent)", data, indices, DRAWN, args.seed + 1)
     sets = [mnist_through_prepare(data, indices), drawn]
-    sets += [prepare_set(name, data, held_idx, style, args.seed + 2 + k) for k, (name, style) in
-             enumerate(HELD_OUT.items())]
+    sets += [
+        prepare_set(name, data, held_idx, style, args.seed + 2 + k) for k, (name, style) in enumerate(HELD_OUT.items())
+    ]
     for s in sets:
-        print(f"prepared {s.name:<30} {len(s.labels):5d} images, {s.empty} empty, "
-              f"{1000 * s.seconds / len(s.labels):.1f} ms/image incl. redrawing")
+        print(
+            f"prepared {s.name:<30} {len(s.labels):5d} images, {s.empty} empty, "
+            f"{1000 * s.seconds / len(s.labels):.1f} ms/image incl. redrawing"
+        )
 
     # augment_share (a share of the images distorted afresh each epoch, the rest kept as they are) is
     # compared too where TrainConfig has it.
@@ -170,8 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, model, test_acc, seconds in models:
         same = correct(model, test_x[indices], test_y[indices]).mean()
         accs = [correct(model, s.pixels, s.labels).mean() for s in sets]
-        print(f"{name:<20}{seconds:24.1f}{100 * test_acc:24.2f}{100 * same:24.2f}"
-              + "".join(f"{100 * a:24.2f}" for a in accs))
+        print(
+            f"{name:<20}{seconds:24.1f}{100 * test_acc:24.2f}{100 * same:24.2f}"
+            + "".join(f"{100 * a:24.2f}" for a in accs)
+        )
 
     print("\ndrawn-digit gap (test same - drawn, same digits; +- is the 95 % interval of the paired difference)")
     for name, model, _, _ in models:
@@ -180,16 +196,20 @@ def main(argv: list[str] | None = None) -> int:
         gap, half = paired_gap(plain_ok, drawn_ok)
         by_method = "  ".join(
             f"{m}: {100 * drawn_ok[drawn.methods == m].mean():.2f} vs {100 * plain_ok[drawn.methods == m].mean():.2f}"
-            for m in ("pen", "outline"))
+            for m in ("pen", "outline")
+        )
         verdict = "within" if round(gap, 2) <= 0.5 else "OUTSIDE"
         print(f"  {name:<20} gap {gap:+.2f} +- {half:.2f} points ({verdict} the 0.5-point target)   {by_method}")
 
-    plain_gap = paired_gap(correct(models[0][1], test_x[indices], test_y[indices]),
-                           correct(models[0][1], drawn.pixels, drawn.labels))[0]
+    plain_gap = paired_gap(
+        correct(models[0][1], test_x[indices], test_y[indices]), correct(models[0][1], drawn.pixels, drawn.labels)
+    )[0]
     prep, full = latency(models[0][1], data, args.latency_n, args.seed + 99)
-    print(f"\nlatency, {args.latency_n} black 280x280 RGBA canvases one at a time, {torch.get_num_threads()} "
-          f"torch threads: prepare_digit p50 {1000 * np.median(prep):.2f} ms, p95 {1000 * np.percentile(prep, 95):.2f} "
-          f"ms; prepare + forward p50 {1000 * np.median(full):.2f} ms, p95 {1000 * np.percentile(full, 95):.2f} ms")
+    print(
+        f"\nlatency, {args.latency_n} black 280x280 RGBA canvases one at a time, {torch.get_num_threads()} "
+        f"torch threads: prepare_digit p50 {1000 * np.median(prep):.2f} ms, p95 {1000 * np.percentile(prep, 95):.2f} "
+        f"ms; prepare + forward p50 {1000 * np.median(full):.2f} ms, p95 {1000 * np.percentile(full, 95):.2f} ms"
+    )
     return 0 if round(plain_gap, 2) <= 0.5 else 1
 
 

@@ -45,7 +45,7 @@ def render(digit8: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     big = np.asarray(ink.resize((size, size), Image.BICUBIC), dtype=np.float32)
     canvas = np.zeros((280, 280), np.float32)
     y, x = (int(v) for v in rng.integers(0, 280 - size + 1, size=2))
-    canvas[y:y + size, x:x + size] = big
+    canvas[y : y + size, x : x + size] = big
     return np.clip(canvas, 0, 255).astype(np.uint8)
 
 
@@ -68,14 +68,21 @@ def _accuracy(model: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _continue(result: TrainResult, config: TrainConfig, data: MnistData, epochs: int) -> TrainResult:
-    init = TrainState(model=result.model, optimizer=config.optimizer, optimizer_state=result.optimizer_state,
-                      rng_state=result.rng_state, seed=config.seed, history=result.history,
-                      train_seconds=result.train_seconds)
+    init = TrainState(
+        model=result.model,
+        optimizer=config.optimizer,
+        optimizer_state=result.optimizer_state,
+        rng_state=result.rng_state,
+        seed=config.seed,
+        history=result.history,
+        train_seconds=result.train_seconds,
+    )
     return train(config.with_(epochs=epochs), data, init=init)
 
 
-def run_seed(seed: int, data: MnistData, x: np.ndarray, y: np.ndarray, half: int, epochs: int,
-             share: float) -> dict[str, float]:
+def run_seed(
+    seed: int, data: MnistData, x: np.ndarray, y: np.ndarray, half: int, epochs: int, share: float
+) -> dict[str, float]:
     """Base, control and fine-tuned accuracies (held-out half, MNIST test) for one seed."""
     config = BASE.with_(seed=seed)
     base = train(config, data)
@@ -86,11 +93,16 @@ def run_seed(seed: int, data: MnistData, x: np.ndarray, y: np.ndarray, half: int
     seconds = time.perf_counter() - start
     xs, ys = x[half:], y[half:]
     return {
-        "base_heldout": _accuracy(base.model, xs, ys), "control_heldout": _accuracy(control.model, xs, ys),
-        "tuned_heldout": _accuracy(tuned.model, xs, ys), "tuned_trainhalf": _accuracy(tuned.model, x[:half], y[:half]),
+        "base_heldout": _accuracy(base.model, xs, ys),
+        "control_heldout": _accuracy(control.model, xs, ys),
+        "tuned_heldout": _accuracy(tuned.model, xs, ys),
+        "tuned_trainhalf": _accuracy(tuned.model, x[:half], y[:half]),
         "base_trainhalf": _accuracy(base.model, x[:half], y[:half]),
-        "base_mnist": base.test_accuracy, "control_mnist": control.test_accuracy, "tuned_mnist": tuned.test_accuracy,
-        "repeats": info["repeats"], "tune_seconds": seconds,
+        "base_mnist": base.test_accuracy,
+        "control_mnist": control.test_accuracy,
+        "tuned_mnist": tuned.test_accuracy,
+        "repeats": info["repeats"],
+        "tune_seconds": seconds,
     }
 
 
@@ -114,32 +126,42 @@ def main(argv: list[str] | None = None) -> int:
     data = load_mnist(default_data_dir())
     x, y = prepared_digits()
     half = len(y) // 2
-    print(f"fine-tune on drawings: sklearn load_digits rendered to canvases -> prepare_digit; "
-          f"{half} to fine-tune on, {len(y) - half} held out; {platform.processor() or platform.machine()}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"fine-tune on drawings: sklearn load_digits rendered to canvases -> prepare_digit; "
+        f"{half} to fine-tune on, {len(y) - half} held out; {platform.processor() or platform.machine()}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     rows = []
     for seed in range(args.seeds):
         r = run_seed(seed, data, x, y, half, args.epochs, args.share)
         rows.append(r)
-        print(f"  seed {seed}: held-out {r['base_heldout']:.2%} -> control {r['control_heldout']:.2%}, "
-              f"fine-tuned {r['tuned_heldout']:.2%} | MNIST test {r['base_mnist']:.2%} -> "
-              f"control {r['control_mnist']:.2%}, fine-tuned {r['tuned_mnist']:.2%} "
-              f"({r['repeats']}x each drawing, {r['tune_seconds']:.1f} s)")
+        print(
+            f"  seed {seed}: held-out {r['base_heldout']:.2%} -> control {r['control_heldout']:.2%}, "
+            f"fine-tuned {r['tuned_heldout']:.2%} | MNIST test {r['base_mnist']:.2%} -> "
+            f"control {r['control_mnist']:.2%}, fine-tuned {r['tuned_mnist']:.2%} "
+            f"({r['repeats']}x each drawing, {r['tune_seconds']:.1f} s)"
+        )
     print(f"mean of {len(rows)} seed(s), base = seed recipe (784-128-10, 5 epochs), +{args.epochs} epoch(s):")
     print("                    held-out half    MNIST test")
     for name in ("base", "control", "tuned"):
         label = {"base": "base", "control": "+MNIST only", "tuned": "+MNIST+drawings"}[name]
-        print(f"  {label:<16}  {_mean(rows, name + '_heldout'):>7.2%} {_spread(rows, name + '_heldout'):>15}  "
-              f"{_mean(rows, name + '_mnist'):>7.2%} {_spread(rows, name + '_mnist')}")
+        print(
+            f"  {label:<16}  {_mean(rows, name + '_heldout'):>7.2%} {_spread(rows, name + '_heldout'):>15}  "
+            f"{_mean(rows, name + '_mnist'):>7.2%} {_spread(rows, name + '_mnist')}"
+        )
     gain = _mean(rows, "tuned_heldout") - _mean(rows, "base_heldout")
     drift = _mean(rows, "tuned_mnist") - _mean(rows, "base_mnist")
-    print(f"fine-tuning: held-out {gain * 100:+.2f} points (vs control "
-          f"{(_mean(rows, 'tuned_heldout') - _mean(rows, 'control_heldout')) * 100:+.2f}); "
-          f"MNIST test {drift * 100:+.2f} points (limit ±0.5); fine-tuned half itself "
-          f"{_mean(rows, 'base_trainhalf'):.2%} -> {_mean(rows, 'tuned_trainhalf'):.2%}")
+    print(
+        f"fine-tuning: held-out {gain * 100:+.2f} points (vs control "
+        f"{(_mean(rows, 'tuned_heldout') - _mean(rows, 'control_heldout')) * 100:+.2f}); "
+        f"MNIST test {drift * 100:+.2f} points (limit ±0.5); fine-tuned half itself "
+        f"{_mean(rows, 'base_trainhalf'):.2%} -> {_mean(rows, 'tuned_trainhalf'):.2%}"
+    )
     ok = gain > 0 and all(abs(r["tuned_mnist"] - r["base_mnist"]) <= 0.005 for r in rows)
-    print(f"{'PASS' if ok else 'FAIL'}: held-out accuracy up, MNIST test within 0.5 point for every seed "
-          f"({time.perf_counter() - start:.0f} s)")
+    print(
+        f"{'PASS' if ok else 'FAIL'}: held-out accuracy up, MNIST test within 0.5 point for every seed "
+        f"({time.perf_counter() - start:.0f} s)"
+    )
     return 0 if ok else 1
 
 

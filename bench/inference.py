@@ -53,8 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     """Print test-set throughput and drawn-digit latency percentiles."""
     p = argparse.ArgumentParser(prog="python -m bench.inference", description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=200, help="drawn digits timed (default 200)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads (default: torch's own; 1 is immune to other processes' load)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's own; 1 is immune to other processes' load)",
+    )
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -90,10 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         total_ms.append((end - start) * 1e3)
         correct += int(probs.argmax() == int(data.test_labels[i]))
     p95 = percentile(total_ms, 95)
-    print(f"  drawn digit (280x280 RGBA canvas, prepare_digit + forward), {len(canvases)} images: "
-          f"p50 {percentile(total_ms, 50):.2f} ms, p95 {p95:.2f} ms, max {max(total_ms):.2f} ms "
-          f"(prepare_digit alone p50 {percentile(prep_ms, 50):.2f} ms); target p95 <= {TARGET_P95_MS} ms: "
-          f"{'met' if p95 <= TARGET_P95_MS else 'NOT met'}")
+    print(
+        f"  drawn digit (280x280 RGBA canvas, prepare_digit + forward), {len(canvases)} images: "
+        f"p50 {percentile(total_ms, 50):.2f} ms, p95 {p95:.2f} ms, max {max(total_ms):.2f} ms "
+        f"(prepare_digit alone p50 {percentile(prep_ms, 50):.2f} ms); target p95 <= {TARGET_P95_MS} ms: "
+        f"{'met' if p95 <= TARGET_P95_MS else 'NOT met'}"
+    )
     print(f"  (sanity: {correct}/{len(canvases)} of the canvas digits predicted right by a 1-epoch model)")
     return 0
 

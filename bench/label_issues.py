@@ -52,16 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     took = time.perf_counter() - start
     recipe = result.recipe
     c = recipe["config"]
-    print(f"label issues, {args.split} split: {len(result.issues)} of {result.scored:,} flagged; out-of-sample "
-          f"accuracy {result.accuracy:.2%}; {recipe['folds']} folds x {recipe['seeds']} nets of 784-{c['hidden']}-10, "
-          f"{c['epochs']} epochs; computed in {result.seconds:.0f} s "
-          f"({'read from the cache' if took < result.seconds / 2 else 'just now'}); cleanlab {result.cleanlab_version}")
+    print(
+        f"label issues, {args.split} split: {len(result.issues)} of {result.scored:,} flagged; out-of-sample "
+        f"accuracy {result.accuracy:.2%}; {recipe['folds']} folds x {recipe['seeds']} nets of 784-{c['hidden']}-10, "
+        f"{c['epochs']} epochs; computed in {result.seconds:.0f} s "
+        f"({'read from the cache' if took < result.seconds / 2 else 'just now'}); cleanlab {result.cleanlab_version}"
+    )
     pairs: dict[tuple[int, int], int] = {}
     for i in result.issues:
         pairs[(i.given, i.suggested)] = pairs.get((i.given, i.suggested), 0) + 1
     common = sorted(pairs.items(), key=lambda kv: -kv[1])[:8]
     print("most frequent given -> suggested: " + ", ".join(f"{g}->{s} x{n}" for (g, s), n in common))
-    top = result.issues[:args.top]
+    top = result.issues[: args.top]
     images = (data.train_images if args.split == "train" else data.test_images).numpy()
     out = args.out or ROOT / "docs" / f"label-issues-{args.split}-top{args.top}.png"
     grid_png(images[[i.index for i in top]], [f"#{i.index} {i.given}>{i.suggested}" for i in top], out)

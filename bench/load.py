@@ -139,12 +139,23 @@ class DrawUi:
     recreated: bool = False  # Clear re-creates the canvas (a new component instance under a new key)
 
 
-NEW_UI = DrawUi("new (own canvas, stroke paths)", ".st-key-draw_canvas_box canvas.mnl-surface",
-                ".st-key-draw_canvas_box [data-testid='draw-clear']", ".st-key-draw_answer img.mnl-seen",
-                ".st-key-draw_answer [data-testid='draw-digit']", ink=".st-key-draw_canvas_box canvas.mnl-surface")
-OLD_UI = DrawUi(f"old ({OLD_COMMIT}, drawable-canvas)", ".st-key-draw_canvas_box canvas.upper-canvas",
-                ".st-key-draw_clear button", "[data-testid='stImage'] img", ".st-key-draw_digit",
-                ink=".st-key-draw_canvas_box canvas.lower-canvas", recreated=True)
+NEW_UI = DrawUi(
+    "new (own canvas, stroke paths)",
+    ".st-key-draw_canvas_box canvas.mnl-surface",
+    ".st-key-draw_canvas_box [data-testid='draw-clear']",
+    ".st-key-draw_answer img.mnl-seen",
+    ".st-key-draw_answer [data-testid='draw-digit']",
+    ink=".st-key-draw_canvas_box canvas.mnl-surface",
+)
+OLD_UI = DrawUi(
+    f"old ({OLD_COMMIT}, drawable-canvas)",
+    ".st-key-draw_canvas_box canvas.upper-canvas",
+    ".st-key-draw_clear button",
+    "[data-testid='stImage'] img",
+    ".st-key-draw_digit",
+    ink=".st-key-draw_canvas_box canvas.lower-canvas",
+    recreated=True,
+)
 
 
 # -- small helpers ------------------------------------------------------------------------------------
@@ -181,7 +192,7 @@ def page_titles(app: Path = ROOT / "app.py") -> list[tuple[str, str]]:
     for file, url in re.findall(r'st\.Page\("([^"]+)".*?url_path="([^"]*)"', app.read_text()):
         m = re.search(r'st\.title\("([^"]+)"\)', (app.parent / file).read_text())
         if m:
-            out.append(("/" if 'default=True' in _page_decl(app, file) else f"/{url}", m.group(1)))
+            out.append(("/" if "default=True" in _page_decl(app, file) else f"/{url}", m.group(1)))
     return out
 
 
@@ -195,7 +206,7 @@ def _stat(pid: int) -> list[str] | None:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return raw[raw.rindex(")") + 2:].split()  # fields from the 3rd on (state, ppid, ...)
+    return raw[raw.rindex(")") + 2 :].split()  # fields from the 3rd on (state, ppid, ...)
 
 
 def descendants(pid: int) -> dict[int, int]:
@@ -252,8 +263,10 @@ class Monitor:
         self.jobs_running: list[tuple[float, int]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=f, name=f"bench-load-{f.__name__}", daemon=True)
-                         for f in (self._probe, self._sample)]
+        self._threads = [
+            threading.Thread(target=f, name=f"bench-load-{f.__name__}", daemon=True)
+            for f in (self._probe, self._sample)
+        ]
 
     def __enter__(self) -> Monitor:
         for t in self._threads:
@@ -350,16 +363,22 @@ class Monitor:
         use = {k: (end.get(k, 0.0) - start.get(k, 0.0)) / wall for k in end if k not in ("t",)}
         mine = sum(v for k, v in use.items() if k not in ("all", "steal"))
         parts = [f"{k} {use[k]:.2f}" for k in ("server", "jobs", "browsers", "old server", "bench") if use.get(k)]
-        return (f"{', '.join(parts)}; everything else on the machine {max(0.0, use['all'] - mine):.2f} "
-                f"(cores busy on average; steal {use['steal']:.2f})")
+        return (
+            f"{', '.join(parts)}; everything else on the machine {max(0.0, use['all'] - mine):.2f} "
+            f"(cores busy on average; steal {use['steal']:.2f})"
+        )
 
     def peaks_mib(self) -> dict[str, float]:
         """Peak RSS (MiB): the streamlit process, the largest job process, the forkserver, all together."""
         jobs = [h for p, h in self.hwm.items() if self.role.get(p) == "job"]
         forks = [h for p, h in self.hwm.items() if self.role.get(p) == "forkserver"]
-        return {"server": self.hwm.get(self.pid, 0) / 1024, "job": max(jobs, default=0) / 1024,
-                "jobs seen": float(len(jobs)), "forkserver": max(forks, default=0) / 1024,
-                "tree": self.peak_total_kib / 1024}
+        return {
+            "server": self.hwm.get(self.pid, 0) / 1024,
+            "job": max(jobs, default=0) / 1024,
+            "jobs seen": float(len(jobs)),
+            "forkserver": max(forks, default=0) / 1024,
+            "tree": self.peak_total_kib / 1024,
+        }
 
     def jobs_at(self, t: float) -> int:
         """Job processes alive at the sample nearest to time t (time.time())."""
@@ -376,13 +395,35 @@ class OldServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log
-        env = {**os.environ, "MNIST_RUNS_DIR": str(runs_dir), "MNIST_DATA_DIR": str(data_dir),
-               "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "PYTHONPATH": str(worktree)}
+        env = {
+            **os.environ,
+            "MNIST_RUNS_DIR": str(runs_dir),
+            "MNIST_DATA_DIR": str(data_dir),
+            "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+            "PYTHONPATH": str(worktree),
+        }
         self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
-             "--server.port", str(self.port), "--server.headless", "true", "--server.fileWatcherType", "none"],
-            cwd=worktree, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.address",
+                "127.0.0.1",
+                "--server.port",
+                str(self.port),
+                "--server.headless",
+                "true",
+                "--server.fileWatcherType",
+                "none",
+            ],
+            cwd=worktree,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             wait_healthy(self.url, self.proc)
         except Exception:
@@ -428,7 +469,8 @@ async def start_job(page: Any, url: str) -> None:
     await expect(hidden).to_have_value(str(JOB["hidden"]))
     await start.click()
     await expect(page.locator(".st-key-train_progress")).to_contain_text(
-        re.compile(rf"Epoch \d+/{JOB['epochs']} · batch"), timeout=90_000)
+        re.compile(rf"Epoch \d+/{JOB['epochs']} · batch"), timeout=90_000
+    )
 
 
 async def job_running(page: Any) -> bool:
@@ -447,8 +489,18 @@ class Switches:
     both_jobs: int = 0  # switches made while two job processes were alive
 
 
-async def switcher(page: Any, url: str, pages: list[tuple[str, str]], n: int, rng: random.Random,
-                   out: Switches, mon: Monitor, deadline: float, artifacts: Path, who: str) -> None:
+async def switcher(
+    page: Any,
+    url: str,
+    pages: list[tuple[str, str]],
+    n: int,
+    rng: random.Random,
+    out: Switches,
+    mon: Monitor,
+    deadline: float,
+    artifacts: Path,
+    who: str,
+) -> None:
     """n sidebar page switches at random 0.2-2 s intervals; record latency or a freeze for each."""
     current = "/train"
     for i in range(n):
@@ -478,8 +530,16 @@ async def switcher(page: Any, url: str, pages: list[tuple[str, str]], n: int, rn
             shot = artifacts / f"freeze-{who}-{i}.png"
             with contextlib.suppress(Exception):
                 await page.screenshot(path=str(shot), full_page=True)
-            out.freezes.append({"user": who, "switch": i, "to": path, "state": state, "error": type(exc).__name__,
-                                "screenshot": str(shot)})
+            out.freezes.append(
+                {
+                    "user": who,
+                    "switch": i,
+                    "to": path,
+                    "state": state,
+                    "error": type(exc).__name__,
+                    "screenshot": str(shot),
+                }
+            )
             await page.goto(f"{url}{path}")
             await wait_rendered(page, title, 60)
         current = path
@@ -533,8 +593,14 @@ async def has_ink(page: Any, ui: DrawUi) -> bool:
         return false; }""")
 
 
-async def one_stroke(page: Any, ui: DrawUi, points: list[tuple[float, float]], shape: str,
-                     think: tuple[float, float] = (0.3, 0.8), rng: random.Random | None = None) -> Stroke:
+async def one_stroke(
+    page: Any,
+    ui: DrawUi,
+    points: list[tuple[float, float]],
+    shape: str,
+    think: tuple[float, float] = (0.3, 0.8),
+    rng: random.Random | None = None,
+) -> Stroke:
     """Clear, wait a moment, then one stroke; time mouse-up -> the new 28x28 preview, and split off the server's
     part. A stroke that left no ink is `lost`; one with ink but no answer within ANSWER_SECONDS is unanswered."""
     await clear_and_wait(page, ui)
@@ -561,8 +627,11 @@ async def one_stroke(page: Any, ui: DrawUi, points: list[tuple[float, float]], s
     recv = [t for t in ws["recv"] if sent and sent[0] <= t <= shown]
     server = (recv[-1] - sent[0]) / 1000 if sent and recv else None
     try:
-        digit = await (await page.wait_for_function(
-            f"() => document.querySelector({ui.digit!r})?.textContent.trim() || null", timeout=10_000)).json_value()
+        digit = await (
+            await page.wait_for_function(
+                f"() => document.querySelector({ui.digit!r})?.textContent.trim() || null", timeout=10_000
+            )
+        ).json_value()
     except Exception:
         digit = None
     return Stroke((shown - up) / 1000, server, digit, src if src.startswith("data:") else None, strokes, shape)
@@ -578,8 +647,8 @@ def shape(name: str, rng: random.Random) -> list[tuple[float, float]]:
     if name == "0":
         rx, ry, cx, cy = j(0.22), j(0.32), j(0.5), j(0.5)
         import math
-        return [(cx + rx * math.sin(2 * math.pi * k / 24), cy - ry * math.cos(2 * math.pi * k / 24))
-                for k in range(25)]
+
+        return [(cx + rx * math.sin(2 * math.pi * k / 24), cy - ry * math.cos(2 * math.pi * k / 24)) for k in range(25)]
     if name == "4":
         return [(j(0.62), j(0.85)), (j(0.62), j(0.15)), (j(0.25), j(0.6)), (j(0.8), j(0.6))]
     raise ValueError(name)
@@ -646,10 +715,31 @@ async def scenario_switches(env: Env, n: int, old: bool = False) -> dict[str, An
     t0 = time.perf_counter()
     tag = "old" if old else "new"
     await asyncio.gather(
-        switcher(a, srv.url, pages, (n + 1) // 2, random.Random(env.rng.random()), out, mon,
-                 env.deadline, env.artifacts, f"{tag}-A"),
-        switcher(b, srv.url, pages, n // 2, random.Random(env.rng.random()), out, mon,
-                 env.deadline, env.artifacts, f"{tag}-B"))
+        switcher(
+            a,
+            srv.url,
+            pages,
+            (n + 1) // 2,
+            random.Random(env.rng.random()),
+            out,
+            mon,
+            env.deadline,
+            env.artifacts,
+            f"{tag}-A",
+        ),
+        switcher(
+            b,
+            srv.url,
+            pages,
+            n // 2,
+            random.Random(env.rng.random()),
+            out,
+            mon,
+            env.deadline,
+            env.artifacts,
+            f"{tag}-B",
+        ),
+    )
     wall = time.perf_counter() - t0
     cpu = mon.cpu_share(mark, mon.cpu_mark())
     health = list(mon.health)
@@ -660,22 +750,35 @@ async def scenario_switches(env: Env, n: int, old: bool = False) -> dict[str, An
         ("load average before", load),
         ("pages", f"{len(pages)} ({', '.join(t for _, t in pages)})"),
         ("first visit of each page (cold)", f"max {max(cold):.2f} s, total {sum(cold):.1f} s"),
-        ("switches (2 users at once)", f"{done} of {n} in {wall:.0f} s; "
-                                       + ("jobs are threads in the server there" if old else
-                                          f"{out.both_jobs} while 2 job processes ran")
-                                       + f"; {out.restarts} jobs restarted after finishing"),
+        (
+            "switches (2 users at once)",
+            f"{done} of {n} in {wall:.0f} s; "
+            + ("jobs are threads in the server there" if old else f"{out.both_jobs} while 2 job processes ran")
+            + f"; {out.restarts} jobs restarted after finishing",
+        ),
         ("FREEZES (> 15 s)", str(len(out.freezes))),
-        ("switch latency", f"p50 {fmt_s(pct(out.latencies, 50))}, p95 {fmt_s(pct(out.latencies, 95))}, "
-                           f"max {fmt_s(max(out.latencies, default=float('nan')))}"),
-        ("/_stcore/health meanwhile", f"median {statistics.median(health) * 1000:.0f} ms, "
-                                      f"max {max(health) * 1000:.0f} ms ({len(health)} probes, "
-                                      f"{mon.health_fail} failed)" if health else "no probe"),
+        (
+            "switch latency",
+            f"p50 {fmt_s(pct(out.latencies, 50))}, p95 {fmt_s(pct(out.latencies, 95))}, "
+            f"max {fmt_s(max(out.latencies, default=float('nan')))}",
+        ),
+        (
+            "/_stcore/health meanwhile",
+            f"median {statistics.median(health) * 1000:.0f} ms, "
+            f"max {max(health) * 1000:.0f} ms ({len(health)} probes, "
+            f"{mon.health_fail} failed)"
+            if health
+            else "no probe",
+        ),
         ("CPU use meanwhile (cores)", cpu),
         ("load average after", loadavg()),
     ]
     what = f"OLD version {OLD_COMMIT} (control)" if old else "this version"
-    table(f"1{'b' if old else ''}. Page switches while two jobs train ({JOB['hidden']} hidden, {JOB['epochs']} "
-          f"epochs, batch {JOB['batch']}), {what}", rows)
+    table(
+        f"1{'b' if old else ''}. Page switches while two jobs train ({JOB['hidden']} hidden, {JOB['epochs']} "
+        f"epochs, batch {JOB['batch']}), {what}",
+        rows,
+    )
     for f in out.freezes:
         print(f"  freeze: user {f['user']} switch {f['switch']} -> {f['to']}: {f['state']} ({f['screenshot']})")
     for f in out.job_not_shown:
@@ -695,9 +798,11 @@ def stroke_rows(strokes: list[Stroke]) -> str:
     ok = [s.seconds for s in strokes if s.seconds is not None]
     server = [s.server for s in strokes if s.server is not None]
     lost = sum(s.lost for s in strokes)
-    return (f"p50 {fmt_s(pct(ok, 50))}, p95 {fmt_s(pct(ok, 95))}, max {fmt_s(max(ok, default=float('nan')))}"
-            f" ({len(ok)} answered, {len(strokes) - len(ok) - lost} unanswered, {lost} lost: no ink); "
-            f"server part p50 {fmt_s(pct(server, 50))}, p95 {fmt_s(pct(server, 95))}")
+    return (
+        f"p50 {fmt_s(pct(ok, 50))}, p95 {fmt_s(pct(ok, 95))}, max {fmt_s(max(ok, default=float('nan')))}"
+        f" ({len(ok)} answered, {len(strokes) - len(ok) - lost} unanswered, {lost} lost: no ink); "
+        f"server part p50 {fmt_s(pct(server, 50))}, p95 {fmt_s(pct(server, 95))}"
+    )
 
 
 async def scenario_draw_alone(env: Env, n: int, with_old: bool, block: int = 5) -> dict[str, Any]:
@@ -748,12 +853,25 @@ def start_old(env: Env) -> OldServer:
     """Serve OLD_COMMIT from a temporary git worktree (made once, removed at the end) on a copy of the runs dir."""
     if env.old_worktree is None:
         worktree = Path(tempfile.mkdtemp(prefix="mnist-old-")) / "old-mnist"
-        subprocess.run(["git", "worktree", "add", "--detach", str(worktree), OLD_COMMIT], cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        env.cleanups.insert(0, lambda: (  # runs last: after the old servers have stopped
-            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-            shutil.rmtree(worktree.parent, ignore_errors=True)))
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(worktree), OLD_COMMIT],
+            cwd=ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        env.cleanups.insert(
+            0,
+            lambda: (  # runs last: after the old servers have stopped
+                subprocess.run(
+                    ["git", "worktree", "remove", "--force", str(worktree)],
+                    cwd=ROOT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                ),
+                shutil.rmtree(worktree.parent, ignore_errors=True),
+            ),
+        )
         env.old_worktree = worktree
     env.old_servers += 1
     runs = env.artifacts / f"runs-old-{env.old_servers}"
@@ -855,30 +973,47 @@ async def scenario_draw_crowd(env: Env, users: int, n: int) -> dict[str, Any]:
     peaks = env.mon.peaks_mib()
     rows = [
         ("load average before", load),
-        ("strokes", f"{len(flat)} ({users} users × {n}), {len(answered)} answered, "
-                    f"{len(flat) - len(answered)} NOT ANSWERED ({sum(s.lost for s in flat)} of them left no ink)"),
+        (
+            "strokes",
+            f"{len(flat)} ({users} users × {n}), {len(answered)} answered, "
+            f"{len(flat) - len(answered)} NOT ANSWERED ({sum(s.lost for s in flat)} of them left no ink)",
+        ),
         ("mouse-up -> new prediction", stroke_rows(flat)),
         ("cross-session leaks", f"{leaks} (answers showing another user's drawing)"),
         ("other wrong answers", f"{mismatched} previews not this drawing, {wrong} digits not the model's answer"),
-        ("job processes alive", f"{jobs_before} at the start, {jobs_after} at the end; {restarts} jobs restarted "
-                                f"after finishing; {sum(env.mon.jobs_at(s.at) >= 2 for s in flat)} strokes drawn "
-                                f"while 2 ran"),
-        ("server CPU", f"{server_cpu:.1f} s over {wall:.0f} s ({server_cpu / max(1, len(flat)) * 1000:.0f} ms "
-                       f"per stroke with its Clear)"),
+        (
+            "job processes alive",
+            f"{jobs_before} at the start, {jobs_after} at the end; {restarts} jobs restarted "
+            f"after finishing; {sum(env.mon.jobs_at(s.at) >= 2 for s in flat)} strokes drawn "
+            f"while 2 ran",
+        ),
+        (
+            "server CPU",
+            f"{server_cpu:.1f} s over {wall:.0f} s ({server_cpu / max(1, len(flat)) * 1000:.0f} ms "
+            f"per stroke with its Clear)",
+        ),
         ("CPU use meanwhile (cores)", cpu_use),
-        ("peak RSS (VmHWM)", f"streamlit process {peaks['server']:.0f} MiB; job processes {peaks['job']:.0f} MiB "
-                             f"each at most ({peaks['jobs seen']:.0f} seen); forkserver {peaks['forkserver']:.0f} MiB;"
-                             f" whole tree at once {peaks['tree']:.0f} MiB (RSS sum, shared pages counted twice)"),
+        (
+            "peak RSS (VmHWM)",
+            f"streamlit process {peaks['server']:.0f} MiB; job processes {peaks['job']:.0f} MiB "
+            f"each at most ({peaks['jobs seen']:.0f} seen); forkserver {peaks['forkserver']:.0f} MiB;"
+            f" whole tree at once {peaks['tree']:.0f} MiB (RSS sum, shared pages counted twice)",
+        ),
         ("load average after", loadavg()),
     ]
     table(f"3. {users} users drawing while two jobs train", rows)
-    return {"unanswered": len(flat) - len(answered), "leaks": leaks,
-            "p95": pct([s.seconds for s in answered], 95)}
+    return {"unanswered": len(flat) - len(answered), "leaks": leaks, "p95": pct([s.seconds for s in answered], 95)}
 
 
 # -- setup and teardown ----------------------------------------------------------------------------------
-LOG_PATTERNS = ("Traceback", "Error", "does not exist anymore", "WebSocketDisconnected", "terminate called",
-                "Discarding rerun")
+LOG_PATTERNS = (
+    "Traceback",
+    "Error",
+    "does not exist anymore",
+    "WebSocketDisconnected",
+    "terminate called",
+    "Discarding rerun",
+)
 
 
 def chromium(work: Path, niceness: int) -> str:
@@ -922,8 +1057,14 @@ def train_model(runs: Path, data_dir: Path) -> None:
 
     data = load_mnist(data_dir)
     result = train(TrainConfig(epochs=1), data)
-    RunStore(runs).save(result.model, result.config, test_accuracy=result.test_accuracy,
-                        train_seconds=result.train_seconds, history=result.history, dataset=data.checksums)
+    RunStore(runs).save(
+        result.model,
+        result.config,
+        test_accuracy=result.test_accuracy,
+        train_seconds=result.train_seconds,
+        history=result.history,
+        dataset=data.checksums,
+    )
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -934,9 +1075,11 @@ async def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     deadline = time.monotonic() + args.max_minutes * 60
     work = Path(tempfile.mkdtemp(prefix="mnist-load-"))
-    print(f"bench.load: {'quick' if args.quick else 'full'} run, work dir {work}; load average {loadavg()}"
-          + (f"; server options {' '.join(args.server_option)}" if args.server_option else "")
-          + (f"; browsers at niceness {args.nice_browsers}" if args.nice_browsers else ""))
+    print(
+        f"bench.load: {'quick' if args.quick else 'full'} run, work dir {work}; load average {loadavg()}"
+        + (f"; server options {' '.join(args.server_option)}" if args.server_option else "")
+        + (f"; browsers at niceness {args.nice_browsers}" if args.nice_browsers else "")
+    )
     data_dir = default_data_dir().resolve()
     provision_mnist(data_dir)
     runs = work / "runs"
@@ -951,8 +1094,9 @@ async def run(args: argparse.Namespace) -> int:
     try:
         with Monitor(server.url, server.proc.pid) as mon:
             async with async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path=chromium(work, args.nice_browsers),
-                                                   args=CHROMIUM_ARGS)
+                browser = await pw.chromium.launch(
+                    executable_path=chromium(work, args.nice_browsers), args=CHROMIUM_ARGS
+                )
                 env = Env(browser, server, mon, work, runs, data_dir, random.Random(args.seed), deadline)
                 try:
                     results = {}
@@ -998,12 +1142,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="fewer switches and strokes (a few minutes)")
     p.add_argument("--only", type=int, nargs="+", choices=[1, 2, 3], default=[1, 2, 3], help="scenarios to run")
     p.add_argument("--no-old", action="store_true", help="scenario 2 without the old version")
-    p.add_argument("--old-switches", type=int, default=0, metavar="N",
-                   help=f"also scenario 1 with N switches on {OLD_COMMIT}, a control that shows freezes are caught")
-    p.add_argument("--nice-browsers", type=int, default=0, metavar="N",
-                   help="run Chromium at niceness N (default 0: same priority as the server)")
-    p.add_argument("--server-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="a Streamlit config option for this version's server, e.g. runner.postScriptGC=false")
+    p.add_argument(
+        "--old-switches",
+        type=int,
+        default=0,
+        metavar="N",
+        help=f"also scenario 1 with N switches on {OLD_COMMIT}, a control that shows freezes are caught",
+    )
+    p.add_argument(
+        "--nice-browsers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run Chromium at niceness N (default 0: same priority as the server)",
+    )
+    p.add_argument(
+        "--server-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Streamlit config option for this version's server, e.g. runner.postScriptGC=false",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs-from", type=Path, help="copy this runs dir (one trained model) instead of training one")
     p.add_argument("--max-minutes", type=float, default=None, help="stop starting new work after this long")

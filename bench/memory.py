@@ -105,10 +105,12 @@ def _visit_pages(url: str) -> list[tuple[str, float]]:
 def main(argv: list[str] | None = None) -> int:
     """Print the peak RSS of CLI training and of the Streamlit server."""
     p = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__.splitlines()[0])
-    p.add_argument("--preset", action="append", choices=("default", "best"),
-                   help="train preset(s) to measure (default: default)")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="train this many epochs (peak memory does not grow with them)")
+    p.add_argument(
+        "--preset", action="append", choices=("default", "best"), help="train preset(s) to measure (default: default)"
+    )
+    p.add_argument(
+        "--epochs", type=int, default=None, help="train this many epochs (peak memory does not grow with them)"
+    )
     p.add_argument("--skip-server", action="store_true", help="only measure CLI training")
     args = p.parse_args(argv)
     presets = args.preset or ["default"]
@@ -129,8 +131,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  python -m mnistcore {label}: FAILED (exit {rc})")
                 return 1
             acc = json.loads(out.strip().splitlines()[-1])["test_accuracy"]
-            print(f"  python -m mnistcore {label}: peak RSS {peak:.0f} MiB "
-                  f"({'within' if peak <= TARGET_MIB else 'OVER'} target; run reached {acc:.2%})")
+            print(
+                f"  python -m mnistcore {label}: peak RSS {peak:.0f} MiB "
+                f"({'within' if peak <= TARGET_MIB else 'OVER'} target; run reached {acc:.2%})"
+            )
         if args.skip_server:
             return 0
         if not Path(CHROMIUM).exists():
@@ -138,9 +142,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         mem, visits = server_peak(runs, data_dir)
         pages = ", ".join(f"{path} {sec:.1f} s" for path, sec in visits)
-        print(f"  streamlit server after visiting {len(visits)} pages ({pages}): peak RSS (VmHWM) "
-              f"{mem['VmHWM']:.0f} MiB, now {mem['VmRSS']:.0f} MiB "
-              f"({'within' if mem['VmHWM'] <= TARGET_MIB else 'OVER'} target)")
+        print(
+            f"  streamlit server after visiting {len(visits)} pages ({pages}): peak RSS (VmHWM) "
+            f"{mem['VmHWM']:.0f} MiB, now {mem['VmRSS']:.0f} MiB "
+            f"({'within' if mem['VmHWM'] <= TARGET_MIB else 'OVER'} target)"
+        )
     return 0
 
 

@@ -43,9 +43,15 @@ def _one(job: tuple[str, dict[str, Any], int, str, int, str]) -> dict[str, Any]:
     config: TrainConfig = PRESETS["best"].with_(device=device, seed=seed, precision=precision, **changes)
     start = time.perf_counter()
     result = train(config, load_mnist(default_data_dir()))
-    return {"name": name, "seed": seed, "changes": changes, "test_accuracy": result.test_accuracy,
-            "curve": [round(h["test_accuracy"], 4) for h in result.history][-8:],
-            "train_seconds": round(result.train_seconds, 2), "wall": round(time.perf_counter() - start, 2)}
+    return {
+        "name": name,
+        "seed": seed,
+        "changes": changes,
+        "test_accuracy": result.test_accuracy,
+        "curve": [round(h["test_accuracy"], 4) for h in result.history][-8:],
+        "train_seconds": round(result.train_seconds, 2),
+        "wall": round(time.perf_counter() - start, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,8 +72,11 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(r), flush=True)
             results.setdefault(r["name"], []).append(r["test_accuracy"])
     for name, accs in results.items():
-        print(f"{name}: min {min(accs):.2%} mean {statistics.mean(accs):.2%} over {len(accs)} seeds "
-              f"({' '.join(f'{a:.2%}' for a in accs)})", file=sys.stderr)
+        print(
+            f"{name}: min {min(accs):.2%} mean {statistics.mean(accs):.2%} over {len(accs)} seeds "
+            f"({' '.join(f'{a:.2%}' for a in accs)})",
+            file=sys.stderr,
+        )
     return 0
 
 

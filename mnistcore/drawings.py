@@ -267,11 +267,18 @@ class DrawingStore:
     def _check_room(self, adding: int) -> None:
         have = len(self._ids())
         if have + adding > MAX_DRAWINGS:
-            raise DrawingError(f"a collection holds at most {MAX_DRAWINGS} drawings; it has {have}, "
-                               f"adding {adding} would pass that")
+            raise DrawingError(
+                f"a collection holds at most {MAX_DRAWINGS} drawings; it has {have}, adding {adding} would pass that"
+            )
 
-    def _pending(self, image: bytes | np.ndarray, label: int, prepared: PreparedDigit | np.ndarray | None,
-                 predicted: int | None, source: str) -> tuple[bytes, np.ndarray, dict[str, Any]]:
+    def _pending(
+        self,
+        image: bytes | np.ndarray,
+        label: int,
+        prepared: PreparedDigit | np.ndarray | None,
+        predicted: int | None,
+        source: str,
+    ) -> tuple[bytes, np.ndarray, dict[str, Any]]:
         """Validate and prepare one drawing in memory: (original PNG, prepared uint8, meta)."""
         label = check_label(label)
         if predicted is not None:
@@ -288,8 +295,13 @@ class DrawingStore:
         pixels = _prepared_u8(prepared)
         if not pixels.any():
             raise DrawingError("nothing drawn: the prepared image is empty")
-        meta = {"format": FORMAT_VERSION, "label": label, "predicted": predicted,
-                "created": datetime.now(UTC).isoformat(timespec="microseconds"), "source": source[:32]}
+        meta = {
+            "format": FORMAT_VERSION,
+            "label": label,
+            "predicted": predicted,
+            "created": datetime.now(UTC).isoformat(timespec="microseconds"),
+            "source": source[:32],
+        }
         return original, pixels, meta
 
     def _unused_id(self) -> str:
@@ -298,8 +310,15 @@ class DrawingStore:
             drawing_id = _new_id()
         return drawing_id
 
-    def add(self, image: bytes | np.ndarray, label: int, *, prepared: PreparedDigit | np.ndarray | None = None,
-            predicted: int | None = None, source: str = "cli") -> Drawing:
+    def add(
+        self,
+        image: bytes | np.ndarray,
+        label: int,
+        *,
+        prepared: PreparedDigit | np.ndarray | None = None,
+        predicted: int | None = None,
+        source: str = "cli",
+    ) -> Drawing:
         """Store a drawing (PNG/JPEG bytes or a canvas array); prepared like Draw does unless given."""
         pending = self._pending(image, label, prepared, predicted, source)
         self._check_room(1)
@@ -352,8 +371,14 @@ class DrawingStore:
         if path.is_symlink() or not path.is_dir():
             raise DrawingError(f"no drawing {drawing_id!r} in {self.path}")
         meta = _parse_meta(_read_regular(path / META, MAX_META_BYTES), str(path / META))
-        return Drawing(drawing_id=drawing_id, path=path, label=meta["label"], created=meta["created"],
-                       predicted=meta["predicted"], source=meta["source"])
+        return Drawing(
+            drawing_id=drawing_id,
+            path=path,
+            label=meta["label"],
+            created=meta["created"],
+            predicted=meta["predicted"],
+            source=meta["source"],
+        )
 
     def _signature(self) -> tuple[tuple[str, int], ...]:
         """Each drawing folder's name and modification time: any add, delete or relabel changes it."""
@@ -393,8 +418,9 @@ class DrawingStore:
         _LISTS[self.path] = (sig, tuple(out))
         return out
 
-    def arrays(self, drawings: Iterable[Drawing] | None = None
-               ) -> tuple[np.ndarray, np.ndarray, builtins.list[Drawing]]:
+    def arrays(
+        self, drawings: Iterable[Drawing] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, builtins.list[Drawing]]:
         """(uint8 images (N,28,28), int64 labels (N,), the drawings) of readable drawings, oldest first."""
         images, labels, kept = [], [], []
         for d in self.list() if drawings is None else drawings:
@@ -471,8 +497,10 @@ def _read_zip(data: bytes) -> dict[str, tuple[bytes, np.ndarray, dict[str, Any]]
                 continue
             m = _MEMBER_RE.fullmatch(name)
             if m is None:
-                raise DrawingError(f"the zip entry {name!r} is not part of a drawings export "
-                                   f"(expected {ZIP_FOLDER}/<id>/{ORIGINAL}, {PREPARED} or {META})")
+                raise DrawingError(
+                    f"the zip entry {name!r} is not part of a drawings export "
+                    f"(expected {ZIP_FOLDER}/<id>/{ORIGINAL}, {PREPARED} or {META})"
+                )
             if info.flag_bits & 0x1:
                 raise DrawingError(f"the zip entry {name!r} is encrypted")
             if m.group(2) in files.setdefault(m.group(1), {}):
@@ -501,7 +529,8 @@ def _read_zip(data: bytes) -> dict[str, tuple[bytes, np.ndarray, dict[str, Any]]
                 if len(content) > limit:
                     raise DrawingError(
                         f"the zip entry {info.filename!r} decompresses to more than {limit:,} bytes "
-                        f"(entries are capped, and all together at {MAX_ZIP_UNCOMPRESSED:,} bytes): refused")
+                        f"(entries are capped, and all together at {MAX_ZIP_UNCOMPRESSED:,} bytes): refused"
+                    )
                 budget -= len(content)
                 raw[name] = content
             where = f"{drawing_id}/{META} in the zip"
@@ -540,8 +569,9 @@ def drawings_checksum(images: np.ndarray, labels: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def mix_drawings(data: MnistData, images: np.ndarray, labels: np.ndarray,
-                 share: float = DRAWINGS_SHARE) -> tuple[MnistData, dict[str, Any]]:
+def mix_drawings(
+    data: MnistData, images: np.ndarray, labels: np.ndarray, share: float = DRAWINGS_SHARE
+) -> tuple[MnistData, dict[str, Any]]:
     """MNIST with the drawings appended to its training split, each repeated so they make ~`share` of it.
 
     The test split is MNIST's, unchanged. Returns the new data and what was mixed in (for meta.json).
@@ -563,12 +593,18 @@ def mix_drawings(data: MnistData, images: np.ndarray, labels: np.ndarray,
     x = torch.from_numpy(np.repeat(images, repeats, axis=0))
     y = torch.from_numpy(np.repeat(labels.astype(np.int64), repeats))
     mixed = MnistData(
-        train_images=torch.cat([data.train_images, x]), train_labels=torch.cat([data.train_labels, y]),
-        test_images=data.test_images, test_labels=data.test_labels,
+        train_images=torch.cat([data.train_images, x]),
+        train_labels=torch.cat([data.train_labels, y]),
+        test_images=data.test_images,
+        test_labels=data.test_labels,
         checksums={**data.checksums, "drawings": drawings_checksum(images, labels)},
     )
-    info = {"count": len(images), "repeats": repeats, "share": round(len(x) / (n + len(x)), 4),
-            "checksum": drawings_checksum(images, labels)}
+    info = {
+        "count": len(images),
+        "repeats": repeats,
+        "share": round(len(x) / (n + len(x)), 4),
+        "checksum": drawings_checksum(images, labels),
+    }
     return mixed, info
 
 
@@ -580,8 +616,10 @@ def evaluate_drawings(model: Any, store: DrawingStore) -> tuple[Any, list[Drawin
 
     images, labels, drawings = store.arrays()
     if not drawings:
-        raise DrawingError(f"there are no drawings in {store.path}; add some first "
-                           f"(python -m mnistcore drawings add --label N IMAGE...)")
+        raise DrawingError(
+            f"there are no drawings in {store.path}; add some first "
+            f"(python -m mnistcore drawings add --label N IMAGE...)"
+        )
     return evaluate(model, torch.from_numpy(images), torch.from_numpy(labels)), drawings
 
 
@@ -599,9 +637,17 @@ class FineTuneResult:
     unsaved: str | None = None  # why the run is in a temp dir instead of the runs dir (None: saved there)
 
 
-def fine_tune_on_drawings(runs: Any, run_id: str, data: MnistData, drawings: DrawingStore, epochs: int = 1,
-                          on_event: Any = None, stop: Any = None, report_every: int = 10,
-                          source: str | None = None) -> FineTuneResult | None:
+def fine_tune_on_drawings(
+    runs: Any,
+    run_id: str,
+    data: MnistData,
+    drawings: DrawingStore,
+    epochs: int = 1,
+    on_event: Any = None,
+    stop: Any = None,
+    report_every: int = 10,
+    source: str | None = None,
+) -> FineTuneResult | None:
     """Continue a saved run for `epochs` epochs on MNIST with the drawings mixed in; save it as a new run.
 
     The same as `train --resume RUN --epochs N --with-drawings`. None when stopped (nothing is saved).
@@ -621,9 +667,23 @@ def fine_tune_on_drawings(runs: Any, run_id: str, data: MnistData, drawings: Dra
         return None
     from mnistcore.runs import save_result
 
-    saved, unsaved = save_result(runs, result, dataset=mixed.checksums, source=source, parent=parent.run_id,
-                                 name=f"fine-tuned on {len(kept)} drawings",
-                                 extra={"drawings": {**info, "collection": drawings.collection}})
+    saved, unsaved = save_result(
+        runs,
+        result,
+        dataset=mixed.checksums,
+        source=source,
+        parent=parent.run_id,
+        name=f"fine-tuned on {len(kept)} drawings",
+        extra={"drawings": {**info, "collection": drawings.collection}},
+    )
     after = evaluate_drawings(result.model, drawings)[0].accuracy
-    return FineTuneResult(run=saved, parent=parent, count=len(kept), drawings_before=before, drawings_after=after,
-                          mnist_before=parent.test_accuracy, mnist_after=result.test_accuracy, unsaved=unsaved)
+    return FineTuneResult(
+        run=saved,
+        parent=parent,
+        count=len(kept),
+        drawings_before=before,
+        drawings_after=after,
+        mnist_before=parent.test_accuracy,
+        mnist_after=result.test_accuracy,
+        unsaved=unsaved,
+    )

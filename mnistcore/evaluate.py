@@ -46,14 +46,17 @@ def evaluate(model: ShallowNet, images: torch.Tensor, labels: torch.Tensor) -> E
     y = labels.cpu().numpy().astype(np.int64)
     pred = probs.argmax(1).astype(np.int64)
     classes = list(range(10))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y, pred, labels=classes, zero_division=0
-    )
+    precision, recall, f1, support = precision_recall_fscore_support(y, pred, labels=classes, zero_division=0)
     return Evaluation(
-        labels=y, predictions=pred, probabilities=probs,
+        labels=y,
+        predictions=pred,
+        probabilities=probs,
         confusion=confusion_matrix(y, pred, labels=classes),
         accuracy=float((y == pred).mean()) if len(y) else float("nan"),
-        precision=precision, recall=recall, support=support, f1=f1,
+        precision=precision,
+        recall=recall,
+        support=support,
+        f1=f1,
     )
 
 

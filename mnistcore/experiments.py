@@ -28,11 +28,15 @@ MAX_SWEEP_VALUES = 20
 
 # Every numeric option of TrainConfig can be swept (annotations are strings under `from __future__`);
 # report_every only changes how often progress is reported, not what is learnt.
-SWEEPABLE: dict[str, type] = {f.name: int if f.type == "int" else float for f in fields(TrainConfig)
-                              if f.type in ("int", "float") and f.name != "report_every"}
+SWEEPABLE: dict[str, type] = {
+    f.name: int if f.type == "int" else float
+    for f in fields(TrainConfig)
+    if f.type in ("int", "float") and f.name != "report_every"
+}
 
 
 # -- compare ----------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Comparison:
@@ -58,9 +62,14 @@ class Comparison:
 
     def to_json(self) -> dict[str, Any]:
         """The `compare --json` object."""
-        return {"runs": list(self.runs), "accuracy": list(self.accuracy), "fixed": self.fixed,
-                "broken": self.broken, "per_class_recall": self.per_class_recall.tolist(),
-                "config_diff": {k: list(v) for k, v in self.config_diff.items()}}
+        return {
+            "runs": list(self.runs),
+            "accuracy": list(self.accuracy),
+            "fixed": self.fixed,
+            "broken": self.broken,
+            "per_class_recall": self.per_class_recall.tolist(),
+            "config_diff": {k: list(v) for k, v in self.config_diff.items()},
+        }
 
 
 def config_diff(a: TrainConfig, b: TrainConfig) -> dict[str, tuple[Any, Any]]:
@@ -79,8 +88,11 @@ def compare_evaluations(info_a: RunInfo, ev_a: Evaluation, info_b: RunInfo, ev_b
     fixed = fixed[np.argsort(-ev_a.confidence[fixed], kind="stable")]
     broken = broken[np.argsort(-ev_b.confidence[broken], kind="stable")]
     return Comparison(
-        runs=(info_a.run_id, info_b.run_id), accuracy=(ev_a.accuracy, ev_b.accuracy), n_test=len(ev_a.labels),
-        fixed_indices=fixed, broken_indices=broken,
+        runs=(info_a.run_id, info_b.run_id),
+        accuracy=(ev_a.accuracy, ev_b.accuracy),
+        n_test=len(ev_a.labels),
+        fixed_indices=fixed,
+        broken_indices=broken,
         per_class_recall=np.stack([ev_a.recall, ev_b.recall]).astype(np.float64),
         config_diff=config_diff(info_a.config, info_b.config),
     )
@@ -91,11 +103,16 @@ def compare(run_a: str, run_b: str, data: MnistData, store: RunStore | None = No
     store = store if store is not None else RunStore()
     model_a, info_a = store.load(run_a)
     model_b, info_b = store.load(run_b)
-    return compare_evaluations(info_a, evaluate(model_a, data.test_images, data.test_labels),
-                               info_b, evaluate(model_b, data.test_images, data.test_labels))
+    return compare_evaluations(
+        info_a,
+        evaluate(model_a, data.test_images, data.test_labels),
+        info_b,
+        evaluate(model_b, data.test_images, data.test_labels),
+    )
 
 
 # -- export -----------------------------------------------------------------------------------------------
+
 
 def confusion_csv(ev: Evaluation) -> bytes:
     """The confusion matrix as CSV: a header row and a header column of digits (rows true, columns predicted)."""
@@ -121,8 +138,12 @@ def predictions_csv(ev: Evaluation) -> bytes:
 
 def export_files(info: RunInfo, ev: Evaluation) -> dict[str, bytes]:
     """The export of a run as {file name: contents}: its weights and meta.json as saved, and two CSVs."""
-    return {WEIGHTS: (info.path / WEIGHTS).read_bytes(), META: (info.path / META).read_bytes(),
-            "confusion.csv": confusion_csv(ev), "predictions.csv": predictions_csv(ev)}
+    return {
+        WEIGHTS: (info.path / WEIGHTS).read_bytes(),
+        META: (info.path / META).read_bytes(),
+        "confusion.csv": confusion_csv(ev),
+        "predictions.csv": predictions_csv(ev),
+    }
 
 
 def export(run: str, data: MnistData, out_dir: str | os.PathLike, store: RunStore | None = None) -> list[Path]:
@@ -140,6 +161,7 @@ def export(run: str, data: MnistData, out_dir: str | os.PathLike, store: RunStor
 
 
 # -- sweep ------------------------------------------------------------------------------------------------
+
 
 def sweep_param(name: str) -> str:
     """The TrainConfig field for a sweep parameter name ('batch-size' or 'batch_size'); ValueError if none."""
@@ -198,9 +220,15 @@ class SweepStep:
     result: TrainResult
 
 
-def sweep(param: str, values: Sequence[int | float], base_config: TrainConfig, data: MnistData,
-          on_event: Callable[[SweepEvent], None] | None = None, stop: threading.Event | None = None,
-          abort: threading.Event | None = None) -> Iterator[SweepStep]:
+def sweep(
+    param: str,
+    values: Sequence[int | float],
+    base_config: TrainConfig,
+    data: MnistData,
+    on_event: Callable[[SweepEvent], None] | None = None,
+    stop: threading.Event | None = None,
+    abort: threading.Event | None = None,
+) -> Iterator[SweepStep]:
     """Train one run per value, in order, yielding each as it ends.
 
     `stop` ends the sweep cleanly once the current run has finished (no further run starts); `abort`

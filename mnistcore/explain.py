@@ -87,8 +87,11 @@ def _normalised(pixels: np.ndarray) -> np.ndarray:
     arr = np.asarray(pixels)
     if arr.shape not in ((SIZE, SIZE), (PIXELS,)):
         raise ValueError(f"expected a 28x28 image, got shape {arr.shape}")
-    return normalize(torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).reshape(1, SIZE, SIZE)) \
-        .double().numpy()[0]
+    return (
+        normalize(torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).reshape(1, SIZE, SIZE))
+        .double()
+        .numpy()[0]
+    )
 
 
 def integrated_gradients(weights: NetWeights, x: np.ndarray, classes: list[int] | np.ndarray) -> np.ndarray:
@@ -131,8 +134,9 @@ class Explanation:
         return self.attributions[k]
 
 
-def explain(model: ShallowNet | NetWeights, pixels: np.ndarray, classes: list[int] | None = None,
-            top: int = 10) -> Explanation:
+def explain(
+    model: ShallowNet | NetWeights, pixels: np.ndarray, classes: list[int] | None = None, top: int = 10
+) -> Explanation:
     """Explain one input (28x28 in [0, 1]): attributions for the prediction, the runner-up and `classes`."""
     w = net_weights(model)
     x = _normalised(pixels)
@@ -153,10 +157,16 @@ def explain(model: ShallowNet | NetWeights, pixels: np.ndarray, classes: list[in
     units = np.argpartition(-contrib, n - 1)[:n] if n < len(h) else np.arange(len(h))
     units = units[np.argsort(-contrib[units], kind="stable")]
     return Explanation(
-        pixels=np.asarray(pixels, dtype=np.float32).reshape(SIZE, SIZE), logits=logits, probabilities=probs,
-        baseline_logits=w.baseline_logits.copy(), digit=digit, runner_up=runner_up, hidden=h,
+        pixels=np.asarray(pixels, dtype=np.float32).reshape(SIZE, SIZE),
+        logits=logits,
+        probabilities=probs,
+        baseline_logits=w.baseline_logits.copy(),
+        digit=digit,
+        runner_up=runner_up,
+        hidden=h,
         attributions={k: ig[i].reshape(SIZE, SIZE) for i, k in enumerate(ks)},
-        top_units=units, top_contributions=contrib[units],
+        top_units=units,
+        top_contributions=contrib[units],
     )
 
 
@@ -184,8 +194,9 @@ class UnitSummaries:
 
 
 @torch.no_grad()
-def unit_summaries(model: ShallowNet, images: torch.Tensor, labels: torch.Tensor | None = None, top: int = 8,
-                   chunk: int = 2048) -> UnitSummaries:
+def unit_summaries(
+    model: ShallowNet, images: torch.Tensor, labels: torch.Tensor | None = None, top: int = 8, chunk: int = 2048
+) -> UnitSummaries:
     """Summarise every hidden unit over uint8 images (N, 28, 28), e.g. the test set."""
     w1 = model.fc1.weight.detach().to("cpu", torch.float32)
     b1 = model.fc1.bias.detach().to("cpu", torch.float32)
@@ -199,11 +210,11 @@ def unit_summaries(model: ShallowNet, images: torch.Tensor, labels: torch.Tensor
     best_i = torch.empty(0, hidden, dtype=torch.int64)
     by_class = torch.zeros(10, hidden, dtype=torch.float64) if labels is not None else None
     for start in range(0, n, chunk):
-        acts = torch.relu(torch.addmm(b1, normalize(images[start:start + chunk]), w1.T))  # (c, H)
+        acts = torch.relu(torch.addmm(b1, normalize(images[start : start + chunk]), w1.T))  # (c, H)
         act_sum += acts.sum(0, dtype=torch.float64)
         active += (acts > 0).sum(0)
         if by_class is not None and labels is not None:  # both or neither
-            by_class.index_add_(0, labels[start:start + chunk].to(torch.int64), acts.double())
+            by_class.index_add_(0, labels[start : start + chunk].to(torch.int64), acts.double())
         # Running top-k per unit: the previous best rows plus this chunk's best rows.
         kk = min(k, len(acts))
         v, i = torch.topk(acts, kk, dim=0)
@@ -218,11 +229,15 @@ def unit_summaries(model: ShallowNet, images: torch.Tensor, labels: torch.Tensor
         counts = torch.bincount(labels.to(torch.int64), minlength=10).double().clamp(min=1)
         class_act = (by_class / counts[:, None]).float().numpy()
     return UnitSummaries(
-        weight_maps=w1.numpy().reshape(hidden, SIZE, SIZE).copy(), output_weights=w2.numpy().copy(),
-        importance=importance, order=np.argsort(-importance, kind="stable"),
+        weight_maps=w1.numpy().reshape(hidden, SIZE, SIZE).copy(),
+        output_weights=w2.numpy().copy(),
+        importance=importance,
+        order=np.argsort(-importance, kind="stable"),
         active_share=(active.double() / max(n, 1)).numpy(),
-        top_images=best_i.T.contiguous().numpy(), top_activations=best_v.T.contiguous().numpy(),
-        class_activation=class_act, templates=(w2 @ w1).numpy().reshape(10, SIZE, SIZE),
+        top_images=best_i.T.contiguous().numpy(),
+        top_activations=best_v.T.contiguous().numpy(),
+        class_activation=class_act,
+        templates=(w2 @ w1).numpy().reshape(10, SIZE, SIZE),
     )
 
 
@@ -234,15 +249,21 @@ def read_prepared(path: str | Path) -> PreparedDigit:
     arr = load_image(path)
     if arr.ndim != 2:
         kind = "RGBA" if arr.shape[2] == 4 else "RGB"
-        raise ImageReadError(f"--prepared expects a 28x28 greyscale image; this is a {arr.shape[1]}x{arr.shape[0]} "
-                             f"{kind} image (convert it to greyscale, or drop --prepared to prepare it)")
+        raise ImageReadError(
+            f"--prepared expects a 28x28 greyscale image; this is a {arr.shape[1]}x{arr.shape[0]} "
+            f"{kind} image (convert it to greyscale, or drop --prepared to prepare it)"
+        )
     if arr.shape != (SIZE, SIZE):
-        raise ImageReadError(f"--prepared expects a 28x28 image; this is {arr.shape[1]}x{arr.shape[0]} "
-                             "(drop --prepared to crop, scale and centre it)")
+        raise ImageReadError(
+            f"--prepared expects a 28x28 image; this is {arr.shape[1]}x{arr.shape[0]} "
+            "(drop --prepared to crop, scale and centre it)"
+        )
     if arr.max() == 0:
         raise ImageReadError("the image is all black: no ink to read")
     border = np.concatenate([arr[0], arr[-1], arr[1:-1, 0], arr[1:-1, -1]])
     if np.median(border) > 127:
-        raise ImageReadError("--prepared expects white ink on a black background (as MNIST); this image has a "
-                             "light background (invert it, or drop --prepared)")
+        raise ImageReadError(
+            "--prepared expects white ink on a black background (as MNIST); this image has a "
+            "light background (invert it, or drop --prepared)"
+        )
     return PreparedDigit(arr.astype(np.float32) / 255.0)

@@ -92,8 +92,9 @@ class _StepProducts:
         split = (hidden * 784, 10 * hidden, hidden, 10)
         self.w1, self.w2, self.b1, _ = (t for t in self.compute.split(split))
         self.w1, self.w2 = self.w1.view(hidden, 784), self.w2.view(10, hidden)
-        self.gw1, self.gw2 = (t.view(s) for t, s in zip(self.wgrad.split(split)[:2], ((hidden, 784), (10, hidden)),
-                                                        strict=True))
+        self.gw1, self.gw2 = (
+            t.view(s) for t, s in zip(self.wgrad.split(split)[:2], ((hidden, 784), (10, hidden)), strict=True)
+        )
         self.x = torch.rand(m, 784, generator=gen).to(device, dtype)
         self.hidden = torch.empty(m, hidden, device=device, dtype=dtype)
         self.logits = torch.empty(10, m, device=device, dtype=dtype)
@@ -161,9 +162,15 @@ def choose_precision(requested: str, device: torch.device, hidden: int, batch_si
         raise ValueError(f"precision must be auto, fp32 or bf16, got {requested!r}")
     if not bf16_native(device):
         return PrecisionChoice(
-            "auto", "fp32", f"auto: fp32, torch has no native bf16 matrix kernels on this "
+            "auto",
+            "fp32",
+            f"auto: fp32, torch has no native bf16 matrix kernels on this "
             f"{'CPU' if device.type == 'cpu' else 'device'} ({capability or device}): bf16 would be emulated, "
-            f"tens of times slower", device=str(device), cpu_capability=capability, bf16_native=False)
+            f"tens of times slower",
+            device=str(device),
+            cpu_capability=capability,
+            bf16_native=False,
+        )
     key = (str(device), capability, hidden, batch_size, torch.get_num_threads())
     with _lock:
         if key not in _cache:
@@ -173,11 +180,15 @@ def choose_precision(requested: str, device: torch.device, hidden: int, batch_si
             verdict = "faster" if use_bf16 else "not clearly faster"
             what = f"784-{hidden}-10 step products on {min(batch_size, MEASURE_ROWS)} images"
             _cache[key] = PrecisionChoice(
-                requested="auto", precision="bf16" if use_bf16 else "fp32",
+                requested="auto",
+                precision="bf16" if use_bf16 else "fp32",
                 reason=f"auto: bf16 {verdict} here ({what}: bf16 {1000 * bf16_s:.2f} ms, fp32 "
-                       f"{1000 * fp32_s:.2f} ms; {capability or device})",
-                fp32_ms=round(1000 * fp32_s, 4), bf16_ms=round(1000 * bf16_s, 4), device=str(device),
-                cpu_capability=capability, bf16_native=True,
+                f"{1000 * fp32_s:.2f} ms; {capability or device})",
+                fp32_ms=round(1000 * fp32_s, 4),
+                bf16_ms=round(1000 * bf16_s, 4),
+                device=str(device),
+                cpu_capability=capability,
+                bf16_native=True,
             )
         return _cache[key]
 

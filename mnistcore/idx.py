@@ -44,15 +44,14 @@ def _header_dims(path: Path, head: bytes, size: int, kind: str) -> tuple[int, ..
             f"{path} has magic number {magic:#010x}, expected {expected_magic:#010x} for an IDX "
             f"{kind} file: it is not an MNIST {kind} file. {_fix(path)}"
         )
-    dims = tuple(int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     if kind == "images" and dims[1:] != (28, 28):
         raise IdxError(f"{path} holds images of {dims[1]}x{dims[2]}, expected 28x28. {_fix(path)}")
     expected_len = header + int(np.prod(dims))
     if size != expected_len:
         state = "truncated" if size < expected_len else "longer than its header says"
         raise IdxError(
-            f"{path} is {state}: {size} bytes, its header says {dims} items = {expected_len} bytes. "
-            f"{_fix(path)}"
+            f"{path} is {state}: {size} bytes, its header says {dims} items = {expected_len} bytes. {_fix(path)}"
         )
     return dims
 

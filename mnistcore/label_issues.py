@@ -47,8 +47,16 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
 # clean but unusual digits (crossed sevens, serifed ones) that a stronger model is sure about. Precision
 # is chosen like any training run's (auto: bf16 only where measured faster; on an AVX2-only CPU bf16 is
 # emulated and took ~4x longer than the whole fp32 computation).
-DEFAULT_CONFIG = TrainConfig(hidden=1024, epochs=12, batch_size=512, lr=2e-3, schedule="onecycle",
-                             augment=True, augment_share=0.5, report_every=20)
+DEFAULT_CONFIG = TrainConfig(
+    hidden=1024,
+    epochs=12,
+    batch_size=512,
+    lr=2e-3,
+    schedule="onecycle",
+    augment=True,
+    augment_share=0.5,
+    report_every=20,
+)
 ESTIMATE_AFTER = 0.1  # share of the first net trained before the time left is estimated from it
 
 
@@ -80,8 +88,9 @@ class Recipe:
         do not change what is found, and unset (None) settings, so that a TrainConfig field added later with
         a None default leaves existing caches valid."""
         d = asdict(self)
-        d["config"] = {k: v for k, v in self.config.to_dict().items()
-                       if k not in ("device", "report_every") and v is not None}
+        d["config"] = {
+            k: v for k, v in self.config.to_dict().items() if k not in ("device", "report_every") and v is not None
+        }
         return d
 
 
@@ -128,10 +137,19 @@ class LabelIssues:
 
     def to_dict(self) -> dict[str, Any]:
         """The cache file's content."""
-        return {"version": CACHE_VERSION, "split": self.split, "recipe": self.recipe, "checksums": self.checksums,
-                "scored": self.scored, "accuracy": self.accuracy, "seconds": self.seconds, "created": self.created,
-                "cleanlab_version": self.cleanlab_version, "precision": self.precision,
-                "issues": [{**i.to_json(), "probabilities": list(i.probabilities)} for i in self.issues]}
+        return {
+            "version": CACHE_VERSION,
+            "split": self.split,
+            "recipe": self.recipe,
+            "checksums": self.checksums,
+            "scored": self.scored,
+            "accuracy": self.accuracy,
+            "seconds": self.seconds,
+            "created": self.created,
+            "cleanlab_version": self.cleanlab_version,
+            "precision": self.precision,
+            "issues": [{**i.to_json(), "probabilities": list(i.probabilities)} for i in self.issues],
+        }
 
     @classmethod
     def from_dict(cls, d: Any) -> LabelIssues:
@@ -144,17 +162,30 @@ class LabelIssues:
             issues = []
             for item in d["issues"]:
                 probs = tuple(float(p) for p in item.get("probabilities", ()))
-                issue = LabelIssue(index=_int(item["index"]), given=_int(item["given"]),
-                                   suggested=_int(item["suggested"]), score=float(item["score"]),
-                                   probabilities=probs)
-                if not (0 <= issue.given <= 9 and 0 <= issue.suggested <= 9 and issue.index >= 0
-                        and len(probs) in (0, 10)):
+                issue = LabelIssue(
+                    index=_int(item["index"]),
+                    given=_int(item["given"]),
+                    suggested=_int(item["suggested"]),
+                    score=float(item["score"]),
+                    probabilities=probs,
+                )
+                if not (
+                    0 <= issue.given <= 9 and 0 <= issue.suggested <= 9 and issue.index >= 0 and len(probs) in (0, 10)
+                ):
                     raise ValueError(f"bad issue {item!r}")
                 issues.append(issue)
-            return cls(split=d["split"], issues=issues, recipe=dict(d["recipe"]), checksums=dict(d["checksums"]),
-                       scored=_int(d["scored"]), accuracy=float(d["accuracy"]), seconds=float(d["seconds"]),
-                       created=str(d["created"]), cleanlab_version=str(d["cleanlab_version"]),
-                       precision=_precision(d.get("precision")))
+            return cls(
+                split=d["split"],
+                issues=issues,
+                recipe=dict(d["recipe"]),
+                checksums=dict(d["checksums"]),
+                scored=_int(d["scored"]),
+                accuracy=float(d["accuracy"]),
+                seconds=float(d["seconds"]),
+                created=str(d["created"]),
+                cleanlab_version=str(d["cleanlab_version"]),
+                precision=_precision(d.get("precision")),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise LabelIssuesError(f"not a valid label-issues result ({exc})") from None
 
@@ -191,11 +222,17 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> list[np.ndarr
         return [held for _, held in splitter.split(np.zeros(len(labels)), labels)]
 
 
-def _subset(images: torch.Tensor, labels: torch.Tensor, held_images: torch.Tensor, held_labels: torch.Tensor,
-            checksums: dict[str, str]) -> MnistData:
+def _subset(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    held_images: torch.Tensor,
+    held_labels: torch.Tensor,
+    checksums: dict[str, str],
+) -> MnistData:
     """An MnistData that trains on one part and measures on another (train() reports its test metrics)."""
-    return MnistData(train_images=images, train_labels=labels, test_images=held_images, test_labels=held_labels,
-                     checksums=checksums)
+    return MnistData(
+        train_images=images, train_labels=labels, test_images=held_images, test_labels=held_labels, checksums=checksums
+    )
 
 
 def _probabilities(model: ShallowNet, images: torch.Tensor) -> np.ndarray:
@@ -214,8 +251,9 @@ class _Ticker:
     """Turns each net's batch events into overall Progress, with the time left measured here once the first
     net is under way."""
 
-    def __init__(self, nets: int, on_progress: Callable[[Progress], None] | None,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self, nets: int, on_progress: Callable[[Progress], None] | None, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
         self.nets, self.net, self.on_progress, self.clock = nets, 0, on_progress, clock
         self.started: float | None = None
 
@@ -238,8 +276,9 @@ class _Ticker:
             fraction = min(1.0, (self.net - 1 + within) / self.nets)
             left = self.seconds_left(fraction)
             message = self.message if left is None else f"{self.message}: about {_duration(left)} left on this machine"
-            self.on_progress(Progress(net=self.net, nets=self.nets, fraction=fraction, message=message,
-                                      seconds_left=left))
+            self.on_progress(
+                Progress(net=self.net, nets=self.nets, fraction=fraction, message=message, seconds_left=left)
+            )
 
     def on_event(self, event: Any) -> None:
         if isinstance(event, BatchEvent):
@@ -257,9 +296,13 @@ def _train_net(config: TrainConfig, data: MnistData, ticker: _Ticker, stop: thre
     return result.model
 
 
-def out_of_fold_probabilities(images: torch.Tensor, labels: torch.Tensor, recipe: Recipe,
-                              on_progress: Callable[[Progress], None] | None = None,
-                              stop: threading.Event | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+def out_of_fold_probabilities(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    recipe: Recipe,
+    on_progress: Callable[[Progress], None] | None = None,
+    stop: threading.Event | None = None,
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """(N, 10) probabilities, each row from nets that never trained on that image; and the folds used."""
     y = labels.numpy()
     folds = stratified_folds(y, recipe.folds, recipe.seed)
@@ -283,15 +326,20 @@ def out_of_fold_probabilities(images: torch.Tensor, labels: torch.Tensor, recipe
     return probs, folds
 
 
-def held_out_probabilities(data: MnistData, recipe: Recipe, on_progress: Callable[[Progress], None] | None = None,
-                           stop: threading.Event | None = None) -> np.ndarray:
+def held_out_probabilities(
+    data: MnistData,
+    recipe: Recipe,
+    on_progress: Callable[[Progress], None] | None = None,
+    stop: threading.Event | None = None,
+) -> np.ndarray:
     """(N_test, 10) probabilities of the test images from nets trained on the whole training split."""
     ticker = _Ticker(recipe.seeds, on_progress)
     probs = np.zeros((len(data.test_labels), 10))
     for s in range(recipe.seeds):
         ticker.start_net(f"net {s + 1}/{recipe.seeds} on the whole training split")
-        probs += _probabilities(_train_net(recipe.config.with_(seed=recipe.seed + s), data, ticker, stop),
-                                data.test_images)
+        probs += _probabilities(
+            _train_net(recipe.config.with_(seed=recipe.seed + s), data, ticker, stop), data.test_images
+        )
     ticker.done()
     return probs / recipe.seeds
 
@@ -303,15 +351,25 @@ def rank_issues(labels: np.ndarray, probs: np.ndarray) -> list[LabelIssue]:
     labels = np.asarray(labels, dtype=np.int64)
     # n_jobs=1: cleanlab would otherwise fork worker processes, unwelcome inside a Streamlit server.
     ranked = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence", n_jobs=1)
-    return [LabelIssue(index=int(i), given=int(labels[i]), suggested=int(np.argmax(probs[i])),
-                       score=round(float(probs[i, labels[i]]), 6),
-                       probabilities=tuple(round(float(p), 5) for p in probs[i]))
-            for i in ranked]
+    return [
+        LabelIssue(
+            index=int(i),
+            given=int(labels[i]),
+            suggested=int(np.argmax(probs[i])),
+            score=round(float(probs[i, labels[i]]), 6),
+            probabilities=tuple(round(float(p), 5) for p in probs[i]),
+        )
+        for i in ranked
+    ]
 
 
-def find_issues(data: MnistData, split: str = "train", recipe: Recipe | None = None,
-                on_progress: Callable[[Progress], None] | None = None,
-                stop: threading.Event | None = None) -> LabelIssues:
+def find_issues(
+    data: MnistData,
+    split: str = "train",
+    recipe: Recipe | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    stop: threading.Event | None = None,
+) -> LabelIssues:
     """Score a split's images out of sample and let cleanlab flag the likely label errors (not cached)."""
     import cleanlab
 
@@ -327,9 +385,15 @@ def find_issues(data: MnistData, split: str = "train", recipe: Recipe | None = N
         probs = held_out_probabilities(data, recipe, on_progress, stop)
     y = labels.numpy()
     return LabelIssues(
-        split=split, issues=rank_issues(y, probs), recipe=recipe.to_dict(), checksums=dict(data.checksums),
-        scored=len(y), accuracy=float((probs.argmax(1) == y).mean()), seconds=round(time.perf_counter() - start, 2),
-        created=datetime.now(UTC).isoformat(timespec="seconds"), cleanlab_version=cleanlab.__version__,
+        split=split,
+        issues=rank_issues(y, probs),
+        recipe=recipe.to_dict(),
+        checksums=dict(data.checksums),
+        scored=len(y),
+        accuracy=float((probs.argmax(1) == y).mean()),
+        seconds=round(time.perf_counter() - start, 2),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        cleanlab_version=cleanlab.__version__,
         precision=_resolved_precision(recipe.config),
     )
 
@@ -339,8 +403,7 @@ def _resolved_precision(config: TrainConfig) -> str:
     from mnistcore.hardware import choose_precision
     from mnistcore.train import resolve_device
 
-    return choose_precision(config.precision, resolve_device(config.device), config.hidden,
-                            config.batch_size).precision
+    return choose_precision(config.precision, resolve_device(config.device), config.hidden, config.batch_size).precision
 
 
 def default_cache_dir(data_dir: str | os.PathLike | None = None) -> Path:
@@ -355,8 +418,16 @@ def cache_key(checksums: dict[str, str], split: str, recipe: Recipe) -> str:
     """A short hash of what decides the result: the data, the split, the recipe and cleanlab's version."""
     from importlib.metadata import version
 
-    blob = json.dumps({"checksums": checksums, "split": split, "recipe": recipe.to_dict(),
-                       "cleanlab": version("cleanlab"), "version": CACHE_VERSION}, sort_keys=True)
+    blob = json.dumps(
+        {
+            "checksums": checksums,
+            "split": split,
+            "recipe": recipe.to_dict(),
+            "cleanlab": version("cleanlab"),
+            "version": CACHE_VERSION,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -395,15 +466,18 @@ def shipped_path(checksums: dict[str, str], split: str, recipe: Recipe) -> Path:
     return cache_path(SHIPPED_DIR, checksums, split, recipe)
 
 
-def find_cached(data: MnistData, split: str, recipe: Recipe | None = None,
-                cache_dir: str | os.PathLike | None = None) -> LabelIssues | None:
+def find_cached(
+    data: MnistData, split: str, recipe: Recipe | None = None, cache_dir: str | os.PathLike | None = None
+) -> LabelIssues | None:
     """A result computed before for this data and recipe (the cache dir first, then the shipped ones), or None.
 
     A damaged cache file counts as none (it is recomputed and replaced)."""
     recipe = recipe or Recipe()
     cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
-    for path, shipped in ((cache_path(cache_dir, data.checksums, split, recipe), False),
-                          (shipped_path(data.checksums, split, recipe), True)):
+    for path, shipped in (
+        (cache_path(cache_dir, data.checksums, split, recipe), False),
+        (shipped_path(data.checksums, split, recipe), True),
+    ):
         try:
             found = load_cached(path)
         except LabelIssuesError:
@@ -413,10 +487,15 @@ def find_cached(data: MnistData, split: str, recipe: Recipe | None = None,
     return None
 
 
-def label_issues(data: MnistData, split: str = "train", recipe: Recipe | None = None,
-                 cache_dir: str | os.PathLike | None = None,
-                 on_progress: Callable[[Progress], None] | None = None,
-                 stop: threading.Event | None = None, refresh: bool = False) -> LabelIssues:
+def label_issues(
+    data: MnistData,
+    split: str = "train",
+    recipe: Recipe | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    stop: threading.Event | None = None,
+    refresh: bool = False,
+) -> LabelIssues:
     """The label issues of a split: computed before (cache, or shipped for standard MNIST), else computed now."""
     recipe = recipe or Recipe()
     cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
@@ -438,9 +517,13 @@ def without_indices(data: MnistData, indices: np.ndarray) -> MnistData:
     keep[idx] = False
     kept = torch.from_numpy(np.flatnonzero(keep))
     removed = hashlib.md5(np.sort(idx).tobytes()).hexdigest()
-    return MnistData(train_images=data.train_images[kept], train_labels=data.train_labels[kept],
-                     test_images=data.test_images, test_labels=data.test_labels,
-                     checksums={**data.checksums, "removed_train_indices": removed})
+    return MnistData(
+        train_images=data.train_images[kept],
+        train_labels=data.train_labels[kept],
+        test_images=data.test_images,
+        test_labels=data.test_labels,
+        checksums={**data.checksums, "removed_train_indices": removed},
+    )
 
 
 @dataclass(frozen=True)
@@ -459,13 +542,25 @@ class CleanedComparison:
 
 def _reusable_baseline(info: Any, checksums: dict[str, str]) -> bool:
     """Whether a saved run is a from-scratch, complete run of its recipe on exactly this MNIST."""
-    return (info.parent is None and not info.stopped and info.dataset == checksums
-            and not info.extra.get("drawings") and not info.extra.get("removed_flagged"))
+    return (
+        info.parent is None
+        and not info.stopped
+        and info.dataset == checksums
+        and not info.extra.get("drawings")
+        and not info.extra.get("removed_flagged")
+    )
 
 
-def train_without_flagged(runs: Any, run_id: str, data: MnistData, flagged: np.ndarray,
-                          on_event: Callable[[Any], None] | None = None, stop: threading.Event | None = None,
-                          report_every: int = 10, source: str | None = None) -> CleanedComparison | None:
+def train_without_flagged(
+    runs: Any,
+    run_id: str,
+    data: MnistData,
+    flagged: np.ndarray,
+    on_event: Callable[[Any], None] | None = None,
+    stop: threading.Event | None = None,
+    report_every: int = 10,
+    source: str | None = None,
+) -> CleanedComparison | None:
     """Train run_id's recipe (same seed) without the flagged training images; compare with it on the test set.
 
     The run itself is the baseline when it is a complete from-scratch run on this MNIST; otherwise (a
@@ -485,19 +580,32 @@ def train_without_flagged(runs: Any, run_id: str, data: MnistData, flagged: np.n
         result = train(config, data, on_event=on_event, stop=stop)
         if result.stopped:
             return None
-        baseline, unsaved = save_result(runs, result, dataset=data.checksums, source=source,
-                                        name="baseline for label issues")
+        baseline, unsaved = save_result(
+            runs, result, dataset=data.checksums, source=source, name="baseline for label issues"
+        )
         baseline_model = result.model
     cleaned = without_indices(data, flagged)
     result = train(config, cleaned, on_event=on_event, stop=stop)
     if result.stopped:
         return None
-    saved, unsaved_run = save_result(runs, result, dataset=cleaned.checksums, source=source,
-                                     name=f"without {len(flagged)} flagged images",
-                                     extra={"removed_flagged": len(flagged), "baseline": baseline.run_id})
+    saved, unsaved_run = save_result(
+        runs,
+        result,
+        dataset=cleaned.checksums,
+        source=source,
+        name=f"without {len(flagged)} flagged images",
+        extra={"removed_flagged": len(flagged), "baseline": baseline.run_id},
+    )
     ev_with = evaluate(baseline_model, data.test_images, data.test_labels)
     ev_without = evaluate(result.model, data.test_images, data.test_labels)
     right_with, right_without = ev_with.predictions == ev_with.labels, ev_without.predictions == ev_without.labels
-    return CleanedComparison(removed=len(flagged), run=saved, baseline=baseline, accuracy_with=ev_with.accuracy,
-                             accuracy_without=ev_without.accuracy, fixed=int((~right_with & right_without).sum()),
-                             broken=int((right_with & ~right_without).sum()), unsaved=unsaved_run or unsaved)
+    return CleanedComparison(
+        removed=len(flagged),
+        run=saved,
+        baseline=baseline,
+        accuracy_with=ev_with.accuracy,
+        accuracy_without=ev_without.accuracy,
+        fixed=int((~right_with & right_without).sum()),
+        broken=int((right_with & ~right_without).sum()),
+        unsaved=unsaved_run or unsaved,
+    )

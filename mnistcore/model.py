@@ -33,6 +33,6 @@ class ShallowNet(nn.Module):
         try:
             if len(x) == 0:  # torch.cat of no chunks would fail
                 return torch.empty(0, 10, device=x.device)
-            return torch.cat([torch.softmax(self(x[i:i + chunk]), dim=1) for i in range(0, len(x), chunk)])
+            return torch.cat([torch.softmax(self(x[i : i + chunk]), dim=1) for i in range(0, len(x), chunk)])
         finally:
             self.train(was_training)

@@ -53,8 +53,10 @@ class ImageReadError(ValueError):
 
 
 def _too_large(width: int, height: int) -> ImageReadError:
-    return ImageReadError(f"image too large: {width}x{height} pixels; at most {MAX_PIXELS // 1_000_000} million "
-                          f"pixels (e.g. {math.isqrt(MAX_PIXELS)}x{math.isqrt(MAX_PIXELS)}). Crop or shrink it.")
+    return ImageReadError(
+        f"image too large: {width}x{height} pixels; at most {MAX_PIXELS // 1_000_000} million "
+        f"pixels (e.g. {math.isqrt(MAX_PIXELS)}x{math.isqrt(MAX_PIXELS)}). Crop or shrink it."
+    )
 
 
 def _open(source: str | os.PathLike | bytes | bytearray) -> Image.Image:
@@ -156,8 +158,14 @@ def extract_ink(arr: np.ndarray) -> np.ndarray:
     grey8 = np.asarray(Image.fromarray(arr).convert("L")) if arr.ndim == 3 else arr
     h, w = grey8.shape
     band = max(1, min(h, w) // 25)
-    border = np.concatenate([grey8[:band].ravel(), grey8[-band:].ravel(), grey8[band:-band, :band].ravel(),
-                             grey8[band:-band, -band:].ravel()])
+    border = np.concatenate(
+        [
+            grey8[:band].ravel(),
+            grey8[-band:].ravel(),
+            grey8[band:-band, :band].ravel(),
+            grey8[band:-band, -band:].ravel(),
+        ]
+    )
     counts = np.bincount(border, minlength=256)
     bg = int(np.searchsorted(np.cumsum(counts), (len(border) + 1) // 2))  # the border's median level
     grey = grey8.astype(np.float32)
@@ -189,8 +197,8 @@ def _crop(ink: np.ndarray, threshold: float) -> np.ndarray | None:
     rows = np.flatnonzero((ink > threshold).any(1))
     if len(rows) == 0:
         return None
-    cols = np.flatnonzero((ink[rows[0]:rows[-1] + 1] > threshold).any(0))
-    return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    cols = np.flatnonzero((ink[rows[0] : rows[-1] + 1] > threshold).any(0))
+    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
 def stroke_width(ink: np.ndarray) -> float:

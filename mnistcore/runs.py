@@ -103,8 +103,13 @@ def validate_name(name: Any) -> str | None:
 
 def _is_run_id(value: Any) -> bool:
     """Could `value` name a run directory (no path separators, not hidden)?"""
-    return (isinstance(value, str) and 0 < len(value) <= 200 and value.isprintable()
-            and not any(c in value for c in "/\\") and not value.startswith("."))
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= 200
+        and value.isprintable()
+        and not any(c in value for c in "/\\")
+        and not value.startswith(".")
+    )
 
 
 def _parent(value: Any) -> str | None:
@@ -114,16 +119,18 @@ def _parent(value: Any) -> str | None:
     return value
 
 
-def _write_optimizer(path: Path, config: TrainConfig, state: dict[str, torch.Tensor],
-                     rng: dict[str, torch.Tensor]) -> None:
+def _write_optimizer(
+    path: Path, config: TrainConfig, state: dict[str, torch.Tensor], rng: dict[str, torch.Tensor]
+) -> None:
     """Write optimizer state + random-stream states as one safetensors file (raw tensors, never pickle)."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     tensors |= {f"rng.{k}": v.detach().to("cpu", torch.uint8).contiguous() for k, v in rng.items()}
     save_file(tensors, str(path), metadata={"optimizer": config.optimizer, "layout": ",".join(PARAM_LAYOUT)})
 
 
-def read_optimizer_file(path: Path, optimizer: str,
-                        hidden: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def read_optimizer_file(
+    path: Path, optimizer: str, hidden: int
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(optimizer state, random-stream states) from an optimizer file; RunError unless it is exactly our format."""
     n = param_count(hidden)
     try:
@@ -191,29 +198,50 @@ class RunStore:
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         self.root = Path(root) if root is not None else default_runs_dir()
 
-    def save(self, model: ShallowNet, config: TrainConfig, *, test_accuracy: float, train_seconds: float,
-             history: list[dict[str, Any]], dataset: dict[str, str], stopped: bool = False,
-             extra: dict[str, Any] | None = None, name: str | None = None, parent: str | None = None,
-             optimizer_state: dict[str, torch.Tensor] | None = None,
-             rng_state: dict[str, torch.Tensor] | None = None) -> RunInfo:
+    def save(
+        self,
+        model: ShallowNet,
+        config: TrainConfig,
+        *,
+        test_accuracy: float,
+        train_seconds: float,
+        history: list[dict[str, Any]],
+        dataset: dict[str, str],
+        stopped: bool = False,
+        extra: dict[str, Any] | None = None,
+        name: str | None = None,
+        parent: str | None = None,
+        optimizer_state: dict[str, torch.Tensor] | None = None,
+        rng_state: dict[str, torch.Tensor] | None = None,
+    ) -> RunInfo:
         """Save weights + metadata (+ optimizer state) into a temp dir, then rename it into place (all or nothing)."""
         name = validate_name(name)
         if parent is not None and not _is_run_id(parent):
             raise RunError(f"{parent!r} is not a run id")
         bad = sorted(k for k, v in model.state_dict().items() if not bool(torch.isfinite(v).all()))
         if bad:  # it could never be loaded (load refuses them): say so now, not on every later page view
-            raise RunError(f"not saved: the weights ({', '.join(bad)}) hold NaN or infinity, so training diverged; "
-                           f"try a lower learning rate")
+            raise RunError(
+                f"not saved: the weights ({', '.join(bad)}) hold NaN or infinity, so training diverged; "
+                f"try a lower learning rate"
+            )
         self.root.mkdir(parents=True, exist_ok=True)
         self.cleanup_stale()
         created = datetime.now(UTC)
         run_id = f"{created:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         meta = {
             # Microseconds: runs saved within one second must still sort (and so pick "latest") correctly.
-            "format": FORMAT_VERSION, "run_id": run_id, "created": created.isoformat(timespec="microseconds"),
-            "config": config.to_dict(), "test_accuracy": test_accuracy, "train_seconds": train_seconds,
-            "history": history, "stopped": stopped, "dataset": dataset, "extra": extra or {},
-            "name": name, "parent": parent,
+            "format": FORMAT_VERSION,
+            "run_id": run_id,
+            "created": created.isoformat(timespec="microseconds"),
+            "config": config.to_dict(),
+            "test_accuracy": test_accuracy,
+            "train_seconds": train_seconds,
+            "history": history,
+            "stopped": stopped,
+            "dataset": dataset,
+            "extra": extra or {},
+            "name": name,
+            "parent": parent,
         }
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{run_id}-", dir=self.root))
         try:
@@ -262,11 +290,17 @@ class RunStore:
                 raise TypeError("history must be a list of objects")
             datetime.fromisoformat(meta["created"])
             return RunInfo(
-                run_id=path.name, path=path, config=TrainConfig.from_dict(meta["config"]),
-                created=meta["created"], test_accuracy=_number(meta["test_accuracy"]),
-                train_seconds=_number(meta["train_seconds"]), history=list(meta["history"]),
-                stopped=bool(meta.get("stopped", False)), dataset=dict(meta.get("dataset", {})),
-                extra=dict(meta.get("extra", {})), name=validate_name(meta.get("name")),
+                run_id=path.name,
+                path=path,
+                config=TrainConfig.from_dict(meta["config"]),
+                created=meta["created"],
+                test_accuracy=_number(meta["test_accuracy"]),
+                train_seconds=_number(meta["train_seconds"]),
+                history=list(meta["history"]),
+                stopped=bool(meta.get("stopped", False)),
+                dataset=dict(meta.get("dataset", {})),
+                extra=dict(meta.get("extra", {})),
+                name=validate_name(meta.get("name")),
                 parent=_parent(meta.get("parent")),
             )
         except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
@@ -317,8 +351,10 @@ class RunStore:
             raise RunError(f"{weights} holds {', '.join(wrong)} as non-float32 tensors; runs are saved as float32")
         bad = sorted(k for k, v in state.items() if not bool(torch.isfinite(v).all()))
         if bad:  # it would predict NaN for every image
-            raise RunError(f"{weights} holds NaN or infinite values in {', '.join(bad)}: the run is damaged "
-                           f"(or diverged) and cannot predict; delete it")
+            raise RunError(
+                f"{weights} holds NaN or infinite values in {', '.join(bad)}: the run is damaged "
+                f"(or diverged) and cannot predict; delete it"
+            )
         model = ShallowNet(info.config.hidden, info.config.dropout)
         model.load_state_dict(state)
         return model.to(device).eval(), info
@@ -328,8 +364,9 @@ class RunStore:
 
         A run already deleted elsewhere (another tab, session or process) raises RunError saying so.
         """
-        gone = RunError(f"no run {run_id!r} in {self.root}: it was already deleted elsewhere "
-                        f"(another tab, session or process)")
+        gone = RunError(
+            f"no run {run_id!r} in {self.root}: it was already deleted elsewhere (another tab, session or process)"
+        )
         if _is_run_id(run_id) and run_id != "latest" and not (self.root / run_id).is_dir():
             raise gone
         path = self._dir(run_id)
@@ -392,8 +429,10 @@ class RunStore:
             raise RunError(f"cannot save runs in {self.root}: {_why(exc)}") from None
         need = run_size_estimate(config) if config is not None else 0
         if config is not None and free < need:  # need is 0 without a config
-            raise RunError(f"cannot save runs in {self.root}: {free / 1e6:.1f} MB free, a run of "
-                           f"784-{config.hidden}-10 needs about {need / 1e6:.1f} MB")
+            raise RunError(
+                f"cannot save runs in {self.root}: {free / 1e6:.1f} MB free, a run of "
+                f"784-{config.hidden}-10 needs about {need / 1e6:.1f} MB"
+            )
 
     def rename(self, run_id: str, name: str | None) -> RunInfo:
         """Give a run a name (None or blank clears it); meta.json is rewritten atomically, nothing else changes."""
@@ -441,13 +480,20 @@ class RunStore:
         model, info = self.load(run_id)
         saved = self.read_optimizer(info.run_id)
         state, rng = saved if saved is not None else ({}, {})
-        return TrainState(model=model, optimizer=info.config.optimizer if saved else None, optimizer_state=state,
-                          rng_state=rng, seed=info.config.seed, history=info.history,
-                          train_seconds=info.train_seconds), info
+        return TrainState(
+            model=model,
+            optimizer=info.config.optimizer if saved else None,
+            optimizer_state=state,
+            rng_state=rng,
+            seed=info.config.seed,
+            history=info.history,
+            train_seconds=info.train_seconds,
+        ), info
 
 
-def save_or_fallback(store: RunStore, model: ShallowNet, config: TrainConfig,
-                     **kwargs: Any) -> tuple[RunInfo, str | None]:
+def save_or_fallback(
+    store: RunStore, model: ShallowNet, config: TrainConfig, **kwargs: Any
+) -> tuple[RunInfo, str | None]:
     """store.save(...); if the runs dir fails (full disk, permissions), the same run in a new temp dir.
 
     A finished model is never lost silently: returns (info, None), or (info of the copy in the temp dir,
@@ -464,9 +510,17 @@ def save_or_fallback(store: RunStore, model: ShallowNet, config: TrainConfig,
         raise RunError(f"{why}, nor in a temporary folder ({_why(exc)}): the trained model is lost") from None
 
 
-def save_result(store: RunStore, result: TrainResult, *, dataset: dict[str, str], source: str | None = None,
-                name: str | None = None, parent: str | None = None, stopped: bool | None = None,
-                extra: dict[str, Any] | None = None) -> tuple[RunInfo, str | None]:
+def save_result(
+    store: RunStore,
+    result: TrainResult,
+    *,
+    dataset: dict[str, str],
+    source: str | None = None,
+    name: str | None = None,
+    parent: str | None = None,
+    stopped: bool | None = None,
+    extra: dict[str, Any] | None = None,
+) -> tuple[RunInfo, str | None]:
     """Save a finished training result with what ran, the one way every caller saves: (info, why unsaved).
 
     result.config is what ran (precision resolved on this machine, epochs chosen by a budget) and
@@ -477,6 +531,17 @@ def save_result(store: RunStore, result: TrainResult, *, dataset: dict[str, str]
     """
     record = {**({"source": source} if source is not None else {}), **result.run_record(), **(extra or {})}
     return save_or_fallback(
-        store, result.model, result.config, test_accuracy=result.test_accuracy, train_seconds=result.total_seconds,
-        history=result.history, dataset=dataset, stopped=result.stopped if stopped is None else stopped,
-        extra=record, name=name, parent=parent, optimizer_state=result.optimizer_state, rng_state=result.rng_state)
+        store,
+        result.model,
+        result.config,
+        test_accuracy=result.test_accuracy,
+        train_seconds=result.total_seconds,
+        history=result.history,
+        dataset=dataset,
+        stopped=result.stopped if stopped is None else stopped,
+        extra=record,
+        name=name,
+        parent=parent,
+        optimizer_state=result.optimizer_state,
+        rng_state=result.rng_state,
+    )

@@ -108,8 +108,10 @@ class TrainResult:
 
     def run_record(self) -> dict[str, Any]:
         """How this run was fitted to the machine, for the saved run's metadata: precision and budget."""
-        return {"precision": self.precision.to_dict() if self.precision is not None else None,
-                "budget": self.budget.to_dict() if self.budget is not None else None}
+        return {
+            "precision": self.precision.to_dict() if self.precision is not None else None,
+            "budget": self.budget.to_dict() if self.budget is not None else None,
+        }
 
     @property
     def total_seconds(self) -> float:
@@ -204,13 +206,34 @@ class _Optimizer:
         c = self.config
         if c.optimizer == "adam":
             self.step_count.add_(1)
-            self.kernel([self.params], [self.grads], [self.exp_avg], [self.exp_avg_sq], [], [self.step_count],
-                        lr=lr, beta1=momentum, beta2=0.999, weight_decay=c.weight_decay, eps=1e-8,
-                        amsgrad=False, maximize=False)
+            self.kernel(
+                [self.params],
+                [self.grads],
+                [self.exp_avg],
+                [self.exp_avg_sq],
+                [],
+                [self.step_count],
+                lr=lr,
+                beta1=momentum,
+                beta2=0.999,
+                weight_decay=c.weight_decay,
+                eps=1e-8,
+                amsgrad=False,
+                maximize=False,
+            )
         else:
-            torch._fused_sgd_([self.params], [self.grads], [self.momentum], weight_decay=c.weight_decay,
-                              momentum=momentum, lr=lr, dampening=0.0, nesterov=True, maximize=False,
-                              is_first_step=self.first)
+            torch._fused_sgd_(
+                [self.params],
+                [self.grads],
+                [self.momentum],
+                weight_decay=c.weight_decay,
+                momentum=momentum,
+                lr=lr,
+                dampening=0.0,
+                nesterov=True,
+                maximize=False,
+                is_first_step=self.first,
+            )
         self.first = False
 
     def state(self) -> dict[str, torch.Tensor]:
@@ -238,8 +261,9 @@ class _Optimizer:
 class _Stepper:
     """Forward + cross-entropy + backward for one batch, written into preallocated buffers."""
 
-    def __init__(self, config: TrainConfig, params: _Params, grads: _Params, device: torch.device,
-                 dropout_seed: int) -> None:
+    def __init__(
+        self, config: TrainConfig, params: _Params, grads: _Params, device: torch.device, dropout_seed: int
+    ) -> None:
         self.config, self.params, self.grads, self.device = config, params, grads, device
         self.dtype = torch.bfloat16 if config.precision == "bf16" else torch.float32
         if self.dtype == torch.float32:
@@ -273,8 +297,14 @@ class _Stepper:
             )
         return self._buffers[m]
 
-    def __call__(self, xb: torch.Tensor, neg_onehot: torch.Tensor, labels: torch.Tensor,
-                 true_logp: torch.Tensor, max_logp: torch.Tensor) -> None:
+    def __call__(
+        self,
+        xb: torch.Tensor,
+        neg_onehot: torch.Tensor,
+        labels: torch.Tensor,
+        true_logp: torch.Tensor,
+        max_logp: torch.Tensor,
+    ) -> None:
         """Gradients of the mean loss of batch xb into the grads buffer.
 
         neg_onehot: (10, m) with -1/batch_size at each label; labels: (1, m). Writes each image's
@@ -291,7 +321,7 @@ class _Stepper:
             # Dropped units become 0; the 1/keep scaling rides on the products below (alpha, grad_out),
             # and the ReLU backward (hidden > 0) then also zeroes their gradient.
             bits.random_(-(2**31), 2**31, generator=self.dropout_gen)
-            keep = bits.view(torch.uint8)[:hidden.numel()].view(hidden.shape) < self.keep_below
+            keep = bits.view(torch.uint8)[: hidden.numel()].view(hidden.shape) < self.keep_below
             hidden.view(self.int_view).mul_(keep)
         # Logits as (10, m): softmax over the contiguous dim of a (10, m) tensor is ~5x faster here.
         torch.addmm(p.b2col, p.w2, hidden.t(), alpha=self.keep_scale, out=logits)
@@ -312,7 +342,7 @@ class _Stepper:
         torch.mm(grad_pre.t(), xb, out=self.wgrad.w1)
         torch.sum(grad_pre, 0, dtype=torch.float32, out=g.b1)
         if self.wgrad is not g:
-            g.flat[:g.weights].copy_(self.wgrad.flat[:g.weights])
+            g.flat[: g.weights].copy_(self.wgrad.flat[: g.weights])
 
 
 @torch.no_grad()
@@ -322,9 +352,9 @@ def _test_metrics(params: _Params, x: torch.Tensor, y: torch.Tensor, dtype: torc
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), dtype=torch.long, device=x.device)
     for i in range(0, len(x), 8192):
-        logits = torch.addmm(b2, torch.addmm(b1, x[i:i + 8192], w1.t()).relu_(), w2.t()).float()
-        loss_sum += F.cross_entropy(logits, y[i:i + 8192], reduction="sum")
-        correct += (logits.argmax(1) == y[i:i + 8192]).sum()
+        logits = torch.addmm(b2, torch.addmm(b1, x[i : i + 8192], w1.t()).relu_(), w2.t()).float()
+        loss_sum += F.cross_entropy(logits, y[i : i + 8192], reduction="sum")
+        correct += (logits.argmax(1) == y[i : i + 8192]).sum()
     n = max(len(x), 1)
     return loss_sum.item() / n, correct.item() / n
 
@@ -336,12 +366,17 @@ def _normalized(images: torch.Tensor, device: torch.device, dtype: torch.dtype, 
     """
     out = torch.empty(len(images), 784, device=device, dtype=dtype)
     for i in range(0, len(images), chunk):
-        out[i:i + chunk] = normalize(images[i:i + chunk]).to(device, dtype)
+        out[i : i + chunk] = normalize(images[i : i + chunk]).to(device, dtype)
     return out
 
 
-def _distorted_chunk(augmenter: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, share: float,
-                     gen: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+def _distorted_chunk(
+    augmenter: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    share: float,
+    gen: torch.Generator,
+    dtype: torch.dtype,
+) -> torch.Tensor:
     """normalize() of uint8 images (N, 28, 28) of which a random `share` is distorted: (N, 784) `dtype`."""
     if share >= 1:
         return normalize(augmenter(images)).to(dtype)
@@ -395,9 +430,17 @@ def _restore_stream(gen: torch.Generator, init: TrainState, seed: int, stream: s
     gen.manual_seed(_stream_seed(seed, RNG_STREAMS.index(stream), epochs_done))
 
 
-def _plan_budget(config: TrainConfig, device: torch.device, params: _Params, x_train: torch.Tensor,
-                 y_train: torch.Tensor, neg_onehot: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
-                 clock: float) -> BudgetPlan:
+def _plan_budget(
+    config: TrainConfig,
+    device: torch.device,
+    params: _Params,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    neg_onehot: torch.Tensor,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    clock: float,
+) -> BudgetPlan:
     """Measure this run's throughput, then choose the epochs that fill config.budget_seconds.
 
     Measured on scratch copies (weights, optimizer, dropout and distortion streams of their own), so
@@ -432,10 +475,10 @@ def _plan_budget(config: TrainConfig, device: torch.device, params: _Params, x_t
     def one_step(b: int) -> None:
         s = (b % full) * m
         if source is x_train:  # the real loop gathers each shuffled batch from the whole set
-            xb = torch.index_select(x_train, 0, perm[s:s + m], out=xbuf)
+            xb = torch.index_select(x_train, 0, perm[s : s + m], out=xbuf)
         else:  # or slices it from the distorted chunk
-            xb = source[s % (len(source) - m + 1):][:m]
-        stepper(xb, onehot[:, s:s + m], labels[:, s:s + m], true_logp, max_logp)
+            xb = source[s % (len(source) - m + 1) :][:m]
+        stepper(xb, onehot[:, s : s + m], labels[:, s : s + m], true_logp, max_logp)
         opt.step(config.lr / 25, 0.95)
 
     one_step(0)  # warm-up: buffers, kernel choice
@@ -455,9 +498,14 @@ def _plan_budget(config: TrainConfig, device: torch.device, params: _Params, x_t
     epoch_seconds = batches * step_seconds + chunks * chunk_seconds + test_seconds + epoch_overhead
     setup = time.perf_counter() - clock
     epochs = round((config.budget_seconds - setup) / epoch_seconds)
-    return BudgetPlan(seconds=float(config.budget_seconds), epochs=min(max(epochs, 1), MAX_EPOCHS),
-                      epoch_seconds=epoch_seconds, step_seconds=step_seconds, measured_steps=steps,
-                      setup_seconds=setup)
+    return BudgetPlan(
+        seconds=float(config.budget_seconds),
+        epochs=min(max(epochs, 1), MAX_EPOCHS),
+        epoch_seconds=epoch_seconds,
+        step_seconds=step_seconds,
+        measured_steps=steps,
+        setup_seconds=setup,
+    )
 
 
 def _meta_model(config: TrainConfig) -> ShallowNet:
@@ -470,8 +518,12 @@ def _to_model(params: _Params, config: TrainConfig) -> ShallowNet:
     """A ShallowNet (eval mode, on the training device) holding copies of the trained weights."""
     model = _meta_model(config).to_empty(device=params.flat.device)
     with torch.no_grad():
-        for dst, src in ((model.fc1.weight, params.w1), (model.fc1.bias, params.b1),
-                         (model.fc2.weight, params.w2), (model.fc2.bias, params.b2)):
+        for dst, src in (
+            (model.fc1.weight, params.w1),
+            (model.fc1.bias, params.b1),
+            (model.fc2.weight, params.w2),
+            (model.fc2.bias, params.b2),
+        ):
             dst.copy_(src)
     return model.eval()
 
@@ -548,8 +600,17 @@ def _setup(config: TrainConfig, init: TrainState | None) -> _Setup:
     stepper = _Stepper(config, params, grads, device, (config.seed * _LCG_MULTIPLIER + 1) % _SEED_MODULUS)
     if init is not None and stepper.dropout_gen is not None:
         _restore_stream(stepper.dropout_gen, init, config.seed, "dropout", done)
-    return _Setup(config=config, device=device, clock=clock, choice=choice, gen=gen, done=done, params=params,
-                  opt=opt, stepper=stepper)
+    return _Setup(
+        config=config,
+        device=device,
+        clock=clock,
+        choice=choice,
+        gen=gen,
+        done=done,
+        params=params,
+        opt=opt,
+        stepper=stepper,
+    )
 
 
 def _stage(s: _Setup, data: MnistData, init: TrainState | None) -> _Staged:
@@ -569,14 +630,24 @@ def _stage(s: _Setup, data: MnistData, init: TrainState | None) -> _Staged:
     # Shuffled along with the images, so each batch's slice of it is that batch's one-hot labels.
     neg_onehot = torch.zeros(10, n, device=device)
     neg_onehot[y_train, torch.arange(n, device=device)] = -1.0 / bs
-    return _Staged(n=n, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, neg_onehot=neg_onehot,
-                   true_logp=torch.empty(n, device=device), max_logp=torch.empty(n, device=device),
-                   xbuf=torch.empty(bs, 784, device=device, dtype=dtype),
-                   chunk=max(1, AUGMENT_CHUNK // bs) * bs, augmenter=augmenter)
+    return _Staged(
+        n=n,
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        neg_onehot=neg_onehot,
+        true_logp=torch.empty(n, device=device),
+        max_logp=torch.empty(n, device=device),
+        xbuf=torch.empty(bs, 784, device=device, dtype=dtype),
+        chunk=max(1, AUGMENT_CHUNK // bs) * bs,
+        augmenter=augmenter,
+    )
 
 
 def _emitter(on_event: Callable[[Event], None] | None) -> Callable[[Event], None]:
     """on_event, called outside inference mode (the caller's code runs as it would anywhere else)."""
+
     def emit(event: Event) -> None:
         if on_event is not None:
             with torch.inference_mode(False):
@@ -585,8 +656,16 @@ def _emitter(on_event: Callable[[Event], None] | None) -> Callable[[Event], None
     return emit
 
 
-def _train_epoch(s: _Setup, d: _Staged, result: TrainResult, epoch: int, step: int, total_steps: int,
-                 emit: Callable[[Event], None], stop: threading.Event | None) -> tuple[float, int, int, int]:
+def _train_epoch(
+    s: _Setup,
+    d: _Staged,
+    result: TrainResult,
+    epoch: int,
+    step: int,
+    total_steps: int,
+    emit: Callable[[Event], None],
+    stop: threading.Event | None,
+) -> tuple[float, int, int, int]:
     """One pass over the shuffled training set: (loss sum, correct, images seen, steps done overall).
 
     Sets result.stopped and returns early when `stop` is set.
@@ -607,15 +686,14 @@ def _train_epoch(s: _Setup, d: _Staged, result: TrainResult, epoch: int, step: i
         if augmenter is not None:
             if lo % chunk == 0:
                 chunk_start = lo
-                x_chunk = _distorted_chunk(augmenter, x_train[perm[lo:lo + chunk]], config.augment_share, gen, dtype)
-            xb = x_chunk[lo - chunk_start:hi - chunk_start]
+                x_chunk = _distorted_chunk(augmenter, x_train[perm[lo : lo + chunk]], config.augment_share, gen, dtype)
+            xb = x_chunk[lo - chunk_start : hi - chunk_start]
         elif hi - lo == bs:
             xb = torch.index_select(x_train, 0, perm[lo:hi], out=d.xbuf)
         else:
             xb = x_train[perm[lo:hi]]
         s.stepper(xb, onehot[:, lo:hi], labels[:, lo:hi], true_logp[lo:hi].view(1, hi - lo), max_logp[lo:hi])
-        lr, momentum = (onecycle(step, total_steps, config.lr) if config.schedule == "onecycle"
-                        else (config.lr, 0.9))
+        lr, momentum = onecycle(step, total_steps, config.lr) if config.schedule == "onecycle" else (config.lr, 0.9)
         s.opt.step(lr, momentum)
         step += 1
         seen = hi
@@ -625,17 +703,27 @@ def _train_epoch(s: _Setup, d: _Staged, result: TrainResult, epoch: int, step: i
             loss_sum += window_loss
             correct += int((true_logp[window] == max_logp[window]).sum().item())
             elapsed = time.perf_counter() - s.clock
-            emit(BatchEvent(
-                epoch=s.done + epoch, epochs=s.done + config.epochs, batch=b + 1, batches=batches, step=step,
-                total_steps=total_steps, loss=window_loss / (seen - window_start),
-                train_accuracy=correct / seen, elapsed=elapsed, eta=elapsed / step * (total_steps - step),
-            ))
+            emit(
+                BatchEvent(
+                    epoch=s.done + epoch,
+                    epochs=s.done + config.epochs,
+                    batch=b + 1,
+                    batches=batches,
+                    step=step,
+                    total_steps=total_steps,
+                    loss=window_loss / (seen - window_start),
+                    train_accuracy=correct / seen,
+                    elapsed=elapsed,
+                    eta=elapsed / step * (total_steps - step),
+                )
+            )
             window_start = seen
     return loss_sum, correct, seen, step
 
 
-def _train_epochs(s: _Setup, d: _Staged, result: TrainResult, emit: Callable[[Event], None],
-                  stop: threading.Event | None) -> int:
+def _train_epochs(
+    s: _Setup, d: _Staged, result: TrainResult, emit: Callable[[Event], None], stop: threading.Event | None
+) -> int:
     """The epoch loop: train, then test-set metrics and an EpochEvent per epoch; returns the steps done."""
     config = s.config
     total_steps = math.ceil(d.n / config.batch_size) * config.epochs
@@ -647,9 +735,14 @@ def _train_epochs(s: _Setup, d: _Staged, result: TrainResult, emit: Callable[[Ev
             break
         test_loss, test_acc = _test_metrics(s.params, d.x_test, d.y_test, s.stepper.dtype)
         event = EpochEvent(
-            epoch=s.done + epoch, epochs=s.done + config.epochs, train_loss=loss_sum / max(seen, 1),
-            train_accuracy=correct / max(seen, 1), test_loss=test_loss, test_accuracy=test_acc,
-            epoch_seconds=time.perf_counter() - epoch_start, elapsed=time.perf_counter() - s.clock,
+            epoch=s.done + epoch,
+            epochs=s.done + config.epochs,
+            train_loss=loss_sum / max(seen, 1),
+            train_accuracy=correct / max(seen, 1),
+            test_loss=test_loss,
+            test_accuracy=test_acc,
+            epoch_seconds=time.perf_counter() - epoch_start,
+            elapsed=time.perf_counter() - s.clock,
         )
         # The history's clock runs on from the parent's, so curves over seconds continue where it ended.
         result.history.append(event.__dict__ | {"elapsed": result.parent_seconds + event.elapsed})
@@ -662,8 +755,11 @@ def _finish(s: _Setup, d: _Staged, result: TrainResult, step: int) -> None:
     result.train_seconds = time.perf_counter() - s.clock
     result.steps_done = step
     result.optimizer_state = s.opt.state()
-    streams = {"shuffle": s.gen, "dropout": s.stepper.dropout_gen,
-               "augment": d.augmenter.generator if d.augmenter is not None else None}
+    streams = {
+        "shuffle": s.gen,
+        "dropout": s.stepper.dropout_gen,
+        "augment": d.augmenter.generator if d.augmenter is not None else None,
+    }
     result.rng_state = {name: g.get_state() for name, g in streams.items() if g is not None}
     if result.history and not result.stopped:
         result.test_loss, result.test_accuracy = result.history[-1]["test_loss"], result.history[-1]["test_accuracy"]
@@ -682,8 +778,9 @@ def _train(
     d = _stage(s, data, init)
     plan = None
     if s.config.budget_seconds is not None:
-        plan = _plan_budget(s.config, s.device, s.params, d.x_train, d.y_train, d.neg_onehot, d.x_test, d.y_test,
-                            s.clock)
+        plan = _plan_budget(
+            s.config, s.device, s.params, d.x_train, d.y_train, d.neg_onehot, d.x_test, d.y_test, s.clock
+        )
         # Fixed before the first real step: the one-cycle schedule is laid out for exactly this length.
         s.config = s.config.with_(epochs=plan.epochs)
     result = TrainResult(model=_meta_model(s.config), config=s.config)  # train() puts in the trained model

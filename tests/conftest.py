@@ -49,16 +49,23 @@ def tiny_arrays() -> dict[str, np.ndarray]:
     """The tiny dataset's arrays: 600 train / 200 test synthetic digits (different seeds per split)."""
     train_images, train_labels = synthetic_digits(TINY_TRAIN, seed=1)
     test_images, test_labels = synthetic_digits(TINY_TEST, seed=2)
-    return {"train_images": train_images, "train_labels": train_labels,
-            "test_images": test_images, "test_labels": test_labels}
+    return {
+        "train_images": train_images,
+        "train_labels": train_labels,
+        "test_images": test_images,
+        "test_labels": test_labels,
+    }
 
 
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory, tiny_arrays: dict[str, np.ndarray]) -> Path:
     """A shared data dir holding the tiny IDX dataset; read-only by convention (copy it to modify)."""
     a = tiny_arrays
-    return write_dataset(tmp_path_factory.mktemp("tiny") / "data", (a["train_images"], a["train_labels"]),
-                         (a["test_images"], a["test_labels"]))
+    return write_dataset(
+        tmp_path_factory.mktemp("tiny") / "data",
+        (a["train_images"], a["train_labels"]),
+        (a["test_images"], a["test_labels"]),
+    )
 
 
 @pytest.fixture

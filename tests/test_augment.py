@@ -19,10 +19,10 @@ def strokes(n: int = 16, seed: int = 0) -> torch.Tensor:
     for k in range(n):
         top, left = rng.integers(5, 9, size=2)
         h, w = rng.integers(12, 17, size=2)
-        out[k, top:top + h, left:left + 3] = 255  # vertical bar
-        out[k, top + h - 3:top + h, left:left + w] = 255  # foot
+        out[k, top : top + h, left : left + 3] = 255  # vertical bar
+        out[k, top + h - 3 : top + h, left : left + w] = 255  # foot
         if k % 2:
-            out[k, top:top + 3, left:left + w] = 255  # top bar
+            out[k, top : top + 3, left : left + w] = 255  # top bar
     return torch.from_numpy(out)
 
 

@@ -142,12 +142,15 @@ def test_train_on_cuda_without_cuda(tmp_path: Path, tiny_data_dir: Path) -> None
     assert code == 1 and out == "" and "CUDA is not available" in err and "Traceback" not in err
 
 
-def test_train_refuses_corrupted_official_data(tiny_copy: Path, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_refuses_corrupted_official_data(
+    tiny_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A directory whose files claim to be the original MNIST must match its md5s, also through the CLI.
     rdir = raw_dir(tiny_copy)
-    fake = {key: (name, (rdir / name).stat().st_size, hashlib.md5((rdir / name).read_bytes()).hexdigest())
-            for key, (name, _, _) in RAW_FILES.items()}
+    fake = {
+        key: (name, (rdir / name).stat().st_size, hashlib.md5((rdir / name).read_bytes()).hexdigest())
+        for key, (name, _, _) in RAW_FILES.items()
+    }
     monkeypatch.setattr(data_mod, "RAW_FILES", fake)
     path = rdir / "train-images-idx3-ubyte"
     raw = bytearray(path.read_bytes())
@@ -172,8 +175,19 @@ def test_data_reports_checksums(tiny_data_dir: Path) -> None:
 
 def test_train_json(trained_run: tuple[Path, dict, str]) -> None:
     runs, out, err = trained_run
-    assert set(out) == {"run_id", "path", "test_accuracy", "train_seconds", "epochs", "config", "history",
-                        "name", "parent", "precision", "budget"}
+    assert set(out) == {
+        "run_id",
+        "path",
+        "test_accuracy",
+        "train_seconds",
+        "epochs",
+        "config",
+        "history",
+        "name",
+        "parent",
+        "precision",
+        "budget",
+    }
     assert out["name"] is None and out["parent"] is None
     # precision "auto" resolved on this machine, recorded in the output, the config and the run.
     assert out["precision"] in ("fp32", "bf16") and out["config"]["precision"] == out["precision"]
@@ -192,11 +206,13 @@ def test_train_json(trained_run: tuple[Path, dict, str]) -> None:
     assert "epoch 2/2: test accuracy" in err  # progress goes to stderr, never into the JSON on stdout
 
 
-def test_evaluate_json_matches_training(trained_run: tuple[Path, dict, str], tiny_data_dir: Path,
-                                        tiny_data: MnistData) -> None:
+def test_evaluate_json_matches_training(
+    trained_run: tuple[Path, dict, str], tiny_data_dir: Path, tiny_data: MnistData
+) -> None:
     runs, trained, _ = trained_run
-    code, out, err = run_cli("evaluate", "--run", trained["run_id"], "--runs-dir", runs, "--data-dir", tiny_data_dir,
-                             "--json")
+    code, out, err = run_cli(
+        "evaluate", "--run", trained["run_id"], "--runs-dir", runs, "--data-dir", tiny_data_dir, "--json"
+    )
     assert code == 0, err
     ev = json.loads(out)
     assert ev["run_id"] == trained["run_id"]
@@ -272,8 +288,13 @@ def test_predict_lines_and_exit_codes(trained_run: tuple[Path, dict, str], tmp_p
 
 def test_exit_code_through_python_m(tmp_path: Path) -> None:
     # One real process (imports cost seconds here): main()'s return value must become the exit status.
-    proc = subprocess.run([sys.executable, "-m", "mnistcore", "evaluate", "--run", "nope", "--runs-dir", str(tmp_path)],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mnistcore", "evaluate", "--run", "nope", "--runs-dir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1 and "no run 'nope'" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -326,8 +347,22 @@ def test_resume_refusals(tiny_data_dir: Path, tmp_path: Path) -> None:
 
 def test_resume_with_another_optimizer_says_it_starts_afresh(tiny_data_dir: Path, tmp_path: Path) -> None:
     first = _train_json(tiny_data_dir, tmp_path, *TRAIN_ARGS, "--epochs", "1")
-    code, out, err = run_cli("train", "--data-dir", tiny_data_dir, "--runs-dir", tmp_path, "--json",
-                             "--resume", first["run_id"], "--epochs", "1", "--optimizer", "sgd", "--lr", "0.05")
+    code, out, err = run_cli(
+        "train",
+        "--data-dir",
+        tiny_data_dir,
+        "--runs-dir",
+        tmp_path,
+        "--json",
+        "--resume",
+        first["run_id"],
+        "--epochs",
+        "1",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.05",
+    )
     assert code == 0 and "optimizer starts afresh" in err
     assert json.loads(out)["config"]["optimizer"] == "sgd"
 
@@ -351,8 +386,9 @@ def test_names_and_rename(tiny_data_dir: Path, tmp_path: Path) -> None:
 def test_compare_json(tiny_data_dir: Path, tmp_path: Path, tiny_data: MnistData) -> None:
     a = _train_json(tiny_data_dir, tmp_path, *TRAIN_ARGS, "--epochs", "1", "--lr", "0.0005")
     b = _train_json(tiny_data_dir, tmp_path, *TRAIN_ARGS, "--hidden", "64")
-    code, out, err = run_cli("compare", a["run_id"], b["run_id"], "--json", "--runs-dir", tmp_path,
-                             "--data-dir", tiny_data_dir)
+    code, out, err = run_cli(
+        "compare", a["run_id"], b["run_id"], "--json", "--runs-dir", tmp_path, "--data-dir", tiny_data_dir
+    )
     assert code == 0, err
     cmp = json.loads(out)
     assert set(cmp) == {"runs", "accuracy", "fixed", "broken", "per_class_recall", "config_diff"}
@@ -370,8 +406,9 @@ def test_compare_json(tiny_data_dir: Path, tmp_path: Path, tiny_data: MnistData)
 
 def test_export_writes_four_files(trained_run: tuple[Path, dict, str], tiny_data_dir: Path, tmp_path: Path) -> None:
     runs, trained, _ = trained_run
-    code, out, err = run_cli("export", "--run", trained["run_id"], "--out", tmp_path / "out", "--runs-dir", runs,
-                             "--data-dir", tiny_data_dir)
+    code, out, err = run_cli(
+        "export", "--run", trained["run_id"], "--out", tmp_path / "out", "--runs-dir", runs, "--data-dir", tiny_data_dir
+    )
     assert code == 0, err
     names = ["model.safetensors", "meta.json", "confusion.csv", "predictions.csv"]
     assert [Path(line).name for line in out.splitlines()] == names
@@ -384,13 +421,29 @@ def test_export_writes_four_files(trained_run: tuple[Path, dict, str], tiny_data
 
 
 def test_sweep_json(tiny_data_dir: Path, tmp_path: Path) -> None:
-    code, out, err = run_cli("sweep", "--param", "hidden", "--values", "16,48", "--epochs", "1", "--device", "cpu",
-                             "--json", "--data-dir", tiny_data_dir, "--runs-dir", tmp_path)
+    code, out, err = run_cli(
+        "sweep",
+        "--param",
+        "hidden",
+        "--values",
+        "16,48",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--json",
+        "--data-dir",
+        tiny_data_dir,
+        "--runs-dir",
+        tmp_path,
+    )
     assert code == 0, err
     res = json.loads(out)
     assert res["param"] == "hidden" and res["values"] == [16, 48] and res["stopped"] is False
     assert [(r["value"], r["name"], r["config"]["hidden"]) for r in res["runs"]] == [
-        (16, "hidden=16", 16), (48, "hidden=48", 48)]
+        (16, "hidden=16", 16),
+        (48, "hidden=48", 48),
+    ]
     store = RunStore(tmp_path)
     assert {r.run_id for r in store.list()} == {r["run_id"] for r in res["runs"]}
     assert all(store.info(r["run_id"]).test_accuracy == r["test_accuracy"] for r in res["runs"])
@@ -400,18 +453,34 @@ def test_sweep_json(tiny_data_dir: Path, tmp_path: Path) -> None:
         info = store.info(r["run_id"])
         assert info.config.precision in ("fp32", "bf16") and r["config"]["precision"] == info.config.precision
         assert info.extra["precision"]["requested"] == "auto" and info.extra["sweep"]["param"] == "hidden"
-    code, out, err = run_cli("sweep", "--param", "batch-size", "--values", "32,64", "--epochs", "1", "--device", "cpu",
-                             "--data-dir", tiny_data_dir, "--runs-dir", tmp_path)
+    code, out, err = run_cli(
+        "sweep",
+        "--param",
+        "batch-size",
+        "--values",
+        "32,64",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--data-dir",
+        tiny_data_dir,
+        "--runs-dir",
+        tmp_path,
+    )
     assert code == 0 and "batch_size" in out and "test accuracy" in out
 
 
-@pytest.mark.parametrize(("args", "mentions"), [
-    (["--param", "optimizer", "--values", "adam"], "cannot sweep"),
-    (["--param", "hidden", "--values", "16,abc"], "whole numbers"),
-    (["--param", "hidden", "--values", "16,8"], "hidden=8"),
-    (["--param", "lr", "--values", "0.1", "--lr", "0.2"], "--lr is the swept option"),
-    (["--param", "lr"], "--values"),
-])
+@pytest.mark.parametrize(
+    ("args", "mentions"),
+    [
+        (["--param", "optimizer", "--values", "adam"], "cannot sweep"),
+        (["--param", "hidden", "--values", "16,abc"], "whole numbers"),
+        (["--param", "hidden", "--values", "16,8"], "hidden=8"),
+        (["--param", "lr", "--values", "0.1", "--lr", "0.2"], "--lr is the swept option"),
+        (["--param", "lr"], "--values"),
+    ],
+)
 def test_sweep_bad_arguments_exit_2(args: list[str], mentions: str, tmp_path: Path) -> None:
     code, out, err = run_cli("sweep", "--runs-dir", tmp_path / "runs", *args)
     assert code == 2 and mentions in err and out == ""
@@ -423,9 +492,29 @@ def test_sweep_ctrl_c_stops_after_the_current_run(tiny_data_dir: Path, tmp_path:
     import signal
     import time
 
-    cmd = [sys.executable, "-m", "mnistcore", "sweep", "--param", "seed", "--values", "1,2,3,4,5", "--epochs", "40",
-           "--batch-size", "16", "--hidden", "16", "--device", "cpu", "--json", "--data-dir", str(tiny_data_dir),
-           "--runs-dir", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mnistcore",
+        "sweep",
+        "--param",
+        "seed",
+        "--values",
+        "1,2,3,4,5",
+        "--epochs",
+        "40",
+        "--batch-size",
+        "16",
+        "--hidden",
+        "16",
+        "--device",
+        "cpu",
+        "--json",
+        "--data-dir",
+        str(tiny_data_dir),
+        "--runs-dir",
+        str(tmp_path),
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -447,10 +536,12 @@ def test_sweep_ctrl_c_stops_after_the_current_run(tiny_data_dir: Path, tmp_path:
 
 # ---------------------------------------------------------------- budgets, precision, broken disks (issue 10)
 
+
 def test_train_budget_records_the_plan(tiny_data_dir: Path, tmp_path: Path) -> None:
     args = ["--hidden", "256", "--batch-size", "8", "--device", "cpu", "--precision", "fp32"]
-    code, out, err = run_cli("train", "--data-dir", tiny_data_dir, "--runs-dir", tmp_path, *args, "--budget", "2",
-                             "--json")
+    code, out, err = run_cli(
+        "train", "--data-dir", tiny_data_dir, "--runs-dir", tmp_path, *args, "--budget", "2", "--json"
+    )
     assert code == 0, err
     result = json.loads(out)
     budget = result["budget"]
@@ -459,29 +550,33 @@ def test_train_budget_records_the_plan(tiny_data_dir: Path, tmp_path: Path) -> N
     info = RunStore(tmp_path).info(result["run_id"])
     assert info.extra["budget"] == budget and info.config.epochs == budget["epochs"]
     assert info.extra["precision"]["requested"] == "fp32"
-    code, _, err = run_cli("train", "--data-dir", tiny_data_dir, "--runs-dir", tmp_path, "--budget", "2",
-                           "--epochs", "3")
+    code, _, err = run_cli(
+        "train", "--data-dir", tiny_data_dir, "--runs-dir", tmp_path, "--budget", "2", "--epochs", "3"
+    )
     assert code == 2 and "--budget and --epochs exclude each other" in err
     code, _, err = run_cli("train", "--data-dir", tiny_data_dir, "--runs-dir", tmp_path, "--budget", "0.1")
     assert code == 2 and "budget_seconds must be between 1" in err
 
 
-def test_unwritable_runs_dir_fails_before_training(tiny_data_dir: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unwritable_runs_dir_fails_before_training(
+    tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def must_not_train(*args: object, **kwargs: object) -> None:
         raise AssertionError("trained although the run could not be saved")
 
     # The module (the package's attribute of that name is the function).
     monkeypatch.setattr(sys.modules["mnistcore.train"], "train", must_not_train)
     (tmp_path / "file").write_text("x")
-    code, out, err = run_cli("train", "--data-dir", tiny_data_dir, "--runs-dir", tmp_path / "file" / "runs",
-                             *TRAIN_ARGS)
+    code, out, err = run_cli(
+        "train", "--data-dir", tiny_data_dir, "--runs-dir", tmp_path / "file" / "runs", *TRAIN_ARGS
+    )
     assert code == 1 and out == ""
     assert err.startswith("error: cannot save runs in") and "Traceback" not in err and len(err.splitlines()) == 1
 
 
-def test_sweep_into_an_unwritable_runs_dir_fails_before_training(tiny_data_dir: Path, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sweep_into_an_unwritable_runs_dir_fails_before_training(
+    tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mnistcore import experiments
 
     def must_not_train(*args: object, **kwargs: object) -> None:
@@ -489,14 +584,28 @@ def test_sweep_into_an_unwritable_runs_dir_fails_before_training(tiny_data_dir: 
 
     monkeypatch.setattr(experiments, "train", must_not_train)
     (tmp_path / "file").write_text("x")
-    code, out, err = run_cli("sweep", "--param", "hidden", "--values", "16,48", "--epochs", "1", "--device", "cpu",
-                             "--data-dir", tiny_data_dir, "--runs-dir", tmp_path / "file" / "runs")
+    code, out, err = run_cli(
+        "sweep",
+        "--param",
+        "hidden",
+        "--values",
+        "16,48",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--data-dir",
+        tiny_data_dir,
+        "--runs-dir",
+        tmp_path / "file" / "runs",
+    )
     assert code == 1 and out == ""
     assert err.startswith("error: cannot save runs in") and "Traceback" not in err and len(err.splitlines()) == 1
 
 
-def test_full_disk_after_training_keeps_the_model(tiny_data_dir: Path, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_full_disk_after_training_keeps_the_model(
+    tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import errno
     import tempfile
 
@@ -553,8 +662,9 @@ def test_os_errors_are_one_line(tiny_data_dir: Path, tmp_path: Path, monkeypatch
     assert code == 1 and err == f"error: Input/output error ({tmp_path / 'runs'})\n"
 
 
-def test_predict_refuses_a_run_with_non_finite_weights(trained_run: tuple[Path, dict, str], tmp_path: Path,
-                                                       tiny_arrays: dict[str, np.ndarray]) -> None:
+def test_predict_refuses_a_run_with_non_finite_weights(
+    trained_run: tuple[Path, dict, str], tmp_path: Path, tiny_arrays: dict[str, np.ndarray]
+) -> None:
     import shutil
 
     from safetensors.torch import load_file, save_file

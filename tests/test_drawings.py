@@ -26,7 +26,7 @@ def canvas(digit: int = 1, size: int = 280) -> np.ndarray:
     img = np.zeros((size, size, 4), np.uint8)
     img[..., 3] = 255
     x = size // 4 + digit * size // 30
-    img[size // 5:4 * size // 5, x:x + size // 14, :3] = 255
+    img[size // 5 : 4 * size // 5, x : x + size // 14, :3] = 255
     return img
 
 
@@ -38,8 +38,11 @@ def png(arr: np.ndarray) -> bytes:
 
 def snapshot(root: Path) -> dict[str, bytes]:
     """Every file under root with its content: to check that a refusal changed nothing."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()} \
-        if root.exists() else {}
+    return (
+        {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+        if root.exists()
+        else {}
+    )
 
 
 @pytest.fixture
@@ -47,8 +50,7 @@ def store(tmp_path: Path) -> DrawingStore:
     return DrawingStore(tmp_path / "drawings")
 
 
-def test_the_listing_is_reused_until_a_drawing_changes(store: DrawingStore,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_listing_is_reused_until_a_drawing_changes(store: DrawingStore, monkeypatch: pytest.MonkeyPatch) -> None:
     a = store.add(canvas(1), 1)
     b = store.add(canvas(2), 2)
     assert list(store.counts()) == [0, 1, 1, 0, 0, 0, 0, 0, 0, 0]
@@ -272,15 +274,18 @@ def _no_meta(entries: dict[str, bytes]) -> dict[str, bytes]:
     return {k: v for k, v in entries.items() if not k.endswith(f"{_first_id(entries)}/meta.json")}
 
 
-@pytest.mark.parametrize(("damage", "message"), [
-    (_bad_label, "0..9"),
-    (_traversal, "not part of a drawings export"),
-    (_absolute, "not part of a drawings export"),
-    (_stray, "not part of a drawings export"),
-    (_bad_png, "not a readable image"),
-    (_bad_prepared, "28x28"),
-    (_no_meta, "no meta.json"),
-])
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (_bad_label, "0..9"),
+        (_traversal, "not part of a drawings export"),
+        (_absolute, "not part of a drawings export"),
+        (_stray, "not part of a drawings export"),
+        (_bad_png, "not a readable image"),
+        (_bad_prepared, "28x28"),
+        (_no_meta, "no meta.json"),
+    ],
+)
 def test_bad_zips_are_refused_whole(tmp_path: Path, exported: dict[str, bytes], damage, message: str) -> None:
     target = DrawingStore(tmp_path / "t")
     target.add(canvas(7), 7)
@@ -319,8 +324,9 @@ def test_zip_bomb_is_refused(tmp_path: Path, exported: dict[str, bytes], monkeyp
     assert not store.path.exists()
 
 
-def test_zip_with_too_many_members_or_a_link_is_refused(tmp_path: Path, exported: dict[str, bytes],
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_zip_with_too_many_members_or_a_link_is_refused(
+    tmp_path: Path, exported: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = DrawingStore(tmp_path / "t")
     monkeypatch.setattr(dr, "MAX_ZIP_MEMBERS", 3)
     with pytest.raises(DrawingError, match="entries"):
@@ -338,8 +344,9 @@ def test_zip_with_too_many_members_or_a_link_is_refused(tmp_path: Path, exported
     assert not store.path.exists()
 
 
-def test_import_respects_the_collection_cap(tmp_path: Path, exported: dict[str, bytes],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_import_respects_the_collection_cap(
+    tmp_path: Path, exported: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = DrawingStore(tmp_path / "t")
     store.add(canvas(), 1)
     monkeypatch.setattr(dr, "MAX_DRAWINGS", 2)
@@ -380,9 +387,16 @@ def test_fine_tune_on_drawings_saves_a_child_run_and_compares(tiny_data: MnistDa
     config = TrainConfig(hidden=32, epochs=2, batch_size=32, lr=3e-3, device="cpu")
     result = train(config, tiny_data)
     runs = RunStore(tmp_path / "runs")
-    parent = runs.save(result.model, config, test_accuracy=result.test_accuracy, train_seconds=result.train_seconds,
-                       history=result.history, dataset=tiny_data.checksums, optimizer_state=result.optimizer_state,
-                       rng_state=result.rng_state)
+    parent = runs.save(
+        result.model,
+        config,
+        test_accuracy=result.test_accuracy,
+        train_seconds=result.train_seconds,
+        history=result.history,
+        dataset=tiny_data.checksums,
+        optimizer_state=result.optimizer_state,
+        rng_state=result.rng_state,
+    )
     store = DrawingStore(tmp_path / "dr", "me")
     with pytest.raises(DrawingError, match="no drawings"):
         dr.fine_tune_on_drawings(runs, parent.run_id, tiny_data, store)

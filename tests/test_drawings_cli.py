@@ -108,8 +108,9 @@ def test_evaluate_on_drawings(tmp_path: Path, images: list[Path], tiny_run: tupl
     assert code == 1 and "no drawings" in err
     run_cli("drawings", "add", "--drawings-dir", ddir, "--label", "1", images[0])
     run_cli("drawings", "add", "--drawings-dir", ddir, "--label", "7", *images)
-    code, out, err = run_cli("evaluate", "--runs-dir", runs, "--run", run_id, "--drawings", "--drawings-dir", ddir,
-                             "--json")
+    code, out, err = run_cli(
+        "evaluate", "--runs-dir", runs, "--run", run_id, "--drawings", "--drawings-dir", ddir, "--json"
+    )
     assert code == 0, err
     res = json.loads(out)
     assert res["count"] == 3 and res["run_id"] == run_id
@@ -128,13 +129,24 @@ def test_evaluate_on_drawings(tmp_path: Path, images: list[Path], tiny_run: tupl
 
 def test_train_with_drawings_records_them(tmp_path: Path, images: list[Path], tiny_data_dir: Path) -> None:
     ddir, runs = tmp_path / "dr", tmp_path / "runs"
-    code, _, err = run_cli("train", "--data-dir", tiny_data_dir, "--runs-dir", runs, *TRAIN_ARGS, "--with-drawings",
-                           "--drawings-dir", ddir)
+    code, _, err = run_cli(
+        "train", "--data-dir", tiny_data_dir, "--runs-dir", runs, *TRAIN_ARGS, "--with-drawings", "--drawings-dir", ddir
+    )
     assert code == 1 and "no drawings" in err and not RunStore(runs).list()
     run_cli("drawings", "add", "--drawings-dir", ddir, "--label", "1", images[0])
     run_cli("drawings", "add", "--drawings-dir", ddir, "--label", "7", images[1])
-    code, out, err = run_cli("train", "--data-dir", tiny_data_dir, "--runs-dir", runs, *TRAIN_ARGS,
-                             "--with-drawings", "--drawings-dir", ddir, "--json")
+    code, out, err = run_cli(
+        "train",
+        "--data-dir",
+        tiny_data_dir,
+        "--runs-dir",
+        runs,
+        *TRAIN_ARGS,
+        "--with-drawings",
+        "--drawings-dir",
+        ddir,
+        "--json",
+    )
     assert code == 0, err
     res = json.loads(out)
     d = res["drawings"]
@@ -180,17 +192,30 @@ def test_label_issues_bad_arguments(args: list[str], tiny_copy: Path) -> None:
     assert not (tiny_copy / "cache").exists()
 
 
-
-def test_fine_tune_with_resume_and_drawings(tmp_path: Path, images: list[Path], tiny_data_dir: Path,
-                                            tiny_run: tuple[Path, str]) -> None:
+def test_fine_tune_with_resume_and_drawings(
+    tmp_path: Path, images: list[Path], tiny_data_dir: Path, tiny_run: tuple[Path, str]
+) -> None:
     import shutil
 
     runs, parent = tmp_path / "runs", tiny_run[1]
     shutil.copytree(tiny_run[0], runs)
     ddir = tmp_path / "dr"
     run_cli("drawings", "add", "--drawings-dir", ddir, "--label", "1", *images)
-    code, out, err = run_cli("train", "--data-dir", tiny_data_dir, "--runs-dir", runs, "--resume", parent,
-                             "--epochs", "1", "--with-drawings", "--drawings-dir", ddir, "--json")
+    code, out, err = run_cli(
+        "train",
+        "--data-dir",
+        tiny_data_dir,
+        "--runs-dir",
+        runs,
+        "--resume",
+        parent,
+        "--epochs",
+        "1",
+        "--with-drawings",
+        "--drawings-dir",
+        ddir,
+        "--json",
+    )
     assert code == 0, err
     res = json.loads(out)
     assert res["parent"] == parent and res["drawings"]["count"] == 2

@@ -44,12 +44,15 @@ def _assert_matches_sklearn(ev: Evaluation) -> None:
     classes = list(range(10))
     np.testing.assert_array_equal(ev.confusion, confusion_matrix(ev.labels, ev.predictions, labels=classes))
     assert ev.accuracy == pytest.approx(accuracy_score(ev.labels, ev.predictions))
-    np.testing.assert_allclose(ev.precision, precision_score(ev.labels, ev.predictions, labels=classes,
-                                                             average=None, zero_division=0))
-    np.testing.assert_allclose(ev.recall, recall_score(ev.labels, ev.predictions, labels=classes,
-                                                       average=None, zero_division=0))
-    np.testing.assert_allclose(ev.f1, f1_score(ev.labels, ev.predictions, labels=classes,
-                                               average=None, zero_division=0))
+    np.testing.assert_allclose(
+        ev.precision, precision_score(ev.labels, ev.predictions, labels=classes, average=None, zero_division=0)
+    )
+    np.testing.assert_allclose(
+        ev.recall, recall_score(ev.labels, ev.predictions, labels=classes, average=None, zero_division=0)
+    )
+    np.testing.assert_allclose(
+        ev.f1, f1_score(ev.labels, ev.predictions, labels=classes, average=None, zero_division=0)
+    )
     np.testing.assert_array_equal(ev.support, np.bincount(ev.labels, minlength=10))
     assert ev.errors == int((ev.labels != ev.predictions).sum()) == ev.confusion.sum() - np.trace(ev.confusion)
 
@@ -106,8 +109,11 @@ def _random_evaluation(n: int = 300, seed: int = 0) -> Evaluation:
     pred = probs.argmax(1)
     classes = list(range(10))
     return Evaluation(
-        labels=labels, predictions=pred, probabilities=probs,
-        confusion=confusion_matrix(labels, pred, labels=classes), accuracy=float((labels == pred).mean()),
+        labels=labels,
+        predictions=pred,
+        probabilities=probs,
+        confusion=confusion_matrix(labels, pred, labels=classes),
+        accuracy=float((labels == pred).mean()),
         precision=precision_score(labels, pred, labels=classes, average=None, zero_division=0),
         recall=recall_score(labels, pred, labels=classes, average=None, zero_division=0),
         support=np.bincount(labels, minlength=10),
@@ -115,11 +121,13 @@ def _random_evaluation(n: int = 300, seed: int = 0) -> Evaluation:
     )
 
 
-def _reference(ev: Evaluation, correct: bool, true: int | None, pred: int | None, min_conf: float,
-               most_confident_first: bool) -> list[int]:
+def _reference(
+    ev: Evaluation, correct: bool, true: int | None, pred: int | None, min_conf: float, most_confident_first: bool
+) -> list[int]:
     conf = ev.probabilities[np.arange(len(ev.labels)), ev.predictions]
     keep = [
-        i for i in range(len(ev.labels))
+        i
+        for i in range(len(ev.labels))
         if (ev.labels[i] == ev.predictions[i]) == correct
         and (true is None or ev.labels[i] == true)
         and (pred is None or ev.predictions[i] == pred)
@@ -142,11 +150,13 @@ def _reference(ev: Evaluation, correct: bool, true: int | None, pred: int | None
         (False, None, None, 1.01, True),
     ],
 )
-def test_select_predictions_matches_reference(correct: bool, true: int | None, pred: int | None, min_conf: float,
-                                              first: bool) -> None:
+def test_select_predictions_matches_reference(
+    correct: bool, true: int | None, pred: int | None, min_conf: float, first: bool
+) -> None:
     ev = _random_evaluation()
-    got = select_predictions(ev, correct=correct, true=true, pred=pred, min_confidence=min_conf,
-                             most_confident_first=first)
+    got = select_predictions(
+        ev, correct=correct, true=true, pred=pred, min_confidence=min_conf, most_confident_first=first
+    )
     assert list(got) == _reference(ev, correct, true, pred, min_conf, first)
 
 

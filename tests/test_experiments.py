@@ -35,9 +35,17 @@ TINY = TrainConfig(hidden=32, epochs=3, batch_size=64, lr=3e-3, device="cpu")
 
 
 def _save(store: RunStore, result: TrainResult, data: MnistData, **kw: object):
-    return store.save(result.model, result.config, test_accuracy=result.test_accuracy,
-                      train_seconds=result.total_seconds, history=result.history, dataset=data.checksums,
-                      optimizer_state=result.optimizer_state, rng_state=result.rng_state, **kw)
+    return store.save(
+        result.model,
+        result.config,
+        test_accuracy=result.test_accuracy,
+        train_seconds=result.total_seconds,
+        history=result.history,
+        dataset=data.checksums,
+        optimizer_state=result.optimizer_state,
+        rng_state=result.rng_state,
+        **kw,
+    )
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -47,9 +55,17 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 # ---------------------------------------------------------------- resume
 
 
-@pytest.mark.parametrize("changes", [{}, {"optimizer": "sgd", "lr": 0.05}, {"dropout": 0.2},
-                                     {"augment": True, "augment_share": 0.5}, {"weight_decay": 1e-3}],
-                         ids=["adam", "sgd", "dropout", "augment", "adamw"])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"optimizer": "sgd", "lr": 0.05},
+        {"dropout": 0.2},
+        {"augment": True, "augment_share": 0.5},
+        {"weight_decay": 1e-3},
+    ],
+    ids=["adam", "sgd", "dropout", "augment", "adamw"],
+)
 def test_resume_1_plus_2_equals_3_straight(tiny_data: MnistData, tmp_path: Path, changes: dict) -> None:
     """Through a saved run: weights, optimizer state and random streams all continue exactly (CPU, fp32)."""
     config = TINY.with_(**changes)
@@ -72,8 +88,14 @@ def test_resume_1_plus_2_equals_3_straight(tiny_data: MnistData, tmp_path: Path,
 
 def test_resume_with_changed_settings(tiny_data: MnistData) -> None:
     first = train(TINY.with_(epochs=1), tiny_data)
-    init = TrainState(model=first.model, optimizer="adam", optimizer_state=first.optimizer_state,
-                      rng_state=first.rng_state, seed=TINY.seed, history=first.history)
+    init = TrainState(
+        model=first.model,
+        optimizer="adam",
+        optimizer_state=first.optimizer_state,
+        rng_state=first.rng_state,
+        seed=TINY.seed,
+        history=first.history,
+    )
     straight = train(TINY, tiny_data)
     # A new seed starts new random streams; a new optimizer starts afresh; both still continue the weights.
     for changes in ({"seed": 7}, {"optimizer": "sgd", "lr": 0.05}, {"lr": 1e-4, "dropout": 0.3}):
@@ -106,8 +128,14 @@ def test_resume_after_a_stop_continues_from_the_partial_weights(tiny_data: Mnist
 
     partial = train(TINY.with_(report_every=1), tiny_data, on_event=on_event, stop=stop)
     assert partial.stopped and len(partial.history) == 1
-    init = TrainState(model=partial.model, optimizer="adam", optimizer_state=partial.optimizer_state,
-                      rng_state=partial.rng_state, seed=TINY.seed, history=partial.history)
+    init = TrainState(
+        model=partial.model,
+        optimizer="adam",
+        optimizer_state=partial.optimizer_state,
+        rng_state=partial.rng_state,
+        seed=TINY.seed,
+        history=partial.history,
+    )
     resumed = train(TINY.with_(epochs=1), tiny_data, init=init)
     assert [h["epoch"] for h in resumed.history] == [1, 2] and not resumed.stopped
 
@@ -181,20 +209,19 @@ def test_compare_refuses_different_test_sets(two_runs: tuple[RunStore, str, str]
 
 def test_config_diff_lists_only_differences() -> None:
     assert config_diff(TINY, TINY) == {}
-    assert config_diff(TINY, TINY.with_(dropout=0.1, augment=True)) == {"dropout": (0.0, 0.1),
-                                                                        "augment": (False, True)}
+    assert config_diff(TINY, TINY.with_(dropout=0.1, augment=True)) == {"dropout": (0.0, 0.1), "augment": (False, True)}
 
 
 # ---------------------------------------------------------------- export
 
 
-def test_export_agrees_with_evaluate(two_runs: tuple[RunStore, str, str], tiny_data: MnistData,
-                                     tmp_path: Path) -> None:
+def test_export_agrees_with_evaluate(two_runs: tuple[RunStore, str, str], tiny_data: MnistData, tmp_path: Path) -> None:
     store, _, b = two_runs
     out = tmp_path / "new" / "export"
     paths = export(b, tiny_data, out, store)
     assert [p.name for p in paths] == list(EXPORT_FILES) and sorted(p.name for p in out.iterdir()) == sorted(
-        EXPORT_FILES)  # no temp file left behind
+        EXPORT_FILES
+    )  # no temp file left behind
     model, info = store.load(b)
     ev = evaluate(model, tiny_data.test_images, tiny_data.test_labels)
     assert (out / WEIGHTS).read_bytes() == (info.path / WEIGHTS).read_bytes()
@@ -218,8 +245,9 @@ def test_export_agrees_with_evaluate(two_runs: tuple[RunStore, str, str], tiny_d
     assert 1 - np.mean(table[:, 1] == table[:, 2]) == pytest.approx(1 - ev.accuracy)
 
 
-def test_export_overwrites_an_earlier_export(two_runs: tuple[RunStore, str, str], tiny_data: MnistData,
-                                             tmp_path: Path) -> None:
+def test_export_overwrites_an_earlier_export(
+    two_runs: tuple[RunStore, str, str], tiny_data: MnistData, tmp_path: Path
+) -> None:
     store, a, b = two_runs
     export(a, tiny_data, tmp_path, store)
     (tmp_path / "mine.txt").write_text("keep me")

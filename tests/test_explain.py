@@ -74,8 +74,14 @@ def tiny_run(tiny_data: MnistData, tmp_path_factory: pytest.TempPathFactory) -> 
     runs = tmp_path_factory.mktemp("explain-runs")
     config = TrainConfig(**TINY)
     result = train(config, tiny_data)
-    info = RunStore(runs).save(result.model, config, test_accuracy=result.test_accuracy,
-                               train_seconds=result.train_seconds, history=result.history, dataset={})
+    info = RunStore(runs).save(
+        result.model,
+        config,
+        test_accuracy=result.test_accuracy,
+        train_seconds=result.train_seconds,
+        history=result.history,
+        dataset={},
+    )
     return runs, info.run_id
 
 
@@ -125,8 +131,9 @@ def test_matches_riemann_ig_on_random_weights(hidden: int, seed: int) -> None:
 def test_many_steps_converge_on_the_closed_form() -> None:
     model = random_net(32, 5)
     pixels = (np.random.default_rng(5).random((28, 28)) > 0.6).astype(np.float32)
-    exact = integrated_gradients(net_weights(model), normalize(torch.from_numpy(pixels)[None]).double()[0].numpy(),
-                                 [0])[0]
+    exact = integrated_gradients(
+        net_weights(model), normalize(torch.from_numpy(pixels)[None]).double()[0].numpy(), [0]
+    )[0]
     errors = [np.abs(riemann_ig(model, pixels, 0, steps) - exact).max() for steps in (10, 100, 10000)]
     assert errors[0] > errors[1] > errors[2]
 
@@ -280,8 +287,7 @@ def run_cli(*args: str | Path) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def test_explain_cli_contract(tiny_run: tuple[Path, str], tmp_path: Path,
-                              tiny_arrays: dict[str, np.ndarray]) -> None:
+def test_explain_cli_contract(tiny_run: tuple[Path, str], tmp_path: Path, tiny_arrays: dict[str, np.ndarray]) -> None:
     runs, run_id = tiny_run
     big = np.kron(tiny_arrays["test_images"][1], np.ones((8, 8), np.uint8))  # a 224x224 drawing to prepare
     good = _save(tmp_path / "digit.png", big)
@@ -310,8 +316,9 @@ def test_explain_cli_contract(tiny_run: tuple[Path, str], tmp_path: Path,
 
 
 @pytest.mark.parametrize("command", ["predict", "explain"])
-def test_prepared_flag(command: str, tiny_run: tuple[Path, str], tmp_path: Path,
-                       tiny_arrays: dict[str, np.ndarray]) -> None:
+def test_prepared_flag(
+    command: str, tiny_run: tuple[Path, str], tmp_path: Path, tiny_arrays: dict[str, np.ndarray]
+) -> None:
     runs, run_id = tiny_run
     digit = tiny_arrays["test_images"][3]
     good = _save(tmp_path / "ok.png", digit)

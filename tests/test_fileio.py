@@ -38,8 +38,9 @@ def test_atomic_write_json_writes_what_json_dumps_does(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("step", ["write", "fsync", "chmod", "replace", "interrupt"])
-def test_a_failure_mid_write_keeps_the_old_file_and_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                            step: str) -> None:
+def test_a_failure_mid_write_keeps_the_old_file_and_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
     target = tmp_path / "f"
     atomic_write(target, b"old contents")
     error: BaseException = KeyboardInterrupt() if step == "interrupt" else OSError("disk full")

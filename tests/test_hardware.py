@@ -48,15 +48,19 @@ def test_explicit_precisions_are_kept_without_measuring(monkeypatch: pytest.Monk
         choose_precision("fp16", CPU, 128, 128)
 
 
-@pytest.mark.parametrize(("measured", "expected"), [
-    ((0.010, 0.004, 0.4), "bf16"),  # AMX-like: clearly faster
-    ((0.010, 0.009, 0.9), "fp32"),  # about the same: not worth bf16's rounding
-    ((0.010, 0.004, 0.95), "fp32"),  # one lucky bf16 repeat, typical pairs not faster
-    ((0.010, 0.004, float("inf")), "fp32"),  # inconclusive (a very busy machine)
-    ((0.001, 0.050, 50.0), "fp32"),  # emulated
-])
-def test_auto_picks_bf16_only_when_clearly_faster(monkeypatch: pytest.MonkeyPatch, measured: tuple,
-                                                  expected: str) -> None:
+@pytest.mark.parametrize(
+    ("measured", "expected"),
+    [
+        ((0.010, 0.004, 0.4), "bf16"),  # AMX-like: clearly faster
+        ((0.010, 0.009, 0.9), "fp32"),  # about the same: not worth bf16's rounding
+        ((0.010, 0.004, 0.95), "fp32"),  # one lucky bf16 repeat, typical pairs not faster
+        ((0.010, 0.004, float("inf")), "fp32"),  # inconclusive (a very busy machine)
+        ((0.001, 0.050, 50.0), "fp32"),  # emulated
+    ],
+)
+def test_auto_picks_bf16_only_when_clearly_faster(
+    monkeypatch: pytest.MonkeyPatch, measured: tuple, expected: str
+) -> None:
     _fake_measure(monkeypatch, measured)
     choice = choose_precision("auto", CPU, 1024, 512)
     assert choice.requested == "auto" and choice.precision == expected

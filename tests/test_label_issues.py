@@ -74,8 +74,9 @@ def test_every_image_is_scored_exactly_once_out_of_fold(tiny_data: MnistData, re
     data, _ = with_ids(tiny_data)
     n = len(data.train_labels)
     progress: list[li.Progress] = []
-    probs, folds = li.out_of_fold_probabilities(data.train_images, data.train_labels, recipe(folds=4, seeds=2),
-                                                on_progress=progress.append)
+    probs, folds = li.out_of_fold_probabilities(
+        data.train_images, data.train_labels, recipe(folds=4, seeds=2), on_progress=progress.append
+    )
     assert probs.shape == (n, 10) and np.allclose(probs.sum(1), 1, atol=1e-4)
     assert len(record["train"]) == 8  # 4 folds x 2 nets
     held_seen: list[int] = []
@@ -108,8 +109,7 @@ def test_planted_label_errors_are_found_and_ranked_first(tiny_data: MnistData) -
     rng = np.random.default_rng(0)
     planted = rng.choice(len(y), 15, replace=False)
     y[planted] = (y[planted] + torch.from_numpy(rng.integers(1, 10, 15))) % 10  # always a different digit
-    noisy = MnistData(tiny_data.train_images, y, tiny_data.test_images, tiny_data.test_labels,
-                      {"x": "noisy"})
+    noisy = MnistData(tiny_data.train_images, y, tiny_data.test_images, tiny_data.test_labels, {"x": "noisy"})
     result = li.find_issues(noisy, "train", recipe(folds=5))
     flagged = result.flagged_indices()
     found = set(flagged.tolist()) & set(planted.tolist())
@@ -130,8 +130,9 @@ def test_planted_label_errors_are_found_and_ranked_first(tiny_data: MnistData) -
     assert right >= len(found) - 1
 
 
-def test_results_are_cached_per_data_and_recipe(tiny_data: MnistData, tmp_path: Path, record,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_results_are_cached_per_data_and_recipe(
+    tiny_data: MnistData, tmp_path: Path, record, monkeypatch: pytest.MonkeyPatch
+) -> None:
     r = recipe(folds=3)
     first = li.label_issues(tiny_data, "train", r, cache_dir=tmp_path)
     path = li.cache_path(tmp_path, tiny_data.checksums, "train", r)
@@ -140,13 +141,17 @@ def test_results_are_cached_per_data_and_recipe(tiny_data: MnistData, tmp_path: 
     again = li.label_issues(tiny_data, "train", r, cache_dir=tmp_path)
     assert len(record["train"]) == calls  # from the cache: nothing trained
     assert [i.to_json() for i in again.issues] == [i.to_json() for i in first.issues]
-    keys = {li.cache_key(tiny_data.checksums, "train", r), li.cache_key(tiny_data.checksums, "test", r),
-            li.cache_key(tiny_data.checksums, "train", recipe(folds=4)),
-            li.cache_key({**tiny_data.checksums, "x": "y"}, "train", r)}
+    keys = {
+        li.cache_key(tiny_data.checksums, "train", r),
+        li.cache_key(tiny_data.checksums, "test", r),
+        li.cache_key(tiny_data.checksums, "train", recipe(folds=4)),
+        li.cache_key({**tiny_data.checksums, "x": "y"}, "train", r),
+    }
     assert len(keys) == 4
     # the device does not change what is found, so it does not change the key either
     assert li.cache_key(tiny_data.checksums, "train", r) == li.cache_key(
-        tiny_data.checksums, "train", Recipe(folds=3, seeds=1, config=QUICK.with_(device="auto")))
+        tiny_data.checksums, "train", Recipe(folds=3, seeds=1, config=QUICK.with_(device="auto"))
+    )
     # a damaged cache is recomputed and replaced
     path.write_text("{not json")
     li.label_issues(tiny_data, "train", r, cache_dir=tmp_path)
@@ -155,12 +160,25 @@ def test_results_are_cached_per_data_and_recipe(tiny_data: MnistData, tmp_path: 
 
 
 def test_cache_files_are_validated(tmp_path: Path) -> None:
-    good = LabelIssues(split="train", issues=[li.LabelIssue(3, 1, 7, 0.01, (0.0,) * 10)], recipe={},
-                       checksums={}, scored=10, accuracy=0.9, seconds=1.0, created="x", cleanlab_version="2.9.0")
+    good = LabelIssues(
+        split="train",
+        issues=[li.LabelIssue(3, 1, 7, 0.01, (0.0,) * 10)],
+        recipe={},
+        checksums={},
+        scored=10,
+        accuracy=0.9,
+        seconds=1.0,
+        created="x",
+        cleanlab_version="2.9.0",
+    )
     assert LabelIssues.from_dict(good.to_dict()).issues == good.issues
-    for bad in ([], {"version": 99}, {**good.to_dict(), "split": "val"},
-                {**good.to_dict(), "issues": [{"index": "3", "given": 1, "suggested": 7, "score": 0.1}]},
-                {**good.to_dict(), "issues": [{"index": 3, "given": 11, "suggested": 7, "score": 0.1}]}):
+    for bad in (
+        [],
+        {"version": 99},
+        {**good.to_dict(), "split": "val"},
+        {**good.to_dict(), "issues": [{"index": "3", "given": 1, "suggested": 7, "score": 0.1}]},
+        {**good.to_dict(), "issues": [{"index": 3, "given": 11, "suggested": 7, "score": 0.1}]},
+    ):
         with pytest.raises(LabelIssuesError):
             LabelIssues.from_dict(bad)
     assert li.load_cached(tmp_path / "none.json") is None
@@ -196,8 +214,10 @@ def test_without_indices_leaves_out_training_images(tiny_data: MnistData) -> Non
     assert len(out.train_labels) == len(data.train_labels) - 3
     assert not {0, 5, 599} & set(ids_of(out.train_images))
     assert torch.equal(out.test_images, data.test_images)
-    assert out.checksums["removed_train_indices"] != li.without_indices(data, np.array([1])).checksums[
-        "removed_train_indices"]
+    assert (
+        out.checksums["removed_train_indices"]
+        != li.without_indices(data, np.array([1])).checksums["removed_train_indices"]
+    )
     with pytest.raises(ValueError):
         li.without_indices(data, np.array([600]))
 
@@ -208,8 +228,14 @@ def test_train_without_flagged_compares_like_with_like(tiny_data: MnistData, tmp
 
     runs = RunStore(tmp_path / "runs")
     result = train(QUICK, tiny_data)
-    base = runs.save(result.model, QUICK, test_accuracy=result.test_accuracy, train_seconds=result.train_seconds,
-                     history=result.history, dataset=tiny_data.checksums)
+    base = runs.save(
+        result.model,
+        QUICK,
+        test_accuracy=result.test_accuracy,
+        train_seconds=result.train_seconds,
+        history=result.history,
+        dataset=tiny_data.checksums,
+    )
     flagged = np.array([3, 30, 300])
     cmp = li.train_without_flagged(runs, base.run_id, tiny_data, flagged)
     assert cmp is not None and cmp.removed == 3 and cmp.baseline.run_id == base.run_id  # reused: same recipe
@@ -247,8 +273,9 @@ def _standard_like(data: MnistData) -> MnistData:
 
 
 @pytest.mark.parametrize("split", li.SPLITS)
-def test_the_shipped_result_answers_at_once_on_standard_mnist(split: str, tiny_data: MnistData, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_shipped_result_answers_at_once_on_standard_mnist(
+    split: str, tiny_data: MnistData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = li.shipped_path(STANDARD, split, Recipe())
     assert path.is_file() and path.stat().st_size < 200_000  # a small file in the repo, for the default recipe
     monkeypatch.setattr(li, "find_issues", lambda *a, **k: pytest.fail("computed although a result ships"))
@@ -264,12 +291,15 @@ def test_the_shipped_result_answers_at_once_on_standard_mnist(split: str, tiny_d
     assert mine is not None and not mine.shipped and len(mine.issues) == 1
 
 
-def test_the_shipped_result_is_ignored_for_other_data_or_another_recipe(tiny_data: MnistData, tmp_path: Path,
-                                                                       record) -> None:
+def test_the_shipped_result_is_ignored_for_other_data_or_another_recipe(
+    tiny_data: MnistData, tmp_path: Path, record
+) -> None:
     assert li.find_cached(tiny_data, "train", Recipe(), tmp_path) is None  # other files: other checksums
     assert li.find_cached(_standard_like(tiny_data), "train", Recipe(folds=3), tmp_path) is None
-    assert li.find_cached(_standard_like(tiny_data), "train", Recipe(config=li.DEFAULT_CONFIG.with_(epochs=11)),
-                          tmp_path) is None
+    assert (
+        li.find_cached(_standard_like(tiny_data), "train", Recipe(config=li.DEFAULT_CONFIG.with_(epochs=11)), tmp_path)
+        is None
+    )
     r = recipe(folds=2)
     computed = li.label_issues(_standard_like(tiny_data), "train", r, cache_dir=tmp_path)
     assert not computed.shipped and len(record["train"]) == 2  # the tiny recipe is computed, not shipped

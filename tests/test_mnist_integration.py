@@ -26,8 +26,9 @@ TRAIN_IMAGES_MD5 = "6bbc9ace898e44ae57da46a324031adb"
 
 
 def _cli(*args: str | Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mnistcore", *map(str, args)], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "mnistcore", *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_data_verifies_against_official_md5s(mnist_data_dir: Path) -> None:

@@ -73,8 +73,13 @@ def test_consumers_go_through_the_one_definition(monkeypatch: pytest.MonkeyPatch
     model = ShallowNet(16).eval()
     images = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
     expected = torch.softmax(model(((images.float() / 255 - 0.5) / 0.25).reshape(4, 784)), 1)
-    np.testing.assert_allclose(evaluate(model, images, torch.zeros(4, dtype=torch.long)).probabilities,
-                               expected.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        evaluate(model, images, torch.zeros(4, dtype=torch.long)).probabilities,
+        expected.detach().numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     pixels = np.linspace(0, 1, 784, dtype=np.float32).reshape(28, 28)
-    np.testing.assert_allclose(PreparedDigit(pixels).tensor().numpy(), ((pixels - 0.5) / 0.25).reshape(1, 784),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        PreparedDigit(pixels).tensor().numpy(), ((pixels - 0.5) / 0.25).reshape(1, 784), rtol=1e-6, atol=1e-6
+    )

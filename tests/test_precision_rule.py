@@ -14,8 +14,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PRODUCT = [ROOT / "app.py", *sorted((ROOT / "app_pages").glob("*.py")), *sorted((ROOT / "ui").rglob("*.py")),
-           *sorted((ROOT / "mnistcore").rglob("*.py"))]
+PRODUCT = [
+    ROOT / "app.py",
+    *sorted((ROOT / "app_pages").glob("*.py")),
+    *sorted((ROOT / "ui").rglob("*.py")),
+    *sorted((ROOT / "mnistcore").rglob("*.py")),
+]
 CHOOSER = {ROOT / "mnistcore" / "hardware.py", ROOT / "mnistcore" / "config.py"}
 LITERALS = {"fp32", "bf16"}
 
@@ -49,19 +53,23 @@ def hard_coded_precisions(source: str, filename: str = "<source>") -> list[str]:
 
 
 def test_the_rule_catches_a_hard_coded_precision() -> None:
-    planted = '''
+    planted = """
 CONFIG = TrainConfig(hidden=1024, precision="bf16")
 extra = {"precision": "fp32"}
 x = images.to(torch.bfloat16)
 def f(precision: str = "bf16"): ...
-'''
+"""
     assert [line.split(": ")[1] for line in hard_coded_precisions(planted)] == [
-        "'bf16'", "'fp32'", "torch.bfloat16", "'bf16'"]
-    reading = '''
+        "'bf16'",
+        "'fp32'",
+        "torch.bfloat16",
+        "'bf16'",
+    ]
+    reading = """
 dtype = torch.bfloat16 if config.precision == "bf16" else torch.float32
 if config.precision not in ("fp32", "auto"):
     pass
-'''
+"""
     assert hard_coded_precisions(reading) == []
 
 

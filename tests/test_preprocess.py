@@ -55,8 +55,15 @@ SHAPES: dict[str, list[list[tuple[float, float]]]] = {
 }
 
 
-def draw(digit: str, *, canvas: tuple[int, int] = (CANVAS, CANVAS), centre: tuple[float, float] | None = None,
-         height: float = 180, pen: float = 18, background: str = "black") -> Image.Image:
+def draw(
+    digit: str,
+    *,
+    canvas: tuple[int, int] = (CANVAS, CANVAS),
+    centre: tuple[float, float] | None = None,
+    height: float = 180,
+    pen: float = 18,
+    background: str = "black",
+) -> Image.Image:
     """Draw a digit with a round pen, anti-aliased, like a canvas export.
 
     background: 'black' (RGBA, opaque), 'transparent' (RGBA, ink in alpha), 'paper' (RGB, dark ink
@@ -154,7 +161,8 @@ def baselines() -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("digit", list(SHAPES))
 def test_variants_of_a_drawing_give_nearly_the_same_input(
-        digit: str, variant: str, baselines: dict[str, np.ndarray]) -> None:
+    digit: str, variant: str, baselines: dict[str, np.ndarray]
+) -> None:
     make, (min_corr, max_diff) = VARIANTS[variant]
     out = pixels(make(digit))
     base = baselines[digit]
@@ -169,7 +177,7 @@ def test_different_digits_stay_apart(baselines: dict[str, np.ndarray]) -> None:
     """The negative control that gives SAME its meaning."""
     names = list(baselines)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             assert corr(baselines[a], baselines[b]) < DIFFERENT, (a, b)
 
 
@@ -202,13 +210,17 @@ def test_stroke_width_is_brought_into_mnist_range() -> None:
     assert max(widths.values()) / min(widths.values()) < 1.15, widths
 
 
-@pytest.mark.parametrize("blank", [
-    Image.new("RGBA", (280, 280), (0, 0, 0, 255)),
-    Image.new("RGBA", (280, 280), (0, 0, 0, 0)),
-    Image.new("RGB", (280, 280), (255, 255, 255)),
-    Image.new("L", (50, 80), 0),
-    np.zeros((280, 280, 4), np.uint8),
-], ids=["black", "transparent", "white paper", "small grey", "array"])
+@pytest.mark.parametrize(
+    "blank",
+    [
+        Image.new("RGBA", (280, 280), (0, 0, 0, 255)),
+        Image.new("RGBA", (280, 280), (0, 0, 0, 0)),
+        Image.new("RGB", (280, 280), (255, 255, 255)),
+        Image.new("L", (50, 80), 0),
+        np.zeros((280, 280, 4), np.uint8),
+    ],
+    ids=["black", "transparent", "white paper", "small grey", "array"],
+)
 def test_empty_canvas_is_nothing_drawn(blank: object) -> None:
     digit = prepare_digit(blank)  # type: ignore[arg-type]
     assert digit.empty and digit.pixels is None
@@ -225,11 +237,15 @@ def _dots(points: Sequence[tuple[int, int]], radius: float) -> Image.Image:
     return img
 
 
-@pytest.mark.parametrize("image", [
-    _dots([(140, 140)], 4),  # a click
-    _dots([(30, 200)], 6),  # a larger dot near the edge
-    _dots([(100, 100), (103, 104)], 3),  # a tiny scribble
-], ids=["click", "dot", "scribble"])
+@pytest.mark.parametrize(
+    "image",
+    [
+        _dots([(140, 140)], 4),  # a click
+        _dots([(30, 200)], 6),  # a larger dot near the edge
+        _dots([(100, 100), (103, 104)], 3),  # a tiny scribble
+    ],
+    ids=["click", "dot", "scribble"],
+)
 def test_near_empty_is_nothing_drawn(image: Image.Image) -> None:
     assert prepare_digit(image).message == NOTHING_DRAWN
 
@@ -237,7 +253,7 @@ def test_near_empty_is_nothing_drawn(image: Image.Image) -> None:
 def test_specks_next_to_a_digit_are_ignored(baselines: dict[str, np.ndarray]) -> None:
     img = np.asarray(draw("7")).copy()
     for y, x in ((20, 20), (260, 30), (250, 250)):  # stray 3x3 specks far from the digit
-        img[y:y + 3, x:x + 3, :3] = 255
+        img[y : y + 3, x : x + 3, :3] = 255
     assert corr(pixels(img), baselines["7"]) > 0.97
 
 
@@ -249,8 +265,9 @@ def test_noisy_photo_background_is_not_ink(baselines: dict[str, np.ndarray]) -> 
     assert corr(pixels(noisy), baselines["4"]) >= SAME[0]
 
 
-@pytest.mark.parametrize("data", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40],
-                         ids=["empty", "text", "truncated png"])
+@pytest.mark.parametrize(
+    "data", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40], ids=["empty", "text", "truncated png"]
+)
 def test_unreadable_bytes_raise(data: bytes) -> None:
     with pytest.raises(ImageReadError):
         prepare_digit(data)
@@ -270,9 +287,14 @@ def test_unreadable_file_and_bad_arrays_raise(tmp_path: Path) -> None:
 
 def test_png_and_jpeg_files_of_any_mode(tmp_path: Path, baselines: dict[str, np.ndarray]) -> None:
     img = draw("0")
-    for name, converted in (("d.png", img), ("d.jpg", img.convert("RGB")), ("grey.png", img.convert("L")),
-                            ("palette.png", img.convert("L").convert("P")), ("grey.jpeg", img.convert("L")),
-                            ("no-suffix", img.convert("RGB"))):
+    for name, converted in (
+        ("d.png", img),
+        ("d.jpg", img.convert("RGB")),
+        ("grey.png", img.convert("L")),
+        ("palette.png", img.convert("L").convert("P")),
+        ("grey.jpeg", img.convert("L")),
+        ("no-suffix", img.convert("RGB")),
+    ):
         path = tmp_path / name
         converted.save(path, "PNG" if name.endswith("png") else "JPEG")
         assert corr(pixels(path), baselines["0"]) >= SAME[0], name
@@ -286,6 +308,7 @@ def test_png_and_jpeg_files_of_any_mode(tmp_path: Path, baselines: dict[str, np.
 
 
 # ---- hostile input: other formats, pixel bombs --------------------------------------------------------
+
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
@@ -341,8 +364,9 @@ def _eps() -> bytes:
 
 
 @pytest.mark.parametrize("fmt", ["BMP", "GIF", "WEBP", "TIFF", "ICO", "EPS"])
-def test_only_png_and_jpeg_content_is_read_whatever_the_name(tmp_path: Path, fmt: str,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_only_png_and_jpeg_content_is_read_whatever_the_name(
+    tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from PIL import EpsImagePlugin
 
     def no_ghostscript(*args: object, **kwargs: object) -> None:
@@ -390,6 +414,7 @@ def test_tensor_is_the_normalised_model_input(baselines: dict[str, np.ndarray]) 
 
 # ---- MNIST round trip and the redrawing used by the benchmark -------------------------------------
 
+
 def _canvas_from_mnist(digit: np.ndarray, scale: int = 10) -> np.ndarray:
     """A 28x28 MNIST digit blown up to a 280x280 opaque canvas (smooth upscaling, as a pen would draw)."""
     big = Image.fromarray(digit).resize((28 * scale, 28 * scale), Image.BICUBIC)
@@ -408,8 +433,7 @@ def test_real_mnist_digit_upscaled_comes_back_close(mnist_data: MnistData) -> No
     assert np.percentile(same, 10) > 0.8
     # Against the next digit of the set the correlation is far lower (measured median 0.28): the round
     # trip keeps the digit's identity, not just "ink in the middle".
-    other = [corr(pixels(_canvas_from_mnist(images[i])), images[i + 1].astype(np.float32) / 255)
-             for i in range(0, 40)]
+    other = [corr(pixels(_canvas_from_mnist(images[i])), images[i + 1].astype(np.float32) / 255) for i in range(0, 40)]
     assert np.median(other) < 0.45
 
 

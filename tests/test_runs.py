@@ -49,8 +49,9 @@ def test_round_trip_same_predictions(tmp_path: Path, tiny_data: MnistData) -> No
     loaded, loaded_info = store.load(info.run_id)
     assert not loaded.training and next(loaded.parameters()).device.type == "cpu"
     assert torch.equal(_probs(loaded, tiny_data), _probs(model, tiny_data))
-    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(),
-                                                  strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True)
+    )
     assert loaded_info == info == store.info(info.run_id)
     assert info.config == CONFIG and loaded.drop.p == CONFIG.dropout
     assert (info.test_accuracy, info.train_seconds, info.history) == (0.9, 1.25, HISTORY)
@@ -194,8 +195,9 @@ def test_weights_for_another_width_are_refused(tmp_path: Path) -> None:
         store.load(info.run_id)
 
 
-@pytest.mark.parametrize("content", [b"", b"garbage" * 10, b"\xff" * 8 + b"{}"],
-                         ids=["empty", "garbage", "huge-header"])
+@pytest.mark.parametrize(
+    "content", [b"", b"garbage" * 10, b"\xff" * 8 + b"{}"], ids=["empty", "garbage", "huge-header"]
+)
 def test_not_safetensors_is_refused(tmp_path: Path, content: bytes) -> None:
     store = RunStore(tmp_path)
     info = _save(store)
@@ -226,6 +228,7 @@ def _edit_meta(key: str, value: object):
         else:
             meta[key] = value
         return meta
+
     return edit
 
 
@@ -250,9 +253,25 @@ def _edit_meta(key: str, value: object):
         b"\xff\xfe not utf-8",
         None,  # meta.json missing
     ],
-    ids=["not-json", "list", "null", "no-config", "config-string", "hidden-5", "hidden-float", "accuracy-string",
-         "no-accuracy", "seconds-null", "history-string", "history-ints", "created-bad", "format-2", "no-format",
-         "not-utf8", "missing"],
+    ids=[
+        "not-json",
+        "list",
+        "null",
+        "no-config",
+        "config-string",
+        "hidden-5",
+        "hidden-float",
+        "accuracy-string",
+        "no-accuracy",
+        "seconds-null",
+        "history-string",
+        "history-ints",
+        "created-bad",
+        "format-2",
+        "no-format",
+        "not-utf8",
+        "missing",
+    ],
 )
 def test_bad_meta_is_refused(tmp_path: Path, content: object) -> None:
     store = RunStore(tmp_path)
@@ -296,8 +315,9 @@ def _assert_only(store: RunStore, earlier, data: MnistData, model: ShallowNet) -
 
 
 @pytest.mark.parametrize("exc", [RuntimeError("disk on fire"), KeyboardInterrupt()])
-def test_failed_weights_write_leaves_earlier_run(tmp_path: Path, tiny_data: MnistData,
-                                                 monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:
+def test_failed_weights_write_leaves_earlier_run(
+    tmp_path: Path, tiny_data: MnistData, monkeypatch: pytest.MonkeyPatch, exc: BaseException
+) -> None:
     store = RunStore(tmp_path)
     model = _model(1)
     earlier = _save(store, model)
@@ -312,8 +332,9 @@ def test_failed_weights_write_leaves_earlier_run(tmp_path: Path, tiny_data: Mnis
     _assert_only(store, earlier, tiny_data, model)
 
 
-def test_failed_meta_write_leaves_earlier_run(tmp_path: Path, tiny_data: MnistData,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_meta_write_leaves_earlier_run(
+    tmp_path: Path, tiny_data: MnistData, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = RunStore(tmp_path)
     model = _model(1)
     earlier = _save(store, model)
@@ -330,8 +351,9 @@ def test_failed_meta_write_leaves_earlier_run(tmp_path: Path, tiny_data: MnistDa
     _assert_only(store, earlier, tiny_data, model)
 
 
-def test_failed_rename_leaves_earlier_run(tmp_path: Path, tiny_data: MnistData,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_rename_leaves_earlier_run(
+    tmp_path: Path, tiny_data: MnistData, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = RunStore(tmp_path)
     model = _model(1)
     earlier = _save(store, model)
@@ -377,8 +399,11 @@ P32 = 32 * 784 + 32 + 10 * 32 + 10  # parameters of a 784-32-10 net: the length 
 
 def _adam_state(n: int = P32) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    return {"exp_avg": torch.randn(n, generator=g), "exp_avg_sq": torch.rand(n, generator=g),
-            "step": torch.tensor(42.0)}
+    return {
+        "exp_avg": torch.randn(n, generator=g),
+        "exp_avg_sq": torch.rand(n, generator=g),
+        "step": torch.tensor(42.0),
+    }
 
 
 def _rng() -> dict[str, torch.Tensor]:
@@ -413,8 +438,10 @@ def test_rename_rewrites_only_the_name(tmp_path: Path) -> None:
     assert store.info(info.run_id).name is None
 
 
-@pytest.mark.parametrize(("name", "match"), [("x" * 41, "at most 40"), ("a\nb", "control"), ("tab\there", "control"),
-                                             (7, "text"), (["a"], "text")])
+@pytest.mark.parametrize(
+    ("name", "match"),
+    [("x" * 41, "at most 40"), ("a\nb", "control"), ("tab\there", "control"), (7, "text"), (["a"], "text")],
+)
 def test_bad_names_are_refused(tmp_path: Path, name: object, match: str) -> None:
     store = RunStore(tmp_path / "runs")
     with pytest.raises(RunError, match=match):
@@ -439,9 +466,19 @@ def test_rename_of_missing_or_invalid_run(tmp_path: Path) -> None:
 
 
 # Names are labels, never paths, so "../../etc" is a valid name; a parent is an id that links and lookups use.
-@pytest.mark.parametrize(("field", "value"), [("name", "x" * 41), ("name", 12), ("name", "a\nb"),
-                                              ("parent", "../../etc"), ("parent", "x" * 300), ("parent", 12),
-                                              ("parent", "a\nb"), ("parent", ".hidden")])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", "x" * 41),
+        ("name", 12),
+        ("name", "a\nb"),
+        ("parent", "../../etc"),
+        ("parent", "x" * 300),
+        ("parent", 12),
+        ("parent", "a\nb"),
+        ("parent", ".hidden"),
+    ],
+)
 def test_bad_stored_name_or_parent_make_the_run_invalid(tmp_path: Path, field: str, value: object) -> None:
     store = RunStore(tmp_path)
     info = _save(store)
@@ -513,8 +550,21 @@ def _bad_state(kind: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     return state, meta
 
 
-BAD_STATES = ["wrong-optimizer", "no-metadata", "wrong-layout", "missing-key", "extra-key", "unknown-stream",
-              "wrong-shape", "float64", "nan", "inf-step", "fractional-step", "negative-variance", "rng-not-bytes"]
+BAD_STATES = [
+    "wrong-optimizer",
+    "no-metadata",
+    "wrong-layout",
+    "missing-key",
+    "extra-key",
+    "unknown-stream",
+    "wrong-shape",
+    "float64",
+    "nan",
+    "inf-step",
+    "fractional-step",
+    "negative-variance",
+    "rng-not-bytes",
+]
 
 
 @pytest.mark.parametrize("kind", BAD_STATES)
@@ -567,6 +617,7 @@ def test_rename_keeps_the_parent_and_bad_parents_are_refused(tmp_path: Path) -> 
 
 
 # ---- hostile and broken input: meta.json, weights, leftovers, races, full disks (issue 10) ----------
+
 
 def _hostile_meta(kind: str, path: Path) -> None:
     import os
@@ -683,8 +734,9 @@ def test_stale_leftovers_are_cleaned_up_safely(tmp_path: Path) -> None:
     removed = store.cleanup_stale()
     assert sorted(removed) == sorted([old_tmp.name, old_del.name, f"{run.run_id}/{old_meta.name}"])
     assert fresh_meta.exists()  # a rename in progress
-    assert sorted(p.name for p in root.iterdir()) == sorted([run.run_id, fresh_tmp.name, link.name, file_.name,
-                                                              other.name])
+    assert sorted(p.name for p in root.iterdir()) == sorted(
+        [run.run_id, fresh_tmp.name, link.name, file_.name, other.name]
+    )
     assert (outside / "keep.txt").read_text() == "not ours"  # never followed the link
     assert store.load(run.run_id)[1].run_id == run.run_id
     # A later save cleans up too (a killed save's folder, once stale).
@@ -754,15 +806,17 @@ def test_a_failed_save_falls_back_to_a_temp_dir(tmp_path: Path, monkeypatch: pyt
     assert why is None and info.path.parent == tmp_path / "ok"
 
 
-def test_save_result_records_what_ran_and_falls_back(tiny_data, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_save_result_records_what_ran_and_falls_back(
+    tiny_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mnistcore.train import train
 
     result = train(TrainConfig(hidden=16, epochs=1, batch_size=64, device="cpu"), tiny_data)
     result.parent_seconds = 7.0  # a continued run: its seconds include the parent's
     store = RunStore(tmp_path / "runs")
-    info, why = runs_mod.save_result(store, result, dataset=tiny_data.checksums, source="dashboard", name="x",
-                                     extra={"steps_done": 3})
+    info, why = runs_mod.save_result(
+        store, result, dataset=tiny_data.checksums, source="dashboard", name="x", extra={"steps_done": 3}
+    )
     assert why is None and info.name == "x" and info.train_seconds == pytest.approx(result.train_seconds + 7.0)
     assert info.extra["source"] == "dashboard" and info.extra["steps_done"] == 3
     assert info.extra["precision"]["precision"] == info.config.precision == "fp32"  # resolved, never "auto"

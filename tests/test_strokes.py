@@ -35,11 +35,21 @@ def test_matches_what_prepare_digit_needs():
     assert not digit.empty and digit.pixels.shape == (28, 28)
 
 
-@pytest.mark.parametrize("payload", [
-    "not a list", [1, 2], [{"w": 18}], [{"w": 18, "p": [1, 2, 3]}], [{"w": 18, "p": [1, float("nan")]}],
-    [{"w": 0, "p": [1, 2]}], [{"w": 1e9, "p": [1, 2]}], [{"w": 18, "p": [[1, 2]]}],
-    [{"w": 18, "p": [1, 2]}] * 201, [{"w": 5, "p": [1.0, 2.0] * (MAX_POINTS + 1)}],
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "not a list",
+        [1, 2],
+        [{"w": 18}],
+        [{"w": 18, "p": [1, 2, 3]}],
+        [{"w": 18, "p": [1, float("nan")]}],
+        [{"w": 0, "p": [1, 2]}],
+        [{"w": 1e9, "p": [1, 2]}],
+        [{"w": 18, "p": [[1, 2]]}],
+        [{"w": 18, "p": [1, 2]}] * 201,
+        [{"w": 5, "p": [1.0, 2.0] * (MAX_POINTS + 1)}],
+    ],
+)
 def test_hostile_payloads_are_refused(payload):
     with pytest.raises(ValueError):
         rasterize(payload)

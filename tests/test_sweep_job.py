@@ -105,9 +105,17 @@ def test_stop_now_leaves_the_partial_run_to_keep_or_discard(chains, jobs, data, 
 
 def test_continue_a_run(chains, jobs, data, store):
     first = train(TINY.with_(epochs=1), data)
-    parent = store.save(first.model, first.config, test_accuracy=first.test_accuracy,
-                        train_seconds=first.train_seconds, history=first.history, dataset=data.checksums,
-                        optimizer_state=first.optimizer_state, rng_state=first.rng_state, name="start")
+    parent = store.save(
+        first.model,
+        first.config,
+        test_accuracy=first.test_accuracy,
+        train_seconds=first.train_seconds,
+        history=first.history,
+        dataset=data.checksums,
+        optimizer_state=first.optimizer_state,
+        rng_state=first.rng_state,
+        name="start",
+    )
     chain = chains.start_resume("s1", parent.run_id, 2, data, store, report_every=1)
     assert chain.wait(120)
     snap = chain.snapshot()
@@ -160,8 +168,9 @@ def test_a_step_waits_for_a_free_slot(data, store):
 
 
 def test_a_failing_step_ends_the_chain(chains, data, store):
-    chain = chains.start_sweep("s1", "hidden", [16, 24], TINY.with_(device="cuda" if not torch.cuda.is_available()
-                                                                      else "cpu"), data, store)
+    chain = chains.start_sweep(
+        "s1", "hidden", [16, 24], TINY.with_(device="cuda" if not torch.cuda.is_available() else "cpu"), data, store
+    )
     assert chain.wait(120)
     snap = chain.snapshot()
     if torch.cuda.is_available():

@@ -238,10 +238,14 @@ def _reference_optimizer(config: TrainConfig, model: torch.nn.Module, total_step
         cls = torch.optim.AdamW if config.weight_decay else torch.optim.Adam
         opt = cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     else:
-        opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, nesterov=True,
-                              weight_decay=config.weight_decay)
-    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total_steps)
-             if config.schedule == "onecycle" else None)
+        opt = torch.optim.SGD(
+            model.parameters(), lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
+        )
+    sched = (
+        torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total_steps)
+        if config.schedule == "onecycle"
+        else None
+    )
     return opt, sched
 
 
@@ -332,6 +336,7 @@ def test_returned_model_is_an_ordinary_trainable_module(tiny_data: MnistData) ->
 
 # ---- precision "auto" and time budgets ---------------------------------------------------------------
 
+
 def test_auto_precision_is_resolved_and_recorded(tiny_data: MnistData) -> None:
     result = train(FAST.with_(epochs=1, precision="auto"), tiny_data)
     assert result.config.precision in ("fp32", "bf16")  # the run's config says what it ran in
@@ -350,8 +355,16 @@ def one_thread() -> None:
     torch.set_num_threads(threads)
 
 
-BUDGETED = TrainConfig(hidden=512, batch_size=8, lr=1e-3, schedule="onecycle", dropout=0.1, device="cpu",
-                       precision="fp32", budget_seconds=1.5)
+BUDGETED = TrainConfig(
+    hidden=512,
+    batch_size=8,
+    lr=1e-3,
+    schedule="onecycle",
+    dropout=0.1,
+    device="cpu",
+    precision="fp32",
+    budget_seconds=1.5,
+)
 
 
 def test_budget_chooses_the_epochs_and_the_run_is_that_many_epochs(tiny_data: MnistData, one_thread: None) -> None:

@@ -39,13 +39,23 @@ def _step(stepper: _Stepper, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Te
     return true_logp[0], max_logp
 
 
-def _autograd(params: _Params, x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor | None = None,
-              scale: float = 1.0, bf16: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def _autograd(
+    params: _Params,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    keep: torch.Tensor | None = None,
+    scale: float = 1.0,
+    bf16: bool = False,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Per-image losses and the gradients of their mean, the ordinary way (optionally dropout, bf16 autocast)."""
     model = ShallowNet(params.hidden)
     with torch.no_grad():
-        for dst, src in ((model.fc1.weight, params.w1), (model.fc1.bias, params.b1),
-                         (model.fc2.weight, params.w2), (model.fc2.bias, params.b2)):
+        for dst, src in (
+            (model.fc1.weight, params.w1),
+            (model.fc1.bias, params.b1),
+            (model.fc2.weight, params.w2),
+            (model.fc2.bias, params.b2),
+        ):
             dst.copy_(src)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         hidden = torch.relu(model.fc1(x))
@@ -54,8 +64,12 @@ def _autograd(params: _Params, x: torch.Tensor, y: torch.Tensor, keep: torch.Ten
         logits = model.fc2(hidden)
     losses = F.cross_entropy(logits.float(), y, reduction="none")
     losses.mean().backward()
-    return losses.detach(), {"w1": model.fc1.weight.grad, "b1": model.fc1.bias.grad,
-                             "w2": model.fc2.weight.grad, "b2": model.fc2.bias.grad}
+    return losses.detach(), {
+        "w1": model.fc1.weight.grad,
+        "b1": model.fc1.bias.grad,
+        "w2": model.fc2.weight.grad,
+        "b2": model.fc2.bias.grad,
+    }
 
 
 @pytest.mark.parametrize("m", [32, 20], ids=["full-batch", "short-last-batch"])
@@ -77,7 +91,7 @@ def test_dropout_gradients_equal_autograd_with_the_same_mask() -> None:
     params, grads, stepper, x, y = _setup(config, 128)
     _step(stepper, x, y)
     bits = stepper.buffers(128)[4]
-    keep = bits.view(torch.uint8)[:128 * 64].view(128, 64) < stepper.keep_below
+    keep = bits.view(torch.uint8)[: 128 * 64].view(128, 64) < stepper.keep_below
     assert abs(keep.float().mean().item() - 0.6) < 0.02
     assert stepper.keep_scale == pytest.approx(1 / 0.6, rel=0.01)
     _, expected = _autograd(params, x, y, keep.float(), stepper.keep_scale)
@@ -102,8 +116,10 @@ def test_bf16_gradients_match_autocast() -> None:
     [
         ({}, lambda p: torch.optim.Adam(p, lr=1e-3)),
         ({"weight_decay": 0.1}, lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=0.1)),
-        ({"optimizer": "sgd", "weight_decay": 1e-3},
-         lambda p: torch.optim.SGD(p, lr=1e-3, momentum=0.9, nesterov=True, weight_decay=1e-3)),
+        (
+            {"optimizer": "sgd", "weight_decay": 1e-3},
+            lambda p: torch.optim.SGD(p, lr=1e-3, momentum=0.9, nesterov=True, weight_decay=1e-3),
+        ),
     ],
     ids=["adam", "adamw", "sgd-nesterov"],
 )
@@ -198,6 +214,9 @@ def test_augment_share_is_validated() -> None:
 
 def test_progress_callbacks_run_outside_inference_mode(tiny_data: MnistData) -> None:
     modes: list[bool] = []
-    train(TrainConfig(hidden=32, epochs=1, batch_size=32, report_every=5, device="cpu"), tiny_data,
-          on_event=lambda _e: modes.append(torch.is_inference_mode_enabled()))
+    train(
+        TrainConfig(hidden=32, epochs=1, batch_size=32, report_every=5, device="cpu"),
+        tiny_data,
+        on_event=lambda _e: modes.append(torch.is_inference_mode_enabled()),
+    )
     assert modes and not any(modes)

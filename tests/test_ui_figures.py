@@ -106,22 +106,33 @@ def test_selected_cell_is_outlined(cm):
     assert (shape.x0, shape.x1, shape.y0, shape.y1) == (8.5, 9.5, 3.5, 4.5)
 
 
-@pytest.mark.parametrize("selection, expected", [
-    ({"selection": {"points": [{"curve_number": 2, "customdata": {"0": 9, "1": 2, "2": 5}}]}}, (9, 2)),
-    ({"points": [{"customdata": [4, 9, 12, 1.2]}]}, (4, 9)),
-    ([{"customdata": {"0": 0, "1": 0, "2": 971}}], (0, 0)),
-    ({"selection": {"points": []}}, None),  # a click on the selected cell deselects it
-    ({"selection": {"points": [{"x": 1, "y": 2}]}}, None),  # a point without customdata
-    ({"selection": {"points": [{"customdata": {"0": 11, "1": 2}}]}}, None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    "selection, expected",
+    [
+        ({"selection": {"points": [{"curve_number": 2, "customdata": {"0": 9, "1": 2, "2": 5}}]}}, (9, 2)),
+        ({"points": [{"customdata": [4, 9, 12, 1.2]}]}, (4, 9)),
+        ([{"customdata": {"0": 0, "1": 0, "2": 971}}], (0, 0)),
+        ({"selection": {"points": []}}, None),  # a click on the selected cell deselects it
+        ({"selection": {"points": [{"x": 1, "y": 2}]}}, None),  # a point without customdata
+        ({"selection": {"points": [{"customdata": {"0": 11, "1": 2}}]}}, None),
+        (None, None),
+    ],
+)
 def test_cell_from_selection(selection, expected):
     assert cell_from_selection(selection) == expected
 
 
-@pytest.mark.parametrize("true, pred, expected", [
-    ("4", "9", (4, 9)), (0, 0, (0, 0)), ("10", "1", None), ("a", "1", None), (None, "2", None), ("-1", "3", None),
-])
+@pytest.mark.parametrize(
+    "true, pred, expected",
+    [
+        ("4", "9", (4, 9)),
+        (0, 0, (0, 0)),
+        ("10", "1", None),
+        ("a", "1", None),
+        (None, "2", None),
+        ("-1", "3", None),
+    ],
+)
 def test_parse_cell(true, pred, expected):
     assert parse_cell(true, pred) == expected
 
@@ -139,11 +150,32 @@ def events(epochs: int = 2, batches: int = 4):
     for e in range(1, epochs + 1):
         for b in range(1, batches + 1):
             step += 1
-            out.append(BatchEvent(epoch=e, epochs=epochs, batch=b, batches=batches, step=step,
-                                  total_steps=epochs * batches, loss=1.0 / step, train_accuracy=0.5 + step / 20,
-                                  elapsed=step * 0.1, eta=0.1 * (epochs * batches - step)))
-        out.append(EpochEvent(epoch=e, epochs=epochs, train_loss=0.5 / e, train_accuracy=0.8, test_loss=0.6 / e,
-                              test_accuracy=0.85 + e / 100, epoch_seconds=0.4, elapsed=0.4 * e))
+            out.append(
+                BatchEvent(
+                    epoch=e,
+                    epochs=epochs,
+                    batch=b,
+                    batches=batches,
+                    step=step,
+                    total_steps=epochs * batches,
+                    loss=1.0 / step,
+                    train_accuracy=0.5 + step / 20,
+                    elapsed=step * 0.1,
+                    eta=0.1 * (epochs * batches - step),
+                )
+            )
+        out.append(
+            EpochEvent(
+                epoch=e,
+                epochs=epochs,
+                train_loss=0.5 / e,
+                train_accuracy=0.8,
+                test_loss=0.6 / e,
+                test_accuracy=0.85 + e / 100,
+                epoch_seconds=0.4,
+                elapsed=0.4 * e,
+            )
+        )
     return out
 
 
@@ -265,9 +297,11 @@ def test_why_picture_shares_one_scale():
     strong[14, 14], weak[14, 14] = 4.0, 1.0
     pic = why_picture(pixels, [("Evidence for 9", strong), ("Evidence for 4", weak)], factor=2)
     assert pic.ndim == 3 and pic.shape[2] == 3 and pic.shape[1] == 2 * 56 + 14
-    row = labelled_row([evidence_overlay(pixels, strong, 4.0, 2), evidence_overlay(pixels, weak, 4.0, 2)],
-                       ["Evidence for 9", "Evidence for 4"])
-    np.testing.assert_array_equal(pic[:row.shape[0]], row)
+    row = labelled_row(
+        [evidence_overlay(pixels, strong, 4.0, 2), evidence_overlay(pixels, weak, 4.0, 2)],
+        ["Evidence for 9", "Evidence for 4"],
+    )
+    np.testing.assert_array_equal(pic[: row.shape[0]], row)
     np.testing.assert_array_equal(pic[22 + 28, 28], POSITIVE_RGB)  # the strong map saturates...
     assert not np.array_equal(pic[22 + 28, 56 + 14 + 28], POSITIVE_RGB)  # ...the weak one, on its scale, does not
     assert (pic[:22] < 200).any()  # titles are drawn
@@ -302,8 +336,9 @@ def test_unit_grid_figure():
     for i in range(5):
         maps[i, i, i] = i + 1.0
         maps[i, 27, 27] = -(i + 1.0) / 2
-    fig = unit_grid_figure(maps, [f"#{j}" for j in (7, 3, 9, 1, 0)], [[7, 1], [3, 2], [9, 3], [1, 4], [0, 5]], cols=3,
-                           highlight=4)
+    fig = unit_grid_figure(
+        maps, [f"#{j}" for j in (7, 3, 9, 1, 0)], [[7, 1], [3, 2], [9, 3], [1, 4], [0, 5]], cols=3, highlight=4
+    )
     image, text, markers = fig.data
     assert [list(c) for c in markers.customdata] == [[7, 1], [3, 2], [9, 3], [1, 4], [0, 5]]
     assert list(text.text) == ["#7", "#3", "#9", "#1", "#0"]
@@ -340,8 +375,10 @@ from ui.figures import RUN_COLORS, recall_bars, run_curves, sweep_figure  # noqa
 
 
 def _history(accs, seconds_per_epoch=2.0, start=0):
-    return [{"epoch": start + i + 1, "elapsed": seconds_per_epoch * (start + i + 1), "test_accuracy": a,
-             "test_loss": 1 - a} for i, a in enumerate(accs)]
+    return [
+        {"epoch": start + i + 1, "elapsed": seconds_per_epoch * (start + i + 1), "test_accuracy": a, "test_loss": 1 - a}
+        for i, a in enumerate(accs)
+    ]
 
 
 def test_run_curves_per_epoch_and_per_second():

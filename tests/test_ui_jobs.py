@@ -169,8 +169,9 @@ def test_a_new_job_replaces_the_sessions_finished_one(registry, data, store):
 
 def test_a_failing_job_reports_its_error(registry, store):
     good = tiny_data()
-    bad = MnistData(good.train_images, good.train_labels + 10, good.test_images, good.test_labels,
-                    good.checksums)  # labels 10..19: the loss cannot be computed
+    bad = MnistData(
+        good.train_images, good.train_labels + 10, good.test_images, good.test_labels, good.checksums
+    )  # labels 10..19: the loss cannot be computed
     job = registry.start("s1", TINY, bad, store)
     assert job.wait(30)
     snap = job.snapshot()
@@ -220,8 +221,7 @@ class FakeClock:
 @pytest.mark.parametrize("keep_if_abandoned", [False, True])
 def test_a_job_whose_browser_went_away_stops_itself_and_frees_its_slot(registry, data, store, keep_if_abandoned):
     clock = FakeClock()
-    job = registry.start("gone", LONG, data, store, clock=clock, abandon_after=180,
-                         keep_if_abandoned=keep_if_abandoned)
+    job = registry.start("gone", LONG, data, store, clock=clock, abandon_after=180, keep_if_abandoned=keep_if_abandoned)
     wait_for(lambda: job.snapshot().last_batch is not None)
     clock.now += 179  # polls stop, but not for long enough yet
     time.sleep(0.2)  # a few more events arrive (each one checks the clock)

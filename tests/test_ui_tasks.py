@@ -32,8 +32,20 @@ def spans(task, stop):
     from mnistcore.train import BatchEvent
 
     task.span = (0.0, 0.5)
-    task.on_train_event(BatchEvent(epoch=1, epochs=1, batch=5, batches=10, step=5, total_steps=10, loss=1.0,
-                                   train_accuracy=0.5, elapsed=1.0, eta=1.0))
+    task.on_train_event(
+        BatchEvent(
+            epoch=1,
+            epochs=1,
+            batch=5,
+            batches=10,
+            step=5,
+            total_steps=10,
+            loss=1.0,
+            train_accuracy=0.5,
+            elapsed=1.0,
+            eta=1.0,
+        )
+    )
     task.span = (0.5, 1.0)
     task.progress(0.0)  # never goes backwards
     return task.snapshot().fraction, task.snapshot().message

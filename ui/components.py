@@ -43,8 +43,10 @@ def train_default_prompt(where: str) -> None:
         st.info("Training a model for you — this page updates by itself when it is ready.")
         live_progress(job, key=f"{where}_default")
         return
-    st.info("There is no trained model yet. Train the default one (784-128-10, 5 epochs) — it takes a few "
-            "seconds — then draw digits, explore its confusion matrix and its mistakes.")
+    st.info(
+        "There is no trained model yet. Train the default one (784-128-10, 5 epochs) — it takes a few "
+        "seconds — then draw digits, explore its confusion matrix and its mistakes."
+    )
     label = f"Train the default model (~{session.default_train_seconds()} s)"
     clicked = st.button(label, key=f"{where}_train_default", type="primary", icon=":material/bolt:")
     if clicked and session.start_job(PRESETS["default"]) is not None:
@@ -89,8 +91,9 @@ def prediction(model: ShallowNet, prepared: PreparedDigit | None, key: str) -> N
     left, right = st.columns([1, 2])
     with left:
         with st.container(key=f"{key}_digit"):
-            st.markdown(f"<div style='font-size:96px;font-weight:700;line-height:1'>{pred}</div>",
-                        unsafe_allow_html=True)
+            st.markdown(
+                f"<div style='font-size:96px;font-weight:700;line-height:1'>{pred}</div>", unsafe_allow_html=True
+            )
         st.caption(f"{probs[pred]:.1%} sure")
         st.image(upscale((prepared.pixels * 255).astype(np.uint8), 5), caption="What the model saw (28×28)")
     with right:

@@ -49,8 +49,7 @@ def matrix(ev: Evaluation, normalize: bool, cell: tuple[int, int] | None) -> Non
     fig = confusion_figure(ev.confusion, normalize=normalize, selected=cell)
     _, mid, _ = st.columns([1, 6, 1])
     with mid:
-        st.plotly_chart(fig, key=CHART, on_select="rerun", selection_mode="points",
-                        config={"displayModeBar": False})
+        st.plotly_chart(fig, key=CHART, on_select="rerun", selection_mode="points", config={"displayModeBar": False})
 
 
 def cell_images(run_id: str, cell: tuple[int, int] | None) -> None:
@@ -81,9 +80,12 @@ def _explain_one(run_id: str, true: int, pred: int) -> None:
         return
     idx = cell_indices(ev, true, pred)
     with st.container(key="cm_picked", border=True):
-        index = st.selectbox("Why did the model answer this? Pick an image", [int(i) for i in idx],
-                             key=f"cm_explain_{true}_{pred}",
-                             format_func=lambda i: f"test image #{i} ({ev.confidence[i]:.2f})")
+        index = st.selectbox(
+            "Why did the model answer this? Pick an image",
+            [int(i) for i in idx],
+            key=f"cm_explain_{true}_{pred}",
+            format_func=lambda i: f"test image #{i} ({ev.confidence[i]:.2f})",
+        )
         left, right = st.columns([1, 3])
         image = cache.test_images()[index]
         left.image(upscale(image, 5), caption=f"#{index}: true {true}, predicted {pred}", output_format="PNG")
@@ -92,8 +94,21 @@ def _explain_one(run_id: str, true: int, pred: int) -> None:
 
 
 def metrics_table(ev: Evaluation) -> None:
-    df = pd.DataFrame({"digit": range(10), "precision": ev.precision, "recall": ev.recall, "F1": ev.f1,
-                       "test images": ev.support, "errors": ev.support - ev.confusion.diagonal()})
+    df = pd.DataFrame(
+        {
+            "digit": range(10),
+            "precision": ev.precision,
+            "recall": ev.recall,
+            "F1": ev.f1,
+            "test images": ev.support,
+            "errors": ev.support - ev.confusion.diagonal(),
+        }
+    )
     pct = st.column_config.NumberColumn(format="percent")
-    st.dataframe(df, hide_index=True, key="cm_metrics", width="content",
-                 column_config={"precision": pct, "recall": pct, "F1": pct})
+    st.dataframe(
+        df,
+        hide_index=True,
+        key="cm_metrics",
+        width="content",
+        column_config={"precision": pct, "recall": pct, "F1": pct},
+    )

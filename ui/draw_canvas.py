@@ -94,12 +94,17 @@ def _component() -> Any:
     global _COMPONENT
     if _COMPONENT is None:
         _COMPONENT = st.components.v2.component(
-            "mnist_lab.draw_canvas", html='<div class="mnl-canvas"></div>', css=_CSS, js=_JS)
+            "mnist_lab.draw_canvas", html='<div class="mnl-canvas"></div>', css=_CSS, js=_JS
+        )
     return _COMPONENT
 
 
 def draw_canvas(stroke_width: int, key: str) -> dict[str, Any] | None:
     """Mount the canvas; the last drawing the browser sent ({"seq", "strokes"}) or None before any stroke."""
-    result = _component()(data={"stroke_width": int(stroke_width), "size": SIZE}, key=key,
-                          default={"strokes": None}, on_strokes_change=lambda: None)
+    result = _component()(
+        data={"stroke_width": int(stroke_width), "size": SIZE},
+        key=key,
+        default={"strokes": None},
+        on_strokes_change=lambda: None,
+    )
     return result.get("strokes") if hasattr(result, "get") else getattr(result, "strokes", None)

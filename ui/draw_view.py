@@ -43,8 +43,12 @@ def answer(model: ShallowNet, prepared: PreparedDigit | None, key: str, picture:
         st.html(answer_html(probs, prepared.pixels))
     why_maps(model, prepared.pixels, key=key, factor=5)
     if picture is not None:
-        save_drawing_box(_png(picture) if isinstance(picture, np.ndarray) else picture, prepared,
-                         int(np.argmax(probs)), key=f"{key}_save")
+        save_drawing_box(
+            _png(picture) if isinstance(picture, np.ndarray) else picture,
+            prepared,
+            int(np.argmax(probs)),
+            key=f"{key}_save",
+        )
 
 
 def _png(picture: np.ndarray) -> bytes:
@@ -70,8 +74,7 @@ def decoded_upload(data: bytes) -> np.ndarray:
 
 def upload(model: ShallowNet) -> None:
     """An uploaded photo or scan of one digit: decoded once, then answered like a drawing."""
-    up = st.file_uploader("A photo or scan of one digit (PNG or JPEG)", type=["png", "jpg", "jpeg"],
-                          key="draw_upload")
+    up = st.file_uploader("A photo or scan of one digit (PNG or JPEG)", type=["png", "jpg", "jpeg"], key="draw_upload")
     if up is None:
         return
     data = up.getvalue()

@@ -43,11 +43,13 @@ def counts_text(counts: np.ndarray) -> str:
 
 # ---------------------------------------------------------------- Draw page: save this drawing
 
+
 def _save(key: str, image: bytes | np.ndarray, prepared: PreparedDigit | None, predicted: int, digest: str) -> None:
     label = st.session_state.get(f"{key}_label")
     try:
-        drawing_store().add(image, predicted if label is None else int(label), prepared=prepared,
-                            predicted=predicted, source="draw")
+        drawing_store().add(
+            image, predicted if label is None else int(label), prepared=prepared, predicted=predicted, source="draw"
+        )
     except DrawingError as exc:
         st.session_state[f"{key}_error"] = str(exc)
         return
@@ -55,8 +57,9 @@ def _save(key: str, image: bytes | np.ndarray, prepared: PreparedDigit | None, p
     st.session_state.pop(f"{key}_for", None)  # the next drawing's label starts from its own prediction again
 
 
-def save_drawing_box(png_bytes: bytes | np.ndarray, prepared: PreparedDigit | None, predicted_digit: int,
-                     key: str) -> None:
+def save_drawing_box(
+    png_bytes: bytes | np.ndarray, prepared: PreparedDigit | None, predicted_digit: int, key: str
+) -> None:
     """'Save this drawing' under a prediction: the label preset to the prediction, one click to correct it,
     the save button, and this browser's running count per digit.
 
@@ -76,8 +79,14 @@ def save_drawing_box(png_bytes: bytes | np.ndarray, prepared: PreparedDigit | No
             st.session_state[f"{key}_label"] = predicted
         st.segmented_control("Label", list(range(10)), key=f"{key}_label", label_visibility="collapsed")
         saved = st.session_state.get(f"{key}_saved") == digest
-        st.button("Saved ✓" if saved else "Save this drawing", key=f"{key}_save", disabled=saved,
-                  icon=":material/bookmark_add:", on_click=_save, args=(key, image, prepared, predicted, digest))
+        st.button(
+            "Saved ✓" if saved else "Save this drawing",
+            key=f"{key}_save",
+            disabled=saved,
+            icon=":material/bookmark_add:",
+            on_click=_save,
+            args=(key, image, prepared, predicted, digest),
+        )
         if err := st.session_state.pop(f"{key}_error", None):
             st.error(f"Not saved: {err}")
         st.caption(counts_text(drawing_store().counts()) + " — see them on **My drawings**.")
@@ -85,14 +94,20 @@ def save_drawing_box(png_bytes: bytes | np.ndarray, prepared: PreparedDigit | No
 
 # ---------------------------------------------------------------- My drawings page
 
+
 def upload(store: DrawingStore) -> None:
     """Add pictures (PNG/JPEG) of one digit."""
     n = st.session_state.get("dr_upload_n", 0)  # a new key empties the uploader once its files are added
-    with st.expander("Add pictures of a digit (PNG or JPEG)", icon=":material/upload:",
-                     expanded=n > 0):  # stays open once used (a changing `expanded` would close it)
+    with st.expander(
+        "Add pictures of a digit (PNG or JPEG)", icon=":material/upload:", expanded=n > 0
+    ):  # stays open once used (a changing `expanded` would close it)
         with st.container(key="dr_upload"):
-            files = st.file_uploader("Pictures of one digit each", type=["png", "jpg", "jpeg"],
-                                     accept_multiple_files=True, key=f"dr_upload_files_{n}")
+            files = st.file_uploader(
+                "Pictures of one digit each",
+                type=["png", "jpg", "jpeg"],
+                accept_multiple_files=True,
+                key=f"dr_upload_files_{n}",
+            )
         label = st.segmented_control("They all show the digit", list(range(10)), key="dr_upload_label")
         if st.button("Add them", key="dr_upload_add", disabled=not files or label is None):
             try:
@@ -127,13 +142,18 @@ def gallery(store: DrawingStore, drawings: list, images: np.ndarray, predictions
         st.error(err)
     counts = np.bincount([d.label for d in drawings], minlength=10)
     options = [ALL, *[d for d in range(10) if counts[d]]]
-    pick = st.segmented_control("Show", options, default=ALL, key="dr_filter",
-                                format_func=lambda o: f"All ({len(drawings)})" if o == ALL else f"{o} ({counts[o]})")
+    pick = st.segmented_control(
+        "Show",
+        options,
+        default=ALL,
+        key="dr_filter",
+        format_func=lambda o: f"All ({len(drawings)})" if o == ALL else f"{o} ({counts[o]})",
+    )
     shown = [i for i, d in enumerate(drawings) if pick in (None, ALL) or d.label == pick]
     with st.container(key="dr_gallery"):
         for start in range(0, len(shown), PER_ROW):
             cols = st.columns(PER_ROW)
-            for col, i in zip(cols, shown[start:start + PER_ROW], strict=False):
+            for col, i in zip(cols, shown[start : start + PER_ROW], strict=False):
                 d = drawings[i]
                 with col, st.container(key=f"dr_item_{d.drawing_id}"):
                     st.image(upscale(images[i], 3))
@@ -142,10 +162,16 @@ def gallery(store: DrawingStore, drawings: list, images: np.ndarray, predictions
                     with st.popover("Edit", key=f"dr_edit_{d.drawing_id}"):
                         rk = f"dr_relabel_{d.drawing_id}"
                         st.session_state.setdefault(rk, d.label)
-                        st.segmented_control("Label", list(range(10)), key=rk, on_change=_relabel,
-                                             args=(store, d.drawing_id, rk))
-                        st.button("Delete", key=f"dr_del_{d.drawing_id}", icon=":material/delete:",
-                                  on_click=_delete, args=(store, d.drawing_id))
+                        st.segmented_control(
+                            "Label", list(range(10)), key=rk, on_change=_relabel, args=(store, d.drawing_id, rk)
+                        )
+                        st.button(
+                            "Delete",
+                            key=f"dr_del_{d.drawing_id}",
+                            icon=":material/delete:",
+                            on_click=_delete,
+                            args=(store, d.drawing_id),
+                        )
 
 
 def model_on_drawings(store: DrawingStore, run_id: str) -> np.ndarray | None:
@@ -160,8 +186,11 @@ def model_on_drawings(store: DrawingStore, run_id: str) -> np.ndarray | None:
     wrong = np.flatnonzero(ev.labels != ev.predictions)
     with st.container(border=True, key="dr_eval"):
         left, right = st.columns([1, 2])
-        left.metric("Active model on your drawings", f"{ev.accuracy:.1%}",
-                    help=f"{len(drawings) - len(wrong)} of {len(drawings)} right")
+        left.metric(
+            "Active model on your drawings",
+            f"{ev.accuracy:.1%}",
+            help=f"{len(drawings) - len(wrong)} of {len(drawings)} right",
+        )
         left.caption(f"On MNIST's test set: {loaded[1].test_accuracy:.2%}")
         if len(wrong):
             left.markdown(f"**The {len(wrong)} it gets wrong** (your label → its answer):")
@@ -174,12 +203,14 @@ def model_on_drawings(store: DrawingStore, run_id: str) -> np.ndarray | None:
     return ev.predictions
 
 
-def _fine_tune_work(task: Any, stop: Any, runs: Any, run_id: str, data, store: DrawingStore,
-                    epochs: int) -> FineTuneResult | None:
+def _fine_tune_work(
+    task: Any, stop: Any, runs: Any, run_id: str, data, store: DrawingStore, epochs: int
+) -> FineTuneResult | None:
     """The fine-tune task (runs in its own process, see ui/tasks.py)."""
     task.progress(0.0, "Fine-tuning…")
-    return fine_tune_on_drawings(runs, run_id, data, store, epochs=epochs, on_event=task.on_train_event, stop=stop,
-                                 source="dashboard")
+    return fine_tune_on_drawings(
+        runs, run_id, data, store, epochs=epochs, on_event=task.on_train_event, stop=stop, source="dashboard"
+    )
 
 
 def fine_tune(store: DrawingStore, run_id: str) -> None:
@@ -187,16 +218,24 @@ def fine_tune(store: DrawingStore, run_id: str) -> None:
     sid = session.session_id()
     task = TASKS.get(sid, FINE_TUNE)
     with st.container(border=True, key="dr_ft"):
-        st.markdown("**Fine-tune on my drawings** — continue the active model for a few epochs of MNIST with your "
-                    "drawings mixed in (each repeated so they make ~10 % of the images). The result is a new run; "
-                    "the active model stays as it is.")
+        st.markdown(
+            "**Fine-tune on my drawings** — continue the active model for a few epochs of MNIST with your "
+            "drawings mixed in (each repeated so they make ~10 % of the images). The result is a new run; "
+            "the active model stays as it is."
+        )
         c = st.columns([1, 1, 3])
         epochs = c[0].number_input("Epochs", 1, 10, 1, key="dr_ft_epochs")
-        if c[1].button("Fine-tune", key="dr_ft_start", type="primary", icon=":material/tune:",
-                       disabled=task is not None and task.running):
+        if c[1].button(
+            "Fine-tune",
+            key="dr_ft_start",
+            type="primary",
+            icon=":material/tune:",
+            disabled=task is not None and task.running,
+        ):
             try:
-                task = TASKS.start(sid, FINE_TUNE, _fine_tune_work, cache.store(), run_id, cache.get_data(), store,
-                                   int(epochs))
+                task = TASKS.start(
+                    sid, FINE_TUNE, _fine_tune_work, cache.store(), run_id, cache.get_data(), store, int(epochs)
+                )
             except JobError as exc:
                 st.error(str(exc))
         if task is not None:
@@ -230,21 +269,38 @@ def _compare(r: FineTuneResult) -> None:
         if r.unsaved:
             st.warning(f"{r.unsaved}; it was saved in {r.run.path} instead: copy that folder into the runs folder")
         a, b = st.columns(2)
-        a.metric("Your drawings", f"{r.drawings_after:.1%}", f"{(r.drawings_after - r.drawings_before) * 100:+.1f} "
-                 f"points (was {r.drawings_before:.1%})")
-        b.metric("MNIST test", f"{r.mnist_after:.2%}", f"{(r.mnist_after - r.mnist_before) * 100:+.2f} points "
-                 f"(was {r.mnist_before:.2%})")
+        a.metric(
+            "Your drawings",
+            f"{r.drawings_after:.1%}",
+            f"{(r.drawings_after - r.drawings_before) * 100:+.1f} points (was {r.drawings_before:.1%})",
+        )
+        b.metric(
+            "MNIST test",
+            f"{r.mnist_after:.2%}",
+            f"{(r.mnist_after - r.mnist_before) * 100:+.2f} points (was {r.mnist_before:.2%})",
+        )
         active = session.active_run_id() == r.run.run_id
-        st.button("This is the active model" if active else "Make it the active model", key="dr_ft_activate",
-                  disabled=active, on_click=session.set_active, args=(r.run.run_id,))
+        st.button(
+            "This is the active model" if active else "Make it the active model",
+            key="dr_ft_activate",
+            disabled=active,
+            on_click=session.set_active,
+            args=(r.run.run_id,),
+        )
 
 
 def export_import(store: DrawingStore, count: int) -> None:
     """Download the collection as a zip; import one (refused whole, with the reason, when anything is wrong)."""
     with st.expander("Export / import", icon=":material/archive:"):
         if count:
-            st.download_button("Download my drawings (zip)", store.export_zip(), file_name="my-drawings.zip",
-                               mime="application/zip", key="dr_export", icon=":material/download:")
+            st.download_button(
+                "Download my drawings (zip)",
+                store.export_zip(),
+                file_name="my-drawings.zip",
+                mime="application/zip",
+                key="dr_export",
+                icon=":material/download:",
+            )
         z = st.file_uploader("Import a zip exported from MNIST Lab", type=["zip"], key="dr_import")
         if z is not None and st.button("Import", key="dr_import_go"):
             try:
@@ -252,5 +308,7 @@ def export_import(store: DrawingStore, count: int) -> None:
             except DrawingError as exc:
                 st.error(f"Nothing was imported: {exc}")
             else:
-                st.success(f"Imported {report.added} drawings" +
-                           (f" ({report.skipped} were already here)." if report.skipped else "."))
+                st.success(
+                    f"Imported {report.added} drawings"
+                    + (f" ({report.skipped} were already here)." if report.skipped else ".")
+                )

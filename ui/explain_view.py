@@ -47,8 +47,14 @@ def weights_for(model: ShallowNet) -> NetWeights:
     return w
 
 
-def why_maps(model: ShallowNet, pixels: np.ndarray, key: str, other: int | None = None,
-             other_label: str = "runner-up", factor: int = 6) -> Explanation:
+def why_maps(
+    model: ShallowNet,
+    pixels: np.ndarray,
+    key: str,
+    other: int | None = None,
+    other_label: str = "runner-up",
+    factor: int = 6,
+) -> Explanation:
     """'Evidence for D' and 'evidence for R' over the 28x28 input (pixels in [0, 1]), as one picture.
 
     D is the predicted digit; R is `other` when given (e.g. the true digit) and differs from D, else the
@@ -58,12 +64,23 @@ def why_maps(model: ShallowNet, pixels: np.ndarray, key: str, other: int | None 
     ex = explain(weights_for(model), pixels, classes=[other] if other is not None else None)
     second = other if other is not None and other != ex.digit else ex.runner_up
     label = other_label if other is not None and other != ex.digit else "runner-up"
-    picture = why_picture(ex.pixels, [(f"Evidence for {ex.digit}\n(predicted)", ex.attributions[ex.digit]),
-                                      (f"Evidence for {second}\n({label})", ex.attributions[second])], factor=factor)
+    picture = why_picture(
+        ex.pixels,
+        [
+            (f"Evidence for {ex.digit}\n(predicted)", ex.attributions[ex.digit]),
+            (f"Evidence for {second}\n({label})", ex.attributions[second]),
+        ],
+        factor=factor,
+    )
     with st.container(key=f"{key}_why", width=picture.shape[1]):  # the caption wraps under the picture
-        st.image(picture, caption=f"Why {ex.digit} and not {second}: red ink pushed the digit's score up, blue "
-                                  "ink pushed it down (compared with a blank image). The stronger the colour, "
-                                  "the bigger the push.", output_format="PNG", width=picture.shape[1])
+        st.image(
+            picture,
+            caption=f"Why {ex.digit} and not {second}: red ink pushed the digit's score up, blue "
+            "ink pushed it down (compared with a blank image). The stronger the colour, "
+            "the bigger the push.",
+            output_format="PNG",
+            width=picture.shape[1],
+        )
     return ex
 
 
@@ -74,8 +91,16 @@ def why_maps(model: ShallowNet, pixels: np.ndarray, key: str, other: int | None 
 def _summaries(root: str, run_id: str, data_path: str, _model: ShallowNet, _data: MnistData) -> UnitSummaries:
     """Keyed by run (ids are unique and runs never change); the model and data come from ui.cache."""
     s = unit_summaries(_model, _data.test_images, _data.test_labels)
-    for arr in (s.weight_maps, s.output_weights, s.importance, s.order, s.active_share, s.top_images,
-                s.top_activations, s.templates):
+    for arr in (
+        s.weight_maps,
+        s.output_weights,
+        s.importance,
+        s.order,
+        s.active_share,
+        s.top_images,
+        s.top_activations,
+        s.templates,
+    ):
         arr.setflags(write=False)
     return s
 
@@ -94,8 +119,8 @@ def intro(s: UnitSummaries) -> None:
         "pixels holds it off. Each unit then votes for or against every digit with its 10 output weights. "
         "Units come in order of how much they moved the answers on the 10 000 test images; click one to see "
         "what it votes for and which test images excite it most."
-        + (f" {dead} unit{'s' if dead != 1 else ''} never switch{'es' if dead == 1 else ''} on at all."
-           if dead else ""))
+        + (f" {dead} unit{'s' if dead != 1 else ''} never switch{'es' if dead == 1 else ''} on at all." if dead else "")
+    )
 
 
 def _picked(run_id: str, s: UnitSummaries) -> int:
@@ -126,17 +151,24 @@ def unit_grid(run_id: str, s: UnitSummaries) -> int:
         st.session_state[UNIT_INPUT] = unit  # the box follows clicks on the grid
         st.number_input("Unit number", 0, s.hidden - 1, step=1, key=UNIT_INPUT, on_change=_typed, args=(run_id,))
     with head:
-        st.caption(f"All {s.hidden} units, most important first, {PER_PAGE} a page. Each picture has its own "
-                   "colour scale (white is a zero weight); the caption is the unit's number.")
+        st.caption(
+            f"All {s.hidden} units, most important first, {PER_PAGE} a page. Each picture has its own "
+            "colour scale (white is a zero weight); the caption is the unit's number."
+        )
         page = st.pagination(pages, key="net_page") if pages > 1 else 1
-    shown = s.order[(page - 1) * PER_PAGE:page * PER_PAGE]
+    shown = s.order[(page - 1) * PER_PAGE : page * PER_PAGE]
     where = np.flatnonzero(shown == unit)
-    fig = unit_grid_figure(s.weight_maps[shown], [f"#{j}" for j in shown],
-                           [[int(j), rank[int(j)] + 1] for j in shown], cols=COLS,
-                           highlight=int(where[0]) if len(where) else None)
+    fig = unit_grid_figure(
+        s.weight_maps[shown],
+        [f"#{j}" for j in shown],
+        [[int(j), rank[int(j)] + 1] for j in shown],
+        cols=COLS,
+        highlight=int(where[0]) if len(where) else None,
+    )
     with st.container(key="net_grid_box"):
-        st.plotly_chart(fig, key=GRID, on_select="rerun", selection_mode="points", width="content",
-                        config={"displayModeBar": False})
+        st.plotly_chart(
+            fig, key=GRID, on_select="rerun", selection_mode="points", width="content", config={"displayModeBar": False}
+        )
     return unit
 
 
@@ -145,22 +177,36 @@ def unit_detail(s: UnitSummaries, unit: int, images: np.ndarray) -> None:
     rank = int(np.flatnonzero(s.order == unit)[0]) + 1
     with st.container(key="net_unit_detail", border=True):
         st.subheader(f"Unit #{unit}")
-        st.caption(f"Importance rank {rank} of {s.hidden} · on for {s.active_share[unit]:.0%} of the test images"
-                   + (" — a dead unit: it never switches on, so it never changes an answer"
-                      if s.active_share[unit] == 0 else ""))
+        st.caption(
+            f"Importance rank {rank} of {s.hidden} · on for {s.active_share[unit]:.0%} of the test images"
+            + (
+                " — a dead unit: it never switches on, so it never changes an answer"
+                if s.active_share[unit] == 0
+                else ""
+            )
+        )
         c = st.columns([1, 1.3, 1.3])
         w = s.weight_maps[unit]
-        c[0].image(upscale_rgb(diverging_rgb(w), 8),
-                   caption=f"Input weights (red +, blue −; ±{float(np.abs(w).max()):.2f})", output_format="PNG")
+        c[0].image(
+            upscale_rgb(diverging_rgb(w), 8),
+            caption=f"Input weights (red +, blue −; ±{float(np.abs(w).max()):.2f})",
+            output_format="PNG",
+        )
         with c[1]:
             st.markdown("**Votes for each digit** (output weights)")
-            st.plotly_chart(digit_bars(s.output_weights[:, unit], "output weight"), key="net_out_weights",
-                            config={"displayModeBar": False})
+            st.plotly_chart(
+                digit_bars(s.output_weights[:, unit], "output weight"),
+                key="net_out_weights",
+                config={"displayModeBar": False},
+            )
         with c[2]:
             st.markdown("**How strongly each digit switches it on** (mean activation)")
             if s.class_activation is not None:
-                st.plotly_chart(digit_bars(s.class_activation[:, unit], "mean activation", signed=False),
-                                key="net_class_act", config={"displayModeBar": False})
+                st.plotly_chart(
+                    digit_bars(s.class_activation[:, unit], "mean activation", signed=False),
+                    key="net_class_act",
+                    config={"displayModeBar": False},
+                )
         top = s.top_images[unit]
         st.markdown("**The test images that excite it most** (caption: activation)")
         with st.container(key="net_top_images"):
@@ -168,8 +214,10 @@ def unit_detail(s: UnitSummaries, unit: int, images: np.ndarray) -> None:
 
 
 def templates(s: UnitSummaries) -> None:
-    st.caption("Multiplying the two weight layers (W2·W1) gives one template per digit: the straight-line part of "
-               "each digit's score, ignoring the switching of the hidden units. Ink on red raises the score, ink "
-               "on blue lowers it. The real network is more than this, but the templates show the gist.")
+    st.caption(
+        "Multiplying the two weight layers (W2·W1) gives one template per digit: the straight-line part of "
+        "each digit's score, ignoring the switching of the hidden units. Ink on red raises the score, ink "
+        "on blue lowers it. The real network is more than this, but the templates show the gist."
+    )
     with st.container(key="net_templates"):
         st.image(templates_picture(s.templates, factor=4), output_format="PNG")

@@ -24,6 +24,7 @@ NEUTRAL_COLOR = "#94A3B8"
 
 # ---------------------------------------------------------------- confusion matrix
 
+
 def confusion_values(cm: np.ndarray, normalize: bool = False) -> np.ndarray:
     """Counts, or each row as a percentage of that true digit's images (rows with no images give 0)."""
     cm = np.asarray(cm, dtype=np.float64)
@@ -33,8 +34,7 @@ def confusion_values(cm: np.ndarray, normalize: bool = False) -> np.ndarray:
     return np.divide(cm * 100.0, rows, out=np.zeros_like(cm), where=rows > 0)
 
 
-def confusion_figure(cm: np.ndarray, normalize: bool = False,
-                     selected: tuple[int, int] | None = None) -> go.Figure:
+def confusion_figure(cm: np.ndarray, normalize: bool = False, selected: tuple[int, int] | None = None) -> go.Figure:
     """Clickable confusion matrix: rows = true digit, columns = predicted.
 
     Two heatmaps (errors in reds scaled to the largest error, the diagonal in greens) so the diagonal
@@ -51,29 +51,62 @@ def confusion_figure(cm: np.ndarray, normalize: bool = False,
     diag = np.where(eye, values, np.nan)
     off_max = float(np.nanmax(off)) if np.isfinite(off).any() and np.nanmax(off) > 0 else 1.0
     diag_max = float(np.nanmax(diag)) if np.isfinite(diag).any() and np.nanmax(diag) > 0 else 1.0
-    common = dict(x=DIGITS, y=DIGITS, hoverinfo="skip", showscale=False, xgap=1, ygap=1,
-                  texttemplate="%{text}", textfont=dict(size=13))
+    common = dict(
+        x=DIGITS,
+        y=DIGITS,
+        hoverinfo="skip",
+        showscale=False,
+        xgap=1,
+        ygap=1,
+        texttemplate="%{text}",
+        textfont=dict(size=13),
+    )
     fig = go.Figure()
-    fig.add_trace(go.Heatmap(z=off, text=text, zmin=0, zmax=off_max, name="errors",
-                             colorscale=[[0, "#FFF1F0"], [1, "#F87171"]], **common))
-    fig.add_trace(go.Heatmap(z=diag, text=text, zmin=0, zmax=diag_max, name="correct",
-                             colorscale=[[0, "#DCFCE7"], [1, CORRECT_COLOR]], **common))
+    fig.add_trace(
+        go.Heatmap(
+            z=off, text=text, zmin=0, zmax=off_max, name="errors", colorscale=[[0, "#FFF1F0"], [1, "#F87171"]], **common
+        )
+    )
+    fig.add_trace(
+        go.Heatmap(
+            z=diag,
+            text=text,
+            zmin=0,
+            zmax=diag_max,
+            name="correct",
+            colorscale=[[0, "#DCFCE7"], [1, CORRECT_COLOR]],
+            **common,
+        )
+    )
     t, p = np.meshgrid(DIGITS, DIGITS, indexing="ij")
     custom = np.stack([t.ravel(), p.ravel(), cm.ravel(), np.round(pct.ravel(), 2)], axis=1)
-    fig.add_trace(go.Scatter(
-        x=p.ravel(), y=t.ravel(), mode="markers", name="cells", customdata=custom, showlegend=False,
-        marker=dict(symbol="square", size=40, color="rgba(0,0,0,0)"),
-        hovertemplate=("True %{customdata[0]} → predicted %{customdata[1]}<br>"
-                       "%{customdata[2]} images (%{customdata[3]:.1f}% of the true %{customdata[0]}s)"
-                       "<extra></extra>"),
-    ))
+    fig.add_trace(
+        go.Scatter(
+            x=p.ravel(),
+            y=t.ravel(),
+            mode="markers",
+            name="cells",
+            customdata=custom,
+            showlegend=False,
+            marker=dict(symbol="square", size=40, color="rgba(0,0,0,0)"),
+            hovertemplate=(
+                "True %{customdata[0]} → predicted %{customdata[1]}<br>"
+                "%{customdata[2]} images (%{customdata[3]:.1f}% of the true %{customdata[0]}s)"
+                "<extra></extra>"
+            ),
+        )
+    )
     if selected is not None:
         true, pred = selected
-        fig.add_shape(type="rect", x0=pred - 0.5, x1=pred + 0.5, y0=true - 0.5, y1=true + 0.5,
-                      line=dict(color="#1E1B4B", width=3))
+        fig.add_shape(
+            type="rect", x0=pred - 0.5, x1=pred + 0.5, y0=true - 0.5, y1=true + 0.5, line=dict(color="#1E1B4B", width=3)
+        )
     axis = dict(tickmode="array", tickvals=DIGITS, showgrid=False, zeroline=False, fixedrange=True)
     fig.update_layout(
-        height=560, margin=dict(l=60, r=20, t=20, b=60), plot_bgcolor="white", clickmode="event+select",
+        height=560,
+        margin=dict(l=60, r=20, t=20, b=60),
+        plot_bgcolor="white",
+        clickmode="event+select",
         dragmode=False,
         xaxis=dict(title="Predicted digit", range=[-0.5, 9.5], side="bottom", constrain="domain", **axis),
         yaxis=dict(title="True digit", range=[9.5, -0.5], scaleanchor="x", constrain="domain", **axis),
@@ -133,6 +166,7 @@ def pick_from_selection(selection: Any) -> int | None:
 
 # ---------------------------------------------------------------- training curves
 
+
 def _split_events(events: Sequence[BatchEvent | EpochEvent]) -> tuple[list[BatchEvent], list[EpochEvent]]:
     batches = [e for e in events if isinstance(e, BatchEvent)]
     epochs = [e for e in events if isinstance(e, EpochEvent)]
@@ -153,8 +187,12 @@ def training_curves(events: Sequence[BatchEvent | EpochEvent], max_points: int =
     layout, traces = _curves_template(max(total, 1))
     bx = [e.epoch - 1 + e.batch / e.batches for e in batches]
     ex = [e.epoch for e in epochs]
-    xy = [(bx, [e.loss for e in batches]), (ex, [e.test_loss for e in epochs]),
-          (bx, [e.train_accuracy for e in batches]), (ex, [e.test_accuracy for e in epochs])]
+    xy = [
+        (bx, [e.loss for e in batches]),
+        (ex, [e.test_loss for e in epochs]),
+        (bx, [e.train_accuracy for e in batches]),
+        (ex, [e.test_accuracy for e in epochs]),
+    ]
     # The template was built (and validated) through plotly's API once; filling in plain lists of floats
     # needs no validation, which costs ~15 ms a figure here, on every live poll of every user's Train page.
     data = [{**trace, "x": x, "y": y} for trace, (x, y) in zip(traces, xy, strict=True)]
@@ -165,21 +203,30 @@ def training_curves(events: Sequence[BatchEvent | EpochEvent], max_points: int =
 def _curves_template(total_epochs: int) -> tuple[dict[str, Any], tuple[dict[str, Any], ...]]:
     """The training curves' layout and four empty traces for a run of `total_epochs`, as validated dicts."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.12)
-    for name, col, color, dash, mode in (("train loss", 1, "#6366F1", None, "lines"),
-                                         ("test loss", 1, "#F59E0B", None, "lines+markers"),
-                                         ("train accuracy", 2, "#6366F1", "dot", "lines"),
-                                         ("test accuracy", 2, "#F59E0B", None, "lines+markers")):
-        fig.add_trace(go.Scatter(x=[], y=[], mode=mode, name=name, line=dict(color=color, dash=dash),
-                                 legendgroup=name.split()[0]), row=1, col=col)
+    for name, col, color, dash, mode in (
+        ("train loss", 1, "#6366F1", None, "lines"),
+        ("test loss", 1, "#F59E0B", None, "lines+markers"),
+        ("train accuracy", 2, "#6366F1", "dot", "lines"),
+        ("test accuracy", 2, "#F59E0B", None, "lines+markers"),
+    ):
+        fig.add_trace(
+            go.Scatter(
+                x=[], y=[], mode=mode, name=name, line=dict(color=color, dash=dash), legendgroup=name.split()[0]
+            ),
+            row=1,
+            col=col,
+        )
     fig.update_xaxes(title_text="epoch", range=[0, total_epochs])
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
-    fig.update_layout(height=340, margin=dict(l=50, r=20, t=40, b=40), uirevision="curves",
-                      legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(
+        height=340, margin=dict(l=50, r=20, t=40, b=40), uirevision="curves", legend=dict(orientation="h", y=-0.25)
+    )
     spec = fig.to_dict()
     return spec["layout"], tuple(spec["data"])
 
 
 # ---------------------------------------------------------------- bars
+
 
 def probability_bars(probs: np.ndarray, true: int | None = None, height: int = 260) -> go.Figure:
     """The ten class probabilities as bars; the predicted digit highlighted (red when it is wrong)."""
@@ -187,29 +234,47 @@ def probability_bars(probs: np.ndarray, true: int | None = None, height: int = 2
     pred = int(probs.argmax())
     color = ERROR_COLOR if true is not None and true != pred else CORRECT_COLOR
     colors = [color if d == pred else NEUTRAL_COLOR for d in DIGITS]
-    fig = go.Figure(go.Bar(
-        x=DIGITS, y=probs, marker_color=colors, text=[f"{p:.0%}" if p >= 0.005 else "" for p in probs],
-        textposition="outside", hovertemplate="digit %{x}: %{y:.2%}<extra></extra>",
-    ))
-    fig.update_layout(height=height, margin=dict(l=40, r=10, t=20, b=40), yaxis=dict(range=[0, 1.12],
-                      tickformat=".0%", title="probability"), xaxis=dict(tickmode="array", tickvals=DIGITS,
-                      title="digit", fixedrange=True), bargap=0.25)
+    fig = go.Figure(
+        go.Bar(
+            x=DIGITS,
+            y=probs,
+            marker_color=colors,
+            text=[f"{p:.0%}" if p >= 0.005 else "" for p in probs],
+            textposition="outside",
+            hovertemplate="digit %{x}: %{y:.2%}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        height=height,
+        margin=dict(l=40, r=10, t=20, b=40),
+        yaxis=dict(range=[0, 1.12], tickformat=".0%", title="probability"),
+        xaxis=dict(tickmode="array", tickvals=DIGITS, title="digit", fixedrange=True),
+        bargap=0.25,
+    )
     return fig
 
 
 def class_counts_figure(train_counts: np.ndarray, test_counts: np.ndarray) -> go.Figure:
     """Images per digit in each split, as grouped bars."""
-    fig = go.Figure([
-        go.Bar(x=DIGITS, y=np.asarray(train_counts).tolist(), name="train (60 000)", marker_color="#6366F1"),
-        go.Bar(x=DIGITS, y=np.asarray(test_counts).tolist(), name="test (10 000)", marker_color="#F59E0B"),
-    ])
-    fig.update_layout(barmode="group", height=300, margin=dict(l=40, r=10, t=20, b=40),
-                      xaxis=dict(tickmode="array", tickvals=DIGITS, title="digit"), yaxis=dict(title="images"),
-                      legend=dict(orientation="h", y=1.12))
+    fig = go.Figure(
+        [
+            go.Bar(x=DIGITS, y=np.asarray(train_counts).tolist(), name="train (60 000)", marker_color="#6366F1"),
+            go.Bar(x=DIGITS, y=np.asarray(test_counts).tolist(), name="test (10 000)", marker_color="#F59E0B"),
+        ]
+    )
+    fig.update_layout(
+        barmode="group",
+        height=300,
+        margin=dict(l=40, r=10, t=20, b=40),
+        xaxis=dict(tickmode="array", tickvals=DIGITS, title="digit"),
+        yaxis=dict(title="images"),
+        legend=dict(orientation="h", y=1.12),
+    )
     return fig
 
 
 # ---------------------------------------------------------------- image mosaics
+
 
 def mosaic(images: np.ndarray, cols: int, pad: int = 2, pad_bottom: int | None = None, fill: int = 255) -> np.ndarray:
     """Tile uint8 images (N, h, w) into one (rows*(h+pad+pad_bottom), cols*(w+2*pad)) uint8 picture."""
@@ -221,7 +286,7 @@ def mosaic(images: np.ndarray, cols: int, pad: int = 2, pad_bottom: int | None =
     out = np.full((rows * th, cols * tw), fill, dtype=np.uint8)
     for i in range(n):
         r, c = divmod(i, cols)
-        out[r * th + pad:r * th + pad + h, c * tw + pad:c * tw + pad + w] = images[i]
+        out[r * th + pad : r * th + pad + h, c * tw + pad : c * tw + pad + w] = images[i]
     return out
 
 
@@ -237,8 +302,14 @@ def upscale(pixels: np.ndarray, factor: int) -> np.ndarray:
     return np.kron(np.asarray(pixels), np.ones((factor, factor), dtype=np.asarray(pixels).dtype))
 
 
-def image_grid_figure(images: np.ndarray, captions: Sequence[str], customdata: Sequence[Sequence[Any]],
-                      cols: int = 8, hover: Sequence[str] | None = None, highlight: int | None = None) -> go.Figure:
+def image_grid_figure(
+    images: np.ndarray,
+    captions: Sequence[str],
+    customdata: Sequence[Sequence[Any]],
+    cols: int = 8,
+    hover: Sequence[str] | None = None,
+    highlight: int | None = None,
+) -> go.Figure:
     """A clickable grid of 28x28 images with a caption under each.
 
     One composed picture (go.Image, a single PNG) plus an invisible square marker on each tile carrying
@@ -257,23 +328,43 @@ def image_grid_figure(images: np.ndarray, captions: Sequence[str], customdata: S
     scale = 2.4  # screen px per image pixel
     fig = go.Figure()
     fig.add_trace(go.Image(source=png_data_uri(pic), x0=0, y0=0, dx=1, dy=1, hoverinfo="skip"))
-    fig.add_trace(go.Scatter(
-        x=cx, y=cy + 14 + cap / 2 + 0.5, mode="text", text=list(captions), hoverinfo="skip", showlegend=False,
-        textfont=dict(size=11, color="#111827"), unselected=dict(textfont=dict(color="#111827")),
-    ))
-    fig.add_trace(go.Scatter(
-        x=cx, y=cy, mode="markers", showlegend=False, customdata=[list(c) for c in customdata],
-        marker=dict(symbol="square", size=28 * scale * 0.95, color="rgba(0,0,0,0)"),
-        text=list(hover) if hover is not None else list(captions), hovertemplate="%{text}<extra></extra>",
-    ))
+    fig.add_trace(
+        go.Scatter(
+            x=cx,
+            y=cy + 14 + cap / 2 + 0.5,
+            mode="text",
+            text=list(captions),
+            hoverinfo="skip",
+            showlegend=False,
+            textfont=dict(size=11, color="#111827"),
+            unselected=dict(textfont=dict(color="#111827")),
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=cx,
+            y=cy,
+            mode="markers",
+            showlegend=False,
+            customdata=[list(c) for c in customdata],
+            marker=dict(symbol="square", size=28 * scale * 0.95, color="rgba(0,0,0,0)"),
+            text=list(hover) if hover is not None else list(captions),
+            hovertemplate="%{text}<extra></extra>",
+        )
+    )
     if highlight is not None and 0 <= highlight < n:
         x, y = (highlight % cols) * tw, (highlight // cols) * th
-        fig.add_shape(type="rect", x0=x + 0.5, x1=x + tw - 1.5, y0=y + 0.5, y1=y + th - 1.5,
-                      line=dict(color="#4F46E5", width=3))
+        fig.add_shape(
+            type="rect", x0=x + 0.5, x1=x + tw - 1.5, y0=y + 0.5, y1=y + th - 1.5, line=dict(color="#4F46E5", width=3)
+        )
     width, height = cols * tw * scale, rows * th * scale
     fig.update_layout(
-        width=int(width), height=int(height), margin=dict(l=0, r=0, t=0, b=0), plot_bgcolor="white",
-        clickmode="event+select", dragmode=False,
+        width=int(width),
+        height=int(height),
+        margin=dict(l=0, r=0, t=0, b=0),
+        plot_bgcolor="white",
+        clickmode="event+select",
+        dragmode=False,
         xaxis=dict(visible=False, range=[-0.5, cols * tw - 0.5], fixedrange=True),
         yaxis=dict(visible=False, range=[rows * th - 0.5, -0.5], fixedrange=True, scaleanchor="x"),
     )
@@ -326,8 +417,9 @@ def _font(size: int) -> Any:
     return ImageFont.load_default(size=size)
 
 
-def labelled_row(panels: Sequence[np.ndarray], titles: Sequence[str], gap: int = 14, title_px: int = 22,
-                 font_px: int = 15) -> np.ndarray:
+def labelled_row(
+    panels: Sequence[np.ndarray], titles: Sequence[str], gap: int = 14, title_px: int = 22, font_px: int = 15
+) -> np.ndarray:
     """RGB panels (each (h, w, 3), same height) side by side on white, a title above each: one RGB image.
 
     Titles may hold several lines ("\n"); each line takes `title_px - 4` px and is centred over its panel.
@@ -342,7 +434,7 @@ def labelled_row(panels: Sequence[np.ndarray], titles: Sequence[str], gap: int =
     out = np.full((title_px + h, width, 3), 255, np.uint8)
     x, starts = 0, []
     for p in panels:
-        out[title_px:title_px + p.shape[0], x:x + p.shape[1]] = p
+        out[title_px : title_px + p.shape[0], x : x + p.shape[1]] = p
         starts.append(x)
         x += p.shape[1] + gap
     img = Image.fromarray(out)
@@ -380,9 +472,9 @@ def why_picture(pixels: np.ndarray, maps: Sequence[tuple[str, np.ndarray]], fact
     row = labelled_row(panels, [t for t, _ in maps])
     legend = scale_legend(min(row.shape[1], 200))
     out = np.full((row.shape[0] + 8 + legend.shape[0], row.shape[1], 3), 255, np.uint8)
-    out[:row.shape[0]] = row
+    out[: row.shape[0]] = row
     x0 = (row.shape[1] - legend.shape[1]) // 2
-    out[row.shape[0] + 8:, x0:x0 + legend.shape[1]] = legend
+    out[row.shape[0] + 8 :, x0 : x0 + legend.shape[1]] = legend
     return out
 
 
@@ -393,8 +485,13 @@ def rgb_png_data_uri(rgb: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def unit_grid_figure(maps: np.ndarray, captions: Sequence[str], customdata: Sequence[Sequence[Any]],
-                     cols: int = 12, highlight: int | None = None) -> go.Figure:
+def unit_grid_figure(
+    maps: np.ndarray,
+    captions: Sequence[str],
+    customdata: Sequence[Sequence[Any]],
+    cols: int = 12,
+    highlight: int | None = None,
+) -> go.Figure:
     """A clickable grid of 28x28 weight maps, each on its own blue-white-red scale centred on zero.
 
     Like image_grid_figure: one composed picture plus an invisible square marker per tile carrying
@@ -403,35 +500,61 @@ def unit_grid_figure(maps: np.ndarray, captions: Sequence[str], customdata: Sequ
     maps = np.asarray(maps, dtype=np.float64)
     n = len(maps)
     limits = np.abs(maps.reshape(n, -1)).max(axis=1, initial=0.0) if n else np.zeros(0)
-    tiles = np.stack([diverging_rgb(m, lim) for m, lim in zip(maps, limits, strict=True)]) if n else \
-        np.full((0, 28, 28, 3), 255, np.uint8)
+    tiles = (
+        np.stack([diverging_rgb(m, lim) for m, lim in zip(maps, limits, strict=True)])
+        if n
+        else np.full((0, 28, 28, 3), 255, np.uint8)
+    )
     pad, cap = 3, 13
     tw, th = 28 + 2 * pad, 28 + pad + cap
     rows = max(1, -(-n // cols))
-    pic = (np.stack([mosaic(tiles[..., c], cols, pad=pad, pad_bottom=cap) for c in range(3)], axis=-1) if n
-           else np.full((th, cols * tw, 3), 255, np.uint8))
+    pic = (
+        np.stack([mosaic(tiles[..., c], cols, pad=pad, pad_bottom=cap) for c in range(3)], axis=-1)
+        if n
+        else np.full((th, cols * tw, 3), 255, np.uint8)
+    )
     idx = np.arange(n)
     cx = (idx % cols) * tw + tw / 2 - 0.5
     cy = (idx // cols) * th + pad + 14 - 0.5
     scale = 2.4
     fig = go.Figure()
     fig.add_trace(go.Image(source=rgb_png_data_uri(pic), x0=0, y0=0, dx=1, dy=1, hoverinfo="skip"))
-    fig.add_trace(go.Scatter(
-        x=cx, y=cy + 14 + cap / 2 + 0.5, mode="text", text=list(captions), hoverinfo="skip", showlegend=False,
-        textfont=dict(size=11, color="#111827"), unselected=dict(textfont=dict(color="#111827")),
-    ))
-    fig.add_trace(go.Scatter(
-        x=cx, y=cy, mode="markers", showlegend=False, customdata=[list(c) for c in customdata],
-        marker=dict(symbol="square", size=28 * scale * 0.95, color="rgba(0,0,0,0)"),
-        text=list(captions), hovertemplate="unit %{customdata[0]}<extra></extra>",
-    ))
+    fig.add_trace(
+        go.Scatter(
+            x=cx,
+            y=cy + 14 + cap / 2 + 0.5,
+            mode="text",
+            text=list(captions),
+            hoverinfo="skip",
+            showlegend=False,
+            textfont=dict(size=11, color="#111827"),
+            unselected=dict(textfont=dict(color="#111827")),
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=cx,
+            y=cy,
+            mode="markers",
+            showlegend=False,
+            customdata=[list(c) for c in customdata],
+            marker=dict(symbol="square", size=28 * scale * 0.95, color="rgba(0,0,0,0)"),
+            text=list(captions),
+            hovertemplate="unit %{customdata[0]}<extra></extra>",
+        )
+    )
     if highlight is not None and 0 <= highlight < n:
         x, y = (highlight % cols) * tw, (highlight // cols) * th
-        fig.add_shape(type="rect", x0=x + 0.5, x1=x + tw - 1.5, y0=y + 0.5, y1=y + th - 1.5,
-                      line=dict(color="#111827", width=3))
+        fig.add_shape(
+            type="rect", x0=x + 0.5, x1=x + tw - 1.5, y0=y + 0.5, y1=y + th - 1.5, line=dict(color="#111827", width=3)
+        )
     fig.update_layout(
-        width=int(cols * tw * scale), height=int(rows * th * scale), margin=dict(l=0, r=0, t=0, b=0),
-        plot_bgcolor="white", clickmode="event+select", dragmode=False,
+        width=int(cols * tw * scale),
+        height=int(rows * th * scale),
+        margin=dict(l=0, r=0, t=0, b=0),
+        plot_bgcolor="white",
+        clickmode="event+select",
+        dragmode=False,
         xaxis=dict(visible=False, range=[-0.5, cols * tw - 0.5], fixedrange=True),
         yaxis=dict(visible=False, range=[rows * th - 0.5, -0.5], fixedrange=True, scaleanchor="x"),
     )
@@ -443,9 +566,13 @@ def digit_bars(values: np.ndarray, y_title: str, signed: bool = True, height: in
     v = np.asarray(values, dtype=np.float64).reshape(10)
     rgb = [f"rgb{POSITIVE_RGB}" if x >= 0 else f"rgb{NEGATIVE_RGB}" for x in v] if signed else [NEUTRAL_COLOR] * 10
     fig = go.Figure(go.Bar(x=DIGITS, y=v, marker_color=rgb, hovertemplate="digit %{x}: %{y:.3f}<extra></extra>"))
-    fig.update_layout(height=height, margin=dict(l=50, r=10, t=10, b=40), bargap=0.25,
-                      xaxis=dict(tickmode="array", tickvals=DIGITS, title="digit", fixedrange=True),
-                      yaxis=dict(title=y_title, zeroline=True, zerolinecolor="#6B7280", fixedrange=True))
+    fig.update_layout(
+        height=height,
+        margin=dict(l=50, r=10, t=10, b=40),
+        bargap=0.25,
+        xaxis=dict(tickmode="array", tickvals=DIGITS, title="digit", fixedrange=True),
+        yaxis=dict(title=y_title, zeroline=True, zerolinecolor="#6B7280", fixedrange=True),
+    )
     return fig
 
 
@@ -481,11 +608,23 @@ def run_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], x: str = "e
         color = RUN_COLORS[i % len(RUN_COLORS)]
         xs = _curve_x(history, x)
         for col, key in ((1, "test_accuracy"), (2, "test_loss")):
-            fig.add_trace(go.Scatter(
-                x=xs, y=[h.get(key) for h in history], mode="lines+markers", name=label, legendgroup=label,
-                showlegend=col == 1, line=dict(color=color), marker=dict(size=5),
-                hovertemplate=f"{label}<br>{CURVE_X[x]} %{{x}}<br>{key.replace('_', ' ')} %{{y:.4f}}<extra></extra>",
-            ), row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=[h.get(key) for h in history],
+                    mode="lines+markers",
+                    name=label,
+                    legendgroup=label,
+                    showlegend=col == 1,
+                    line=dict(color=color),
+                    marker=dict(size=5),
+                    hovertemplate=(
+                        f"{label}<br>{CURVE_X[x]} %{{x}}<br>{key.replace('_', ' ')} %{{y:.4f}}<extra></extra>"
+                    ),
+                ),
+                row=1,
+                col=col,
+            )
     fig.update_xaxes(title_text=CURVE_X[x])
     fig.update_yaxes(tickformat=".1%", row=1, col=1)
     fig.update_layout(height=360, margin=dict(l=55, r=20, t=40, b=40), legend=dict(orientation="h", y=-0.22))
@@ -499,47 +638,76 @@ def recall_bars(labels: Sequence[str], recalls: np.ndarray) -> go.Figure:
         raise ValueError(f"recalls must be ({len(labels)}, 10), got {r.shape}")
     fig = go.Figure()
     for i, (label, row) in enumerate(zip(labels, r, strict=True)):
-        fig.add_trace(go.Bar(x=DIGITS, y=row, name=label, marker_color=RUN_COLORS[i % len(RUN_COLORS)],
-                             hovertemplate=f"{label}<br>digit %{{x}}: recall %{{y:.2%}}<extra></extra>"))
+        fig.add_trace(
+            go.Bar(
+                x=DIGITS,
+                y=row,
+                name=label,
+                marker_color=RUN_COLORS[i % len(RUN_COLORS)],
+                hovertemplate=f"{label}<br>digit %{{x}}: recall %{{y:.2%}}<extra></extra>",
+            )
+        )
     low = float(np.nanmin(r)) if r.size else 0.0
-    fig.update_layout(barmode="group", height=300, margin=dict(l=55, r=20, t=10, b=40), bargap=0.2,
-                      legend=dict(orientation="h", y=-0.25),
-                      xaxis=dict(tickmode="array", tickvals=DIGITS, title="digit", fixedrange=True),
-                      yaxis=dict(title="recall", tickformat=".0%", range=[max(0.0, low - 0.05), 1.0],
-                                 fixedrange=True))
+    fig.update_layout(
+        barmode="group",
+        height=300,
+        margin=dict(l=55, r=20, t=10, b=40),
+        bargap=0.2,
+        legend=dict(orientation="h", y=-0.25),
+        xaxis=dict(tickmode="array", tickvals=DIGITS, title="digit", fixedrange=True),
+        yaxis=dict(title="recall", tickformat=".0%", range=[max(0.0, low - 0.05), 1.0], fixedrange=True),
+    )
     return fig
 
 
-def sweep_figure(param: str, values: Sequence[float], accuracies: Sequence[float | None],
-                 running: int | None = None) -> go.Figure:
+def sweep_figure(
+    param: str, values: Sequence[float], accuracies: Sequence[float | None], running: int | None = None
+) -> go.Figure:
     """Test accuracy against the swept value: finished runs as points on a line, the running one hollow.
 
     `accuracies[i]` is None for a run with no finished epoch yet; for the running run (index `running`) it is
     its latest epoch's accuracy. A log axis is used when the values span 20x or more.
     """
     done = [(v, a) for i, (v, a) in enumerate(zip(values, accuracies, strict=True)) if a is not None and i != running]
-    fig = go.Figure(go.Scatter(
-        x=[v for v, _ in done], y=[a for _, a in done], mode="lines+markers", name="test accuracy",
-        line=dict(color=RUN_COLORS[0]), marker=dict(size=9),
-        hovertemplate=f"{param} = %{{x}}<br>test accuracy %{{y:.2%}}<extra></extra>"))
+    fig = go.Figure(
+        go.Scatter(
+            x=[v for v, _ in done],
+            y=[a for _, a in done],
+            mode="lines+markers",
+            name="test accuracy",
+            line=dict(color=RUN_COLORS[0]),
+            marker=dict(size=9),
+            hovertemplate=f"{param} = %{{x}}<br>test accuracy %{{y:.2%}}<extra></extra>",
+        )
+    )
     if running is not None and 0 <= running < len(values) and accuracies[running] is not None:
-        fig.add_trace(go.Scatter(
-            x=[values[running]], y=[accuracies[running]], mode="markers", name="training…",
-            marker=dict(size=11, symbol="circle-open", color=RUN_COLORS[1], line=dict(width=2)),
-            hovertemplate=f"{param} = %{{x}}: %{{y:.2%}} so far (training…)<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=[values[running]],
+                y=[accuracies[running]],
+                mode="markers",
+                name="training…",
+                marker=dict(size=11, symbol="circle-open", color=RUN_COLORS[1], line=dict(width=2)),
+                hovertemplate=f"{param} = %{{x}}: %{{y:.2%}} so far (training…)<extra></extra>",
+            )
+        )
     positive = [float(v) for v in values if float(v) > 0]
     log = len(positive) == len(values) > 1 and max(positive) / min(positive) >= 20
     known = [float(a) for a in accuracies if a is not None]
     # Plotly pads a lone point's axis out to 0-150%: give it a range a point either side instead.
     y_range = [min(known) - 0.01, min(1.0, max(known) + 0.01)] if known and max(known) - min(known) < 0.005 else None
-    fig.update_layout(height=320, margin=dict(l=55, r=20, t=10, b=45), showlegend=False,
-                      xaxis=dict(title=param, type="log" if log else "linear",
-                                 tickvals=list(values) if len(values) <= 12 else None),
-                      yaxis=dict(title="test accuracy", tickformat=".1%", range=y_range))
+    fig.update_layout(
+        height=320,
+        margin=dict(l=55, r=20, t=10, b=45),
+        showlegend=False,
+        xaxis=dict(title=param, type="log" if log else "linear", tickvals=list(values) if len(values) <= 12 else None),
+        yaxis=dict(title="test accuracy", tickformat=".1%", range=y_range),
+    )
     return fig
 
 
 # ---------------------------------------------------------------- the Draw page's answer, as plain HTML
+
 
 def answer_html(probs: np.ndarray, seen: np.ndarray, factor: int = 5) -> str:
     """The predicted digit (large), how sure, the 28x28 input the model saw and the ten probabilities as bars.
@@ -556,7 +724,8 @@ def answer_html(probs: np.ndarray, seen: np.ndarray, factor: int = 5) -> str:
         rows.append(
             f'<div class="mnl-bar" data-digit="{d}"><span class="mnl-d">{d}</span>'
             f'<span class="mnl-track"><span style="width:{p * 100:.1f}%;background:{color}"></span></span>'
-            f'<span class="mnl-p">{p:.0%}</span></div>')
+            f'<span class="mnl-p">{p:.0%}</span></div>'
+        )
     seen_uri = png_data_uri(upscale((np.clip(seen, 0, 1) * 255).astype(np.uint8), factor))
     side = 28 * factor
     return (
@@ -573,4 +742,5 @@ def answer_html(probs: np.ndarray, seen: np.ndarray, factor: int = 5) -> str:
         f'<div class="mnl-sure">{probs[pred]:.1%} sure</div>'
         f'<img class="mnl-seen" src="{seen_uri}" width="{side}" height="{side}" alt="the 28x28 input">'
         '<div class="mnl-cap">What the model saw (28×28)</div></div>'
-        f'<div class="mnl-bars">{"".join(rows)}</div></div>')
+        f'<div class="mnl-bars">{"".join(rows)}</div></div>'
+    )

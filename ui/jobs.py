@@ -51,8 +51,14 @@ class JobStatus(StrEnum):
 
 
 RUNNING, FINISHED, STOPPED, KEEPING, KEPT, DISCARDED, FAILED = (
-    JobStatus.RUNNING, JobStatus.FINISHED, JobStatus.STOPPED, JobStatus.KEEPING, JobStatus.KEPT,
-    JobStatus.DISCARDED, JobStatus.FAILED)
+    JobStatus.RUNNING,
+    JobStatus.FINISHED,
+    JobStatus.STOPPED,
+    JobStatus.KEEPING,
+    JobStatus.KEPT,
+    JobStatus.DISCARDED,
+    JobStatus.FAILED,
+)
 
 
 def job_threads(max_running: int = MAX_RUNNING) -> int:
@@ -127,8 +133,15 @@ def warm_up() -> None:
         forkserver.ensure_running()
 
 
-def _worker(config: TrainConfig, data: MnistData, conn: Any, stop: Any, threads: int, niceness: int,
-            train_kwargs: dict[str, Any]) -> None:
+def _worker(
+    config: TrainConfig,
+    data: MnistData,
+    conn: Any,
+    stop: Any,
+    threads: int,
+    niceness: int,
+    train_kwargs: dict[str, Any],
+) -> None:
     """The job process: train, send every event and then the result (or the error) to the server."""
     import torch
 
@@ -256,8 +269,7 @@ class JobSnapshot:
         if self.status == RUNNING:
             if b is None:
                 return f"Starting… (0/{self.config.epochs} epochs)"
-            return (f"Epoch {b.epoch}/{b.epochs} · batch {b.batch}/{b.batches} · "
-                    f"{_seconds(b.eta)} left")
+            return f"Epoch {b.epoch}/{b.epochs} · batch {b.batch}/{b.batches} · {_seconds(b.eta)} left"
         acc = f", test accuracy {self.test_accuracy:.2%}" if self.test_accuracy is not None else ""
         why = "Stopped by itself (its page was closed)" if self.abandoned else "Stopped"
         return {
@@ -280,12 +292,23 @@ class TrainingJob:
     `clock` (monotonic seconds) is injectable so that the abandonment rule is tested without sleeping.
     """
 
-    def __init__(self, session_id: str, config: TrainConfig, data: MnistData, store: RunStore,
-                 on_finish: Callable[[TrainingJob, TrainResult], None] | None = None, *,
-                 keep_if_abandoned: bool = False, abandon_after: float = ABANDON_AFTER,
-                 clock: Callable[[], float] = time.monotonic, threads: int | None = None,
-                 extra: dict[str, Any] | None = None, train_kwargs: dict[str, Any] | None = None,
-                 name: str | None = None, parent: str | None = None) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        config: TrainConfig,
+        data: MnistData,
+        store: RunStore,
+        on_finish: Callable[[TrainingJob, TrainResult], None] | None = None,
+        *,
+        keep_if_abandoned: bool = False,
+        abandon_after: float = ABANDON_AFTER,
+        clock: Callable[[], float] = time.monotonic,
+        threads: int | None = None,
+        extra: dict[str, Any] | None = None,
+        train_kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        parent: str | None = None,
+    ) -> None:
         self._on_finish = on_finish
         self.job_id = uuid.uuid4().hex[:10]
         self.session_id = session_id
@@ -326,8 +349,11 @@ class TrainingJob:
         ctx = _context()
         self._conn, child_conn = ctx.Pipe(duplex=False)
         self._process = ctx.Process(
-            target=_worker, name=f"mnist-train-{self.job_id}", daemon=True,
-            args=(self.config, self._data, child_conn, self._stop, self._threads, JOB_NICENESS, self._train_kwargs))
+            target=_worker,
+            name=f"mnist-train-{self.job_id}",
+            daemon=True,
+            args=(self.config, self._data, child_conn, self._stop, self._threads, JOB_NICENESS, self._train_kwargs),
+        )
         start_process(self._process)
         child_conn.close()  # only the child writes; our copy closed, EOF arrives when the child ends
 
@@ -395,8 +421,16 @@ class TrainingJob:
         extra = {"steps_done": result.steps_done, **self._extra}
         if self._abandoned:
             extra["abandoned"] = True
-        info, why = save_result(self._store, result, dataset=self._data.checksums, source="dashboard",
-                                name=self._name, parent=self._parent, stopped=stopped, extra=extra)
+        info, why = save_result(
+            self._store,
+            result,
+            dataset=self._data.checksums,
+            source="dashboard",
+            name=self._name,
+            parent=self._parent,
+            stopped=stopped,
+            extra=extra,
+        )
         if why is not None:
             with self._lock:
                 self._warning = f"{why}; it was saved in {info.path} instead: copy that folder into the runs folder"
@@ -467,14 +501,22 @@ class TrainingJob:
                 acc = result.test_accuracy
             elif self._run_info is not None:
                 acc = self._run_info.test_accuracy
-            seconds = result.train_seconds if result is not None else (
-                (self._ended or time.time()) - self._started)
+            seconds = result.train_seconds if result is not None else ((self._ended or time.time()) - self._started)
             return JobSnapshot(
-                job_id=self.job_id, status=status, config=self.config, events=events,
+                job_id=self.job_id,
+                status=status,
+                config=self.config,
+                events=events,
                 last_batch=next((e for e in reversed(events) if isinstance(e, BatchEvent)), None),
-                epochs_done=sum(isinstance(e, EpochEvent) for e in events), error=self._error,
-                run_info=self._run_info, test_accuracy=acc, seconds=seconds, wall_started=self._started,
-                abandoned=self._abandoned, keep_if_abandoned=self.keep_if_abandoned, warning=self._warning,
+                epochs_done=sum(isinstance(e, EpochEvent) for e in events),
+                error=self._error,
+                run_info=self._run_info,
+                test_accuracy=acc,
+                seconds=seconds,
+                wall_started=self._started,
+                abandoned=self._abandoned,
+                keep_if_abandoned=self.keep_if_abandoned,
+                warning=self._warning,
             )
 
 
@@ -496,8 +538,9 @@ class JobRegistry:
         with self._lock:
             return sum(job.running for job in self._jobs.values())
 
-    def start(self, session_id: str, config: TrainConfig, data: MnistData, store: RunStore,
-              **job_options: Any) -> TrainingJob:
+    def start(
+        self, session_id: str, config: TrainConfig, data: MnistData, store: RunStore, **job_options: Any
+    ) -> TrainingJob:
         """Start a job for this browser, or raise JobBusyError / JobLimitError with a message for the user.
 
         job_options go to TrainingJob (keep_if_abandoned, extra, train_kwargs, name, parent, clock, abandon_after).
@@ -514,9 +557,17 @@ class JobRegistry:
             if running >= self.max_running:
                 raise JobLimitError(
                     f"The server is already running {running} training jobs, its limit. "
-                    f"Try again in a moment, when one of them has finished.")
-            job = TrainingJob(session_id, config, data, store, on_finish=self._finished,
-                              threads=job_threads(self.max_running), **job_options)
+                    f"Try again in a moment, when one of them has finished."
+                )
+            job = TrainingJob(
+                session_id,
+                config,
+                data,
+                store,
+                on_finish=self._finished,
+                threads=job_threads(self.max_running),
+                **job_options,
+            )
             self._jobs[session_id] = job
             self._prune()
         return job.start()

@@ -45,8 +45,14 @@ def cached(split: str, data) -> LabelIssues | None:
 
 def _find_work(task: Any, stop: Any, split: str, data, cache_dir: Any) -> LabelIssues:
     """The find-label-issues task (runs in its own process, see ui/tasks.py)."""
-    return label_issues(data, split, Recipe(), cache_dir=cache_dir,
-                        on_progress=lambda p: task.progress(p.fraction, p.message), stop=stop)
+    return label_issues(
+        data,
+        split,
+        Recipe(),
+        cache_dir=cache_dir,
+        on_progress=lambda p: task.progress(p.fraction, p.message),
+        stop=stop,
+    )
 
 
 def find_prompt(split: str, data) -> None:
@@ -55,12 +61,19 @@ def find_prompt(split: str, data) -> None:
     task = TASKS.get(sid, FIND)
     r = Recipe()
     nets = r.folds * r.seeds if split == "train" else r.seeds
-    st.info(f"Not computed yet for this data's {split} split (the result for the standard MNIST files ships with "
-            f"MNIST Lab; these files differ). It trains {nets} shallow nets; how long depends on this machine, so the "
-            "progress bar times the first net and then says how long the rest will take. The result is then kept "
-            "for everyone on this server.")
-    if st.button("Find label issues", key="li_find", type="primary", icon=":material/search:",
-                 disabled=task is not None and task.running):
+    st.info(
+        f"Not computed yet for this data's {split} split (the result for the standard MNIST files ships with "
+        f"MNIST Lab; these files differ). It trains {nets} shallow nets; how long depends on this machine, so the "
+        "progress bar times the first net and then says how long the rest will take. The result is then kept "
+        "for everyone on this server."
+    )
+    if st.button(
+        "Find label issues",
+        key="li_find",
+        type="primary",
+        icon=":material/search:",
+        disabled=task is not None and task.running,
+    ):
         try:
             task = TASKS.start(sid, FIND, _find_work, split, data, default_cache_dir(cache.data_dir()))
         except JobError as exc:
@@ -96,14 +109,27 @@ def summary(result: LabelIssues) -> None:
         a, b, d = st.columns(3)
         a.metric("Flagged", f"{len(result.issues)}", help=f"of {result.scored:,} {result.split} images")
         b.metric("Out-of-sample accuracy", f"{result.accuracy:.2%}", help="of the nets that scored the images")
-        where = ("shipped with MNIST Lab for the standard MNIST files, computed once on the developers' machine"
-                 if result.shipped else "computed on this server")
-        d.metric("Computed in", f"{result.seconds:.0f} s", help=f"{where}; {result.created} UTC, cleanlab "
-                 f"{result.cleanlab_version}, {result.precision or 'unrecorded'} precision")
+        where = (
+            "shipped with MNIST Lab for the standard MNIST files, computed once on the developers' machine"
+            if result.shipped
+            else "computed on this server"
+        )
+        d.metric(
+            "Computed in",
+            f"{result.seconds:.0f} s",
+            help=f"{where}; {result.created} UTC, cleanlab "
+            f"{result.cleanlab_version}, {result.precision or 'unrecorded'} precision",
+        )
     with st.expander("How were they found?", icon=":material/help:"):
-        st.markdown(EXPLANATION.format(folds=result.recipe.get("folds"), seeds=result.recipe.get("seeds"),
-                                       hidden=c.get("hidden"), epochs=c.get("epochs"),
-                                       k1=(result.recipe.get("folds") or 1) - 1))
+        st.markdown(
+            EXPLANATION.format(
+                folds=result.recipe.get("folds"),
+                seeds=result.recipe.get("seeds"),
+                hidden=c.get("hidden"),
+                epochs=c.get("epochs"),
+                k1=(result.recipe.get("folds") or 1) - 1,
+            )
+        )
 
 
 def flagged_grid(result: LabelIssues, images: np.ndarray) -> None:
@@ -115,37 +141,58 @@ def flagged_grid(result: LabelIssues, images: np.ndarray) -> None:
     if not shown:
         st.info("No flagged image matches these filters.")
         return
-    st.caption(f"{len(shown)} image(s), captions read “given → suggested”, most suspicious first"
-               + (f" (the first {SHOWN_MAX} shown)" if len(shown) > SHOWN_MAX else "") + ".")
+    st.caption(
+        f"{len(shown)} image(s), captions read “given → suggested”, most suspicious first"
+        + (f" (the first {SHOWN_MAX} shown)" if len(shown) > SHOWN_MAX else "")
+        + "."
+    )
     shown = shown[:SHOWN_MAX]
     with st.container(key="li_grid"):
-        st.html(html_grid(images[[i.index for i in shown]], [f"{i.given} → {i.suggested}" for i in shown],
-                          [i.index for i in shown]))
+        st.html(
+            html_grid(
+                images[[i.index for i in shown]],
+                [f"{i.given} → {i.suggested}" for i in shown],
+                [i.index for i in shown],
+            )
+        )
     with st.expander("As a table (index in the split, labels, score)", icon=":material/table:"):
-        st.dataframe([{"index": i.index, "given": i.given, "suggested": i.suggested,
-                       "self-confidence": round(i.score, 4)} for i in shown], key="li_table", hide_index=True)
+        st.dataframe(
+            [
+                {"index": i.index, "given": i.given, "suggested": i.suggested, "self-confidence": round(i.score, 4)}
+                for i in shown
+            ],
+            key="li_table",
+            hide_index=True,
+        )
 
 
 def _clean_work(task: Any, stop: Any, runs: Any, run_id: str, data, flagged: np.ndarray) -> CleanedComparison | None:
     """The train-without-the-flagged-images task (runs in its own process, see ui/tasks.py)."""
     task.progress(0.0, "Training without the flagged images…")
-    return train_without_flagged(runs, run_id, data, flagged, on_event=task.on_train_event, stop=stop,
-                                 source="dashboard")
+    return train_without_flagged(
+        runs, run_id, data, flagged, on_event=task.on_train_event, stop=stop, source="dashboard"
+    )
 
 
 def train_without(result: LabelIssues, run_id: str | None, data) -> None:
     """One click: the active model's recipe trained without the flagged training images, compared on test."""
     with st.container(border=True, key="li_clean"):
-        st.markdown(f"**What does training without them do?** Train the active model's recipe (same settings, same "
-                    f"seed) on the {60000 - len(result.issues) if result.scored == 60000 else 'remaining'} training "
-                    f"images left after removing the {len(result.issues)} flagged ones, and compare on the test set.")
+        st.markdown(
+            f"**What does training without them do?** Train the active model's recipe (same settings, same "
+            f"seed) on the {60000 - len(result.issues) if result.scored == 60000 else 'remaining'} training "
+            f"images left after removing the {len(result.issues)} flagged ones, and compare on the test set."
+        )
         if run_id is None:
             st.caption("Train a model first: its recipe is the one used.")
             return
         sid = session.session_id()
         task = TASKS.get(sid, CLEAN)
-        if st.button("Train without the flagged images", key="li_clean_start", icon=":material/cleaning_services:",
-                     disabled=task is not None and task.running):
+        if st.button(
+            "Train without the flagged images",
+            key="li_clean_start",
+            icon=":material/cleaning_services:",
+            disabled=task is not None and task.running,
+        ):
             try:
                 task = TASKS.start(sid, CLEAN, _clean_work, cache.store(), run_id, data, result.flagged_indices())
             except JobError as exc:
@@ -160,9 +207,18 @@ def _compare(r: CleanedComparison) -> None:
             st.warning(f"{r.unsaved}; it was saved in {r.run.path} instead: copy that folder into the runs folder")
         a, b, c = st.columns(3)
         a.metric("Trained on everything", f"{r.accuracy_with:.2%}", help=f"run {r.baseline.run_id}")
-        b.metric(f"Without the {r.removed} flagged", f"{r.accuracy_without:.2%}",
-                 f"{(r.accuracy_without - r.accuracy_with) * 100:+.2f} points", help=f"run {r.run.run_id}")
-        c.metric("Test images fixed / broken", f"{r.fixed} / {r.broken}",
-                 help="right now but wrong before / wrong now but right before")
-        st.caption("A difference of a few test images is within the noise of one training run; the new run is "
-                   "saved and can be picked in the sidebar.")
+        b.metric(
+            f"Without the {r.removed} flagged",
+            f"{r.accuracy_without:.2%}",
+            f"{(r.accuracy_without - r.accuracy_with) * 100:+.2f} points",
+            help=f"run {r.run.run_id}",
+        )
+        c.metric(
+            "Test images fixed / broken",
+            f"{r.fixed} / {r.broken}",
+            help="right now but wrong before / wrong now but right before",
+        )
+        st.caption(
+            "A difference of a few test images is within the noise of one training run; the new run is "
+            "saved and can be picked in the sidebar."
+        )

@@ -24,11 +24,16 @@ COMPARE_PARAM = "compare"  # ?compare=ID,ID,…: the runs selected for compariso
 SELECTED = "runs_selected"  # session_state: the selected run ids, in selection order
 MAX_COMPARED = 4
 GALLERY_MAX = 120  # images per fixed/broken gallery (the counts are always exact)
-MIME = {WEIGHTS: "application/octet-stream", META: "application/json", "confusion.csv": "text/csv",
-        "predictions.csv": "text/csv"}
+MIME = {
+    WEIGHTS: "application/octet-stream",
+    META: "application/json",
+    "confusion.csv": "text/csv",
+    "predictions.csv": "text/csv",
+}
 
 
 # ---------------------------------------------------------------- pure helpers (tested without a browser)
+
 
 def shape(config: TrainConfig) -> str:
     """'784-128-10'."""
@@ -66,18 +71,20 @@ def table_frame(runs: list[RunInfo]) -> pd.DataFrame:
         p = by_id.get(r.parent)
         return short_label(p) if p is not None else f"{r.parent} (deleted)"
 
-    return pd.DataFrame({
-        "name": [r.name or "" for r in runs],
-        "accuracy": [r.test_accuracy * 100 for r in runs],
-        "shape": [shape(r.config) for r in runs],
-        "recipe": [recipe(r.config) for r in runs],
-        "epochs": [len(r.history) for r in runs],
-        "time": [r.train_seconds for r in runs],
-        "date": [datetime.fromisoformat(r.created).replace(tzinfo=None) for r in runs],
-        "parent": [parent(r) for r in runs],
-        "stopped": [r.stopped for r in runs],
-        "run id": [r.run_id for r in runs],
-    })
+    return pd.DataFrame(
+        {
+            "name": [r.name or "" for r in runs],
+            "accuracy": [r.test_accuracy * 100 for r in runs],
+            "shape": [shape(r.config) for r in runs],
+            "recipe": [recipe(r.config) for r in runs],
+            "epochs": [len(r.history) for r in runs],
+            "time": [r.train_seconds for r in runs],
+            "date": [datetime.fromisoformat(r.created).replace(tzinfo=None) for r in runs],
+            "parent": [parent(r) for r in runs],
+            "stopped": [r.stopped for r in runs],
+            "run id": [r.run_id for r in runs],
+        }
+    )
 
 
 def config_table(runs: list[RunInfo]) -> pd.DataFrame:
@@ -116,6 +123,7 @@ def parse_compare(value: str | None, known: list[str]) -> list[str]:
 
 # ---------------------------------------------------------------- selection, kept as run ids
 
+
 def _selected(runs: list[RunInfo]) -> list[str]:
     """The selected run ids: from a new ?compare= link, else this session's, dropping runs that are gone."""
     known = [r.run_id for r in runs]
@@ -147,15 +155,17 @@ def table(runs: list[RunInfo]) -> list[RunInfo]:
     key = "runs_table_" + hashlib.sha1(",".join(ids).encode()).hexdigest()[:10]
     rows = [ids.index(rid) for rid in selected]
     event = st.dataframe(
-        df, key=key, on_select="rerun", selection_mode="multi-row", hide_index=True,
+        df,
+        key=key,
+        on_select="rerun",
+        selection_mode="multi-row",
+        hide_index=True,
         selection_default={"selection": {"rows": rows}},
         column_config={
             "name": st.column_config.TextColumn("name", help="Rename a run below the table"),
-            "accuracy": st.column_config.NumberColumn("accuracy", format="%.2f%%",
-                                                      help="On the 10 000 test images"),
+            "accuracy": st.column_config.NumberColumn("accuracy", format="%.2f%%", help="On the 10 000 test images"),
             "epochs": st.column_config.NumberColumn("epochs", help="Epochs trained, parents' included"),
-            "time": st.column_config.NumberColumn("time", format="%.1f s",
-                                                  help="Training time, parents' included"),
+            "time": st.column_config.NumberColumn("time", format="%.1f s", help="Training time, parents' included"),
             "date": st.column_config.DatetimeColumn("date (UTC)", format="YYYY-MM-DD HH:mm"),
             "parent": st.column_config.TextColumn("parent", help="The run this one continued"),
             "stopped": st.column_config.CheckboxColumn("stopped", help="Saved from a stopped run"),
@@ -172,6 +182,7 @@ def table(runs: list[RunInfo]) -> list[RunInfo]:
 
 
 # ---------------------------------------------------------------- actions on the selection
+
 
 def _rename(run_id: str) -> None:
     try:
@@ -206,25 +217,42 @@ def actions(selected: list[RunInfo]) -> None:
         run = selected[0]
         key = f"runs_name_{run.run_id}"
         st.session_state.setdefault(key, run.name or "")
-        cols[0].text_input("Name", key=key, max_chars=NAME_MAX, placeholder="a short name for this run",
-                           help="Up to 40 characters; empty clears the name")
+        cols[0].text_input(
+            "Name",
+            key=key,
+            max_chars=NAME_MAX,
+            placeholder="a short name for this run",
+            help="Up to 40 characters; empty clears the name",
+        )
         cols[1].button("Rename", key="runs_rename", on_click=_rename, args=(run.run_id,), icon=":material/edit:")
-        if cols[2].button("Make active", key="runs_activate", icon=":material/check_circle:",
-                          help="Use this model on the other pages (Confusion, Errors, Draw…)",
-                          disabled=session.active_run_id() == run.run_id):
+        if cols[2].button(
+            "Make active",
+            key="runs_activate",
+            icon=":material/check_circle:",
+            help="Use this model on the other pages (Confusion, Errors, Draw…)",
+            disabled=session.active_run_id() == run.run_id,
+        ):
             session.set_active(run.run_id)
             st.rerun()
     else:
         cols[0].markdown(f"**{len(selected)} runs selected**")
     with cols[3].popover("Delete…", icon=":material/delete:", key="runs_delete"):
         names = ", ".join(short_label(r) for r in selected)
-        st.warning(f"Delete {len(selected)} run{'s' if len(selected) > 1 else ''} ({names})? "
-                   "Their weights are removed from disk; this cannot be undone.")
-        st.button("Yes, delete", key="runs_delete_confirm", type="primary", on_click=_delete,
-                  args=([r.run_id for r in selected],))
+        st.warning(
+            f"Delete {len(selected)} run{'s' if len(selected) > 1 else ''} ({names})? "
+            "Their weights are removed from disk; this cannot be undone."
+        )
+        st.button(
+            "Yes, delete",
+            key="runs_delete_confirm",
+            type="primary",
+            on_click=_delete,
+            args=([r.run_id for r in selected],),
+        )
 
 
 # ---------------------------------------------------------------- downloads
+
 
 def _file(run: RunInfo, name: str) -> bytes:
     """One export file of a run, made only when its button is clicked (the CSVs take a moment for 10 000 rows)."""
@@ -241,30 +269,48 @@ def downloads(selected: list[RunInfo]) -> None:
     if not selected:
         return
     st.subheader("Download")
-    st.caption("The weights (safetensors), the run's meta.json, the confusion matrix and every test image's "
-               "prediction with its ten probabilities — the same files as `python -m mnistcore export`.")
+    st.caption(
+        "The weights (safetensors), the run's meta.json, the confusion matrix and every test image's "
+        "prediction with its ten probabilities — the same files as `python -m mnistcore export`."
+    )
     for run in selected:
         cols = st.columns([1.6, 1.3, 1, 1.1, 1.2], vertical_alignment="center")
         cols[0].markdown(f"**{short_label(run)}**  \n`{run.run_id}`")
         for col, name in zip(cols[1:], EXPORT_FILES, strict=True):
-            col.download_button(name, data=lambda run=run, name=name: _file(run, name), mime=MIME[name],
-                                file_name=f"{run.run_id}-{name}", key=f"runs_dl_{run.run_id}_{name}",
-                                icon=":material/download:", on_click="ignore", width="stretch")
+            col.download_button(
+                name,
+                data=lambda run=run, name=name: _file(run, name),
+                mime=MIME[name],
+                file_name=f"{run.run_id}-{name}",
+                key=f"runs_dl_{run.run_id}_{name}",
+                icon=":material/download:",
+                on_click="ignore",
+                width="stretch",
+            )
 
 
 # ---------------------------------------------------------------- comparison
 
+
 def curves(selected: list[RunInfo]) -> None:
     """Test accuracy and loss of the selected runs overlaid, per epoch or per second."""
-    x = st.segmented_control("Against", ["epoch", "seconds"], default="epoch", key="runs_curve_x",
-                             format_func=lambda v: "epochs" if v == "epoch" else "training time (s)",
-                             required=True)
+    x = st.segmented_control(
+        "Against",
+        ["epoch", "seconds"],
+        default="epoch",
+        key="runs_curve_x",
+        format_func=lambda v: "epochs" if v == "epoch" else "training time (s)",
+        required=True,
+    )
     labels = _unique([short_label(r) for r in selected])
     if any(r.parent for r in selected):
         st.caption("A continued run's curve starts with the epochs of the run it continued.")
     with st.container(key="runs_curves"):
-        st.plotly_chart(run_curves(list(zip(labels, [r.history for r in selected], strict=True)), x=x or "epoch"),
-                        key="runs_curves_chart", config={"displayModeBar": False})
+        st.plotly_chart(
+            run_curves(list(zip(labels, [r.history for r in selected], strict=True)), x=x or "epoch"),
+            key="runs_curves_chart",
+            config={"displayModeBar": False},
+        )
 
 
 def compare(selected: list[RunInfo]) -> None:
@@ -280,8 +326,9 @@ def compare(selected: list[RunInfo]) -> None:
     if any(ev is None for ev in evs):
         return
     st.subheader("Recall per digit")
-    st.plotly_chart(recall_bars(labels, np.stack([ev.recall for ev in evs])), key="runs_recall",
-                    config={"displayModeBar": False})
+    st.plotly_chart(
+        recall_bars(labels, np.stack([ev.recall for ev in evs])), key="runs_recall", config={"displayModeBar": False}
+    )
     st.subheader("Fixed and broken test images")
     pick = {label: i for i, label in enumerate(labels)}
     c = st.columns(2)
@@ -292,14 +339,17 @@ def compare(selected: list[RunInfo]) -> None:
         return
     cmp = compare_evaluations(selected[a], evs[a], selected[b], evs[b])
     delta = cmp.fixed - cmp.broken
-    st.markdown(f"**{labels[b]}** gets **{cmp.fixed}** test images right that **{labels[a]}** got wrong, and "
-                f"**{cmp.broken}** wrong that it got right: {delta:+d} images, "
-                f"{(cmp.accuracy[1] - cmp.accuracy[0]) * 100:+.2f} points of accuracy.")
+    st.markdown(
+        f"**{labels[b]}** gets **{cmp.fixed}** test images right that **{labels[a]}** got wrong, and "
+        f"**{cmp.broken}** wrong that it got right: {delta:+d} images, "
+        f"{(cmp.accuracy[1] - cmp.accuracy[0]) * 100:+.2f} points of accuracy."
+    )
     images = cache.test_images()
     left, right = st.columns(2)
     for col, idx, ev_wrong, title, key, who in (
-            (left, cmp.fixed_indices, evs[a], "Fixed: A wrong, B right", "fixed", "A"),
-            (right, cmp.broken_indices, evs[b], "Broken: A right, B wrong", "broken", "B")):
+        (left, cmp.fixed_indices, evs[a], "Fixed: A wrong, B right", "fixed", "A"),
+        (right, cmp.broken_indices, evs[b], "Broken: A right, B wrong", "broken", "B"),
+    ):
         with col, st.container(key=f"runs_{key}"):
             st.markdown(f"**{title}** ({len(idx)})")
             if len(idx) == 0:

@@ -80,15 +80,23 @@ def link_notice() -> bool:
         return False
     active = active_run_id()
     with st.container(key="missing_run", border=True):
-        st.warning(f"This link shows run `{missing}`, which does not exist on this server: it has been deleted "
-                   "(or the link is mistyped).", icon=":material/link_off:")
+        st.warning(
+            f"This link shows run `{missing}`, which does not exist on this server: it has been deleted "
+            "(or the link is mistyped).",
+            icon=":material/link_off:",
+        )
         if active is not None:
             label = next((r.label for r in cache.list_runs() if r.run_id == active), active)
-            st.button(f"Show the active model instead: {label}", key="missing_run_active", type="primary",
-                      on_click=_leave_missing_link)
+            st.button(
+                f"Show the active model instead: {label}",
+                key="missing_run_active",
+                type="primary",
+                on_click=_leave_missing_link,
+            )
         else:
-            st.button("Continue (there are no saved models yet)", key="missing_run_active",
-                      on_click=_leave_missing_link)
+            st.button(
+                "Continue (there are no saved models yet)", key="missing_run_active", on_click=_leave_missing_link
+            )
     return True
 
 
@@ -112,8 +120,9 @@ def start_job(config: TrainConfig, **job_options: Any) -> TrainingJob | None:
     """
     job_options.setdefault("keep_if_abandoned", bool(st.session_state.get(KEEP_IF_CLOSED, False)))
     try:
-        return REGISTRY.start(session_id(), config.with_(report_every=UI_REPORT_EVERY), cache.get_data(),
-                              cache.store(), **job_options)
+        return REGISTRY.start(
+            session_id(), config.with_(report_every=UI_REPORT_EVERY), cache.get_data(), cache.store(), **job_options
+        )
     except JobError as exc:
         st.error(str(exc))
         return None

@@ -33,22 +33,36 @@ def render(page: str = "") -> None:
         st.markdown("#### Active model")
         if gone := st.session_state.pop(session.ACTIVE_GONE, None):
             now = f"now showing `{active}`" if active is not None else "there is no other saved model"
-            st.warning(f"The model you were using (`{gone}`) was deleted, in another window or by another "
-                       f"user; {now}.", icon=":material/info:")
+            st.warning(
+                f"The model you were using (`{gone}`) was deleted, in another window or by another user; {now}.",
+                icon=":material/info:",
+            )
         if not runs:
             st.caption("No saved models yet — train one (Home or Train page).")
         else:
             by_id = {r.run_id: r for r in runs}
             st.session_state[PICK] = active  # the widget follows the active run (e.g. after training)
-            st.radio("Saved models", list(by_id), key=PICK, on_change=_picked, label_visibility="collapsed",
-                     format_func=lambda rid: by_id[rid].label,
-                     help="Accuracy on the 10 000 test images · network shape · when it was trained (UTC)")
-            with st.popover("Delete…", icon=":material/delete:", key="sidebar_delete",
-                            help="Delete the active model from disk (asks first)"):
-                st.warning(f"Delete **{by_id[active].label}**? Its weights are removed from disk; "
-                           f"this cannot be undone.")
-                st.button("Yes, delete it", key="sidebar_delete_confirm", type="primary",
-                          on_click=_delete, args=(active,))
+            st.radio(
+                "Saved models",
+                list(by_id),
+                key=PICK,
+                on_change=_picked,
+                label_visibility="collapsed",
+                format_func=lambda rid: by_id[rid].label,
+                help="Accuracy on the 10 000 test images · network shape · when it was trained (UTC)",
+            )
+            with st.popover(
+                "Delete…",
+                icon=":material/delete:",
+                key="sidebar_delete",
+                help="Delete the active model from disk (asks first)",
+            ):
+                st.warning(
+                    f"Delete **{by_id[active].label}**? Its weights are removed from disk; this cannot be undone."
+                )
+                st.button(
+                    "Yes, delete it", key="sidebar_delete_confirm", type="primary", on_click=_delete, args=(active,)
+                )
             if err := st.session_state.pop("sidebar_delete_error", None):
                 st.error(err)
         if runs and page != "train":  # the Train page and the no-model prompts show their own progress

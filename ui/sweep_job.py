@@ -68,9 +68,19 @@ class ChainSnapshot:
 class Chain:
     """Train `steps` one after another through `registry`, each as this browser's job."""
 
-    def __init__(self, session_id: str, kind: str, steps: Sequence[Step], data: MnistData, store: RunStore,
-                 registry: JobRegistry = REGISTRY, param: str | None = None, parent: str | None = None,
-                 train_kwargs: dict[str, Any] | None = None, slot_wait: float = SLOT_WAIT) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        kind: str,
+        steps: Sequence[Step],
+        data: MnistData,
+        store: RunStore,
+        registry: JobRegistry = REGISTRY,
+        param: str | None = None,
+        parent: str | None = None,
+        train_kwargs: dict[str, Any] | None = None,
+        slot_wait: float = SLOT_WAIT,
+    ) -> None:
         self.chain_id = uuid.uuid4().hex[:10]
         self.session_id, self.kind, self.param, self.parent = session_id, kind, param, parent
         self._steps = list(steps)
@@ -125,9 +135,16 @@ class Chain:
         deadline = time.monotonic() + self._slot_wait
         while True:
             try:
-                return self._registry.start(self.session_id, step.config, self._data, self._store,
-                                            extra=extra, train_kwargs=self._train_kwargs, name=step.name,
-                                            parent=self.parent)
+                return self._registry.start(
+                    self.session_id,
+                    step.config,
+                    self._data,
+                    self._store,
+                    extra=extra,
+                    train_kwargs=self._train_kwargs,
+                    name=step.name,
+                    parent=self.parent,
+                )
             except JobLimitError:
                 if self._stop_after.is_set() or time.monotonic() > deadline:
                     raise
@@ -150,8 +167,13 @@ class Chain:
         if snap.status != FINISHED or snap.run_info is None:
             # Stopped by its user (keep/discard is then theirs, on the job's panel), abandoned, or failed.
             failed = snap.error is not None
-            self._set(i, status=FAILED if failed else STOPPED, error=snap.error, test_accuracy=snap.test_accuracy,
-                      run_id=snap.run_info.run_id if snap.run_info is not None else None)
+            self._set(
+                i,
+                status=FAILED if failed else STOPPED,
+                error=snap.error,
+                test_accuracy=snap.test_accuracy,
+                run_id=snap.run_info.run_id if snap.run_info is not None else None,
+            )
             self._say(f"Failed: {snap.error}" if failed else f"Stopped during {label}")
             return False
         run_id = snap.run_info.run_id  # saved by the job with the step's name and the chain's parent
@@ -182,9 +204,17 @@ class Chain:
 
     def snapshot(self) -> ChainSnapshot:
         with self._lock:
-            return ChainSnapshot(chain_id=self.chain_id, kind=self.kind, param=self.param, steps=tuple(self._steps),
-                                 running=self._running, stop_requested=self._stop_after.is_set(),
-                                 message=self._message, parent=self.parent, started=self._started)
+            return ChainSnapshot(
+                chain_id=self.chain_id,
+                kind=self.kind,
+                param=self.param,
+                steps=tuple(self._steps),
+                running=self._running,
+                stop_requested=self._stop_after.is_set(),
+                message=self._message,
+                parent=self.parent,
+                started=self._started,
+            )
 
 
 class ChainRegistry:
@@ -210,25 +240,45 @@ class ChainRegistry:
             self._chains[chain.session_id] = chain
         return chain.start()
 
-    def start_sweep(self, session_id: str, param: str, values: Sequence[int | float], base: TrainConfig,
-                    data: MnistData, store: RunStore, name_prefix: str | None = None) -> Chain:
+    def start_sweep(
+        self,
+        session_id: str,
+        param: str,
+        values: Sequence[int | float],
+        base: TrainConfig,
+        data: MnistData,
+        store: RunStore,
+        name_prefix: str | None = None,
+    ) -> Chain:
         """Train one run per value of `param` (validated up front: ValueError), named e.g. 'hidden=64'."""
         field_name = sweep_param(param)
         configs = sweep_configs(field_name, values, base)
-        steps = [Step(value=v, config=c, name=run_name(field_name, v, name_prefix))
-                 for v, c in zip(values, configs, strict=True)]
+        steps = [
+            Step(value=v, config=c, name=run_name(field_name, v, name_prefix))
+            for v, c in zip(values, configs, strict=True)
+        ]
         return self._start(Chain(session_id, "sweep", steps, data, store, self.registry, param=field_name))
 
-    def start_resume(self, session_id: str, run_id: str, epochs: int, data: MnistData, store: RunStore,
-                     report_every: int | None = None) -> Chain:
+    def start_resume(
+        self,
+        session_id: str,
+        run_id: str,
+        epochs: int,
+        data: MnistData,
+        store: RunStore,
+        report_every: int | None = None,
+    ) -> Chain:
         """Continue a saved run (weights, optimizer state) for `epochs` more epochs, as a new run; RunError if not."""
         init, info = store.load_state(run_id)
         config = info.config.with_(epochs=epochs)
         if report_every is not None:
             config = config.with_(report_every=report_every)
         steps = [Step(value=None, config=config, name=None)]
-        return self._start(Chain(session_id, "resume", steps, data, store, self.registry, parent=info.run_id,
-                                 train_kwargs={"init": init}))
+        return self._start(
+            Chain(
+                session_id, "resume", steps, data, store, self.registry, parent=info.run_id, train_kwargs={"init": init}
+            )
+        )
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop every chain after its current step and wait for them (tests, server shutdown)."""

@@ -27,8 +27,14 @@ SWEEP_CHOICES: dict[str, tuple[str, str]] = {
     "augment_share": ("Share of distorted images (with augment)", "0.25,0.5,1"),
 }
 assert set(SWEEP_CHOICES) <= set(SWEEPABLE)
-STATUS_TEXT = {DONE: "done", RUNNING: "training…", STOPPED: "stopped", FAILED: "failed", SKIPPED: "not run",
-               "waiting": "waiting"}
+STATUS_TEXT = {
+    DONE: "done",
+    RUNNING: "training…",
+    STOPPED: "stopped",
+    FAILED: "failed",
+    SKIPPED: "not run",
+    "waiting": "waiting",
+}
 
 
 def current() -> Chain | None:
@@ -82,8 +88,14 @@ def _start_sweep(info: RunInfo | None) -> None:
 
 def _start_resume(run_id: str) -> None:
     try:
-        CHAINS.start_resume(session.session_id(), run_id, int(st.session_state["resume_epochs"]), cache.get_data(),
-                            cache.store(), report_every=session.UI_REPORT_EVERY)
+        CHAINS.start_resume(
+            session.session_id(),
+            run_id,
+            int(st.session_state["resume_epochs"]),
+            cache.get_data(),
+            cache.store(),
+            report_every=session.UI_REPORT_EVERY,
+        )
     except (ValueError, JobError, RunError) as exc:
         st.session_state["sweep_error"] = str(exc)
 
@@ -99,45 +111,73 @@ def controls(disabled: bool) -> None:
         if info is None:
             st.caption("There is no saved model yet.")
         else:
-            st.caption(f"Train **{info.label}** for more epochs, from its weights and (when it was saved with "
-                       "it) its optimizer state, with its own settings. It is saved as a new run; the original "
-                       "stays as it is.")
+            st.caption(
+                f"Train **{info.label}** for more epochs, from its weights and (when it was saved with "
+                "it) its optimizer state, with its own settings. It is saved as a new run; the original "
+                "stays as it is."
+            )
             st.number_input("More epochs", 1, 50, 3, key="resume_epochs", persist_state="session")
-            st.button("Continue this run", key="resume_start", on_click=_start_resume, args=(info.run_id,),
-                      disabled=disabled, icon=":material/fast_forward:")
+            st.button(
+                "Continue this run",
+                key="resume_start",
+                on_click=_start_resume,
+                args=(info.run_id,),
+                disabled=disabled,
+                icon=":material/fast_forward:",
+            )
     with right.expander("Sweep one setting", icon=":material/tune:"):
         bases = ([ACTIVE] if info is not None else []) + list(PRESETS)
         if st.session_state.get("sweep_base") not in bases:
             st.session_state["sweep_base"] = bases[0]
         st.session_state.setdefault("sweep_param", "hidden")
         c = st.columns([1.3, 1])
-        c[0].selectbox("Start from", bases, key="sweep_base",
-                       format_func=lambda b: "the active model's settings" if b == ACTIVE else f"the {b} preset")
+        c[0].selectbox(
+            "Start from",
+            bases,
+            key="sweep_base",
+            format_func=lambda b: "the active model's settings" if b == ACTIVE else f"the {b} preset",
+        )
         recipe_base, epochs_key = _recipe(info)
-        c[1].number_input("Epochs per run", 1, 200, value=recipe_base.epochs, key=epochs_key,
-                          disabled=st.session_state["sweep_param"] == "epochs")
+        c[1].number_input(
+            "Epochs per run",
+            1,
+            200,
+            value=recipe_base.epochs,
+            key=epochs_key,
+            disabled=st.session_state["sweep_param"] == "epochs",
+        )
         c = st.columns([1, 1.3])
-        c[0].selectbox("Setting", list(SWEEP_CHOICES), key="sweep_param",
-                       format_func=lambda p: SWEEP_CHOICES[p][0])
+        c[0].selectbox("Setting", list(SWEEP_CHOICES), key="sweep_param", format_func=lambda p: SWEEP_CHOICES[p][0])
         param = st.session_state["sweep_param"]
-        c[1].text_input("Values", SWEEP_CHOICES[param][1], key=_values_key(param),
-                        help=f"Comma-separated, up to {MAX_SWEEP_VALUES}")
+        c[1].text_input(
+            "Values", SWEEP_CHOICES[param][1], key=_values_key(param), help=f"Comma-separated, up to {MAX_SWEEP_VALUES}"
+        )
         base = _base_config(info)
-        st.caption(f"One run per value, one after another in the background, each saved and named after its "
-                   f"value. The rest: 784-{base.hidden}-10 · {recipe(base)} · {base.epochs} "
-                   f"epoch{'s' if base.epochs != 1 else ''}.")
-        st.button("Start sweep", key="sweep_start", on_click=_start_sweep, args=(info,), disabled=disabled,
-                  icon=":material/play_arrow:")
+        st.caption(
+            f"One run per value, one after another in the background, each saved and named after its "
+            f"value. The rest: 784-{base.hidden}-10 · {recipe(base)} · {base.epochs} "
+            f"epoch{'s' if base.epochs != 1 else ''}."
+        )
+        st.button(
+            "Start sweep",
+            key="sweep_start",
+            on_click=_start_sweep,
+            args=(info,),
+            disabled=disabled,
+            icon=":material/play_arrow:",
+        )
 
 
 def _rows(snap: ChainSnapshot, live: float | None) -> pd.DataFrame:
-    return pd.DataFrame({
-        snap.param or "value": [s.value for s in snap.steps],
-        "status": [STATUS_TEXT.get(s.status, s.status) for s in snap.steps],
-        "test accuracy": [(live if s.status == RUNNING else s.test_accuracy) for s in snap.steps],
-        "time (s)": [s.seconds for s in snap.steps],
-        "run": [s.name or "" for s in snap.steps],
-    })
+    return pd.DataFrame(
+        {
+            snap.param or "value": [s.value for s in snap.steps],
+            "status": [STATUS_TEXT.get(s.status, s.status) for s in snap.steps],
+            "test accuracy": [(live if s.status == RUNNING else s.test_accuracy) for s in snap.steps],
+            "time (s)": [s.seconds for s in snap.steps],
+            "run": [s.name or "" for s in snap.steps],
+        }
+    )
 
 
 def panel(chain: Chain, page_job: TrainingJob | None) -> None:
@@ -177,23 +217,45 @@ def _sweep_panel(chain: Chain, snap: ChainSnapshot) -> None:
         head = st.columns([3, 1.2, 1], vertical_alignment="center")
         head[0].markdown(f"**Sweep of {snap.param}** · {snap.done} of {len(snap.steps)} runs done · {snap.message}")
         if snap.running:
-            head[1].button("Stop after this run", key="sweep_stop_after", disabled=snap.stop_requested,
-                           on_click=chain.stop_after_current, icon=":material/skip_next:",
-                           help="The run in progress finishes and is saved; no further run starts.")
-            head[2].button("Stop now", key="sweep_stop_now", on_click=chain.stop_now, icon=":material/stop:",
-                           help="Ends the run in progress within a batch (then keep or discard it, below).")
+            head[1].button(
+                "Stop after this run",
+                key="sweep_stop_after",
+                disabled=snap.stop_requested,
+                on_click=chain.stop_after_current,
+                icon=":material/skip_next:",
+                help="The run in progress finishes and is saved; no further run starts.",
+            )
+            head[2].button(
+                "Stop now",
+                key="sweep_stop_now",
+                on_click=chain.stop_now,
+                icon=":material/stop:",
+                help="Ends the run in progress within a batch (then keep or discard it, below).",
+            )
         left, right = st.columns([1.1, 1])
         pct = st.column_config.NumberColumn(format="percent")
-        left.dataframe(_rows(snap, live), hide_index=True, key="sweep_table", placeholder="–",
-                       column_config={"test accuracy": pct, "time (s)": st.column_config.NumberColumn(format="%.1f")})
+        left.dataframe(
+            _rows(snap, live),
+            hide_index=True,
+            key="sweep_table",
+            placeholder="–",
+            column_config={"test accuracy": pct, "time (s)": st.column_config.NumberColumn(format="%.1f")},
+        )
         accs = [live if s.status == RUNNING else (s.test_accuracy if s.status == DONE else None) for s in snap.steps]
         with right:
-            st.plotly_chart(sweep_figure(snap.param or "value", [s.value for s in snap.steps], accs, snap.current),
-                            key="sweep_chart", config={"displayModeBar": False})
+            st.plotly_chart(
+                sweep_figure(snap.param or "value", [s.value for s in snap.steps], accs, snap.current),
+                key="sweep_chart",
+                config={"displayModeBar": False},
+            )
         done = [s.run_id for s in snap.steps if s.status == DONE and s.run_id]
         if not snap.running and len(done) >= 2:
-            st.page_link("app_pages/runs.py", label="Compare them on the Runs page", icon=":material/table_chart:",
-                         query_params={"compare": ",".join(done[:4])})
+            st.page_link(
+                "app_pages/runs.py",
+                label="Compare them on the Runs page",
+                icon=":material/table_chart:",
+                query_params={"compare": ",".join(done[:4])},
+            )
 
 
 def _resume_summary(snap: ChainSnapshot) -> None:
@@ -201,7 +263,9 @@ def _resume_summary(snap: ChainSnapshot) -> None:
     if snap.running:
         st.info(f"Continuing run `{snap.parent}` for {step.config.epochs} more epochs — progress below.")
     elif step.status == DONE:
-        st.success(f"Saved as `{step.run_id}`, continuing `{snap.parent}` "
-                   f"({step.test_accuracy:.2%} on the test set). It is now the active model.")
+        st.success(
+            f"Saved as `{step.run_id}`, continuing `{snap.parent}` "
+            f"({step.test_accuracy:.2%} on the test set). It is now the active model."
+        )
     elif step.status == FAILED:
         st.error(snap.message)

@@ -48,8 +48,10 @@ class Reporter:
     def on_train_event(self, event: Any) -> None:
         """A train() on_event callback: batch progress within the current span."""
         if isinstance(event, BatchEvent):
-            self.progress(event.step / event.total_steps,
-                          f"Epoch {event.epoch}/{event.epochs} · batch {event.batch}/{event.batches}")
+            self.progress(
+                event.step / event.total_steps,
+                f"Epoch {event.epoch}/{event.epochs} · batch {event.batch}/{event.batches}",
+            )
 
     def snapshot(self) -> SimpleNamespace:
         """The progress reported so far (as the server will see it)."""
@@ -116,8 +118,12 @@ class Task:
     def _launch(self) -> None:
         ctx = _context()
         self._conn, child = ctx.Pipe(duplex=False)
-        self._process = ctx.Process(target=_task_worker, name=f"mnist-task-{self.kind}-{self.task_id}", daemon=True,
-                                    args=(self._fn, self._args, child, self._stop, self._threads, JOB_NICENESS))
+        self._process = ctx.Process(
+            target=_task_worker,
+            name=f"mnist-task-{self.kind}-{self.task_id}",
+            daemon=True,
+            args=(self._fn, self._args, child, self._stop, self._threads, JOB_NICENESS),
+        )
         start_process(self._process)
         child.close()
 
@@ -177,9 +183,16 @@ class Task:
 
     def snapshot(self) -> TaskSnapshot:
         with self._lock:
-            return TaskSnapshot(task_id=self.task_id, kind=self.kind, status=self._status, fraction=self._fraction,
-                                message=self._message, result=self._result, error=self._error,
-                                seconds=(self._ended or time.time()) - self._started)
+            return TaskSnapshot(
+                task_id=self.task_id,
+                kind=self.kind,
+                status=self._status,
+                fraction=self._fraction,
+                message=self._message,
+                result=self._result,
+                error=self._error,
+                seconds=(self._ended or time.time()) - self._started,
+            )
 
 
 class TaskRegistry:
@@ -210,8 +223,10 @@ class TaskRegistry:
                 raise JobBusyError("That is already running for you. Stop it or wait for it to finish.")
             busy = sum(t.running for t in self._tasks.values()) + TRAINING_JOBS.running_count()
             if busy >= limit:
-                raise JobLimitError(f"The server is already running {busy} training jobs, its limit. "
-                                    "Try again in a moment, when one of them has finished.")
+                raise JobLimitError(
+                    f"The server is already running {busy} training jobs, its limit. "
+                    "Try again in a moment, when one of them has finished."
+                )
             task = Task(kind, fn, args, threads=job_threads(limit))
             self._tasks[(session_id, kind)] = task
         return task.start()

@@ -12,9 +12,15 @@ BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024, 2048]
 LEARNING_RATES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1]
 EPOCH_SLIDER_MAX = 20  # the Epochs slider's end (further when the chosen preset has more epochs)
 FIELDS = {  # widget key -> TrainConfig field
-    "train_hidden": "hidden", "train_epochs": "epochs", "train_batch": "batch_size", "train_lr": "lr",
-    "train_optimizer": "optimizer", "train_seed": "seed", "train_dropout": "dropout",
-    "train_schedule": "schedule", "train_augment": "augment",
+    "train_hidden": "hidden",
+    "train_epochs": "epochs",
+    "train_batch": "batch_size",
+    "train_lr": "lr",
+    "train_optimizer": "optimizer",
+    "train_seed": "seed",
+    "train_dropout": "dropout",
+    "train_schedule": "schedule",
+    "train_augment": "augment",
 }
 _BEST = PRESETS["best"]
 
@@ -35,37 +41,60 @@ def form(disabled: bool) -> TrainConfig | None:
     if not st.session_state.get("train_form_ready"):  # first visit in this session: the default preset
         _apply_preset()
         st.session_state["train_form_ready"] = True
-    st.selectbox("Preset", list(PRESETS), key="train_preset", on_change=_apply_preset, persist_state="session",
-                 help="default: the seed recipe (784-128-10, Adam, 5 epochs). best: the strongest shallow net we "
-                      f"know ({_BEST.hidden} hidden, one-cycle schedule, distorted training images, {_BEST.epochs} "
-                      f"epochs of batch {_BEST.batch_size}). With a time budget it fits the time you give it.")
+    st.selectbox(
+        "Preset",
+        list(PRESETS),
+        key="train_preset",
+        on_change=_apply_preset,
+        persist_state="session",
+        help="default: the seed recipe (784-128-10, Adam, 5 epochs). best: the strongest shallow net we "
+        f"know ({_BEST.hidden} hidden, one-cycle schedule, distorted training images, {_BEST.epochs} "
+        f"epochs of batch {_BEST.batch_size}). With a time budget it fits the time you give it.",
+    )
     with st.form("train_form", border=True):
         c = st.columns(3)
         c[0].number_input("Hidden units", 16, 2048, step=16, key="train_hidden", persist_state="session")
         c[1].slider("Epochs", 1, _max_epochs(), key="train_epochs", persist_state="session")
         c[2].selectbox("Batch size", BATCH_SIZES, key="train_batch", persist_state="session")
         c = st.columns(3)
-        c[0].select_slider("Learning rate", LEARNING_RATES, key="train_lr", format_func=lambda v: f"{v:g}",
-                           persist_state="session")
-        c[1].radio("Optimizer", OPTIMIZERS, key="train_optimizer", horizontal=True, persist_state="session",
-                   help="adam, or sgd with Nesterov momentum 0.9")
+        c[0].select_slider(
+            "Learning rate", LEARNING_RATES, key="train_lr", format_func=lambda v: f"{v:g}", persist_state="session"
+        )
+        c[1].radio(
+            "Optimizer",
+            OPTIMIZERS,
+            key="train_optimizer",
+            horizontal=True,
+            persist_state="session",
+            help="adam, or sgd with Nesterov momentum 0.9",
+        )
         c[2].number_input("Seed", 0, 2**31 - 1, step=1, key="train_seed", persist_state="session")
         with st.expander("Regularisation (used by the best preset)"):
             c = st.columns(3)
             c[0].slider("Dropout", 0.0, 0.8, step=0.05, key="train_dropout", persist_state="session")
             c[1].selectbox("Learning-rate schedule", SCHEDULES, key="train_schedule", persist_state="session")
             c[2].checkbox("Augment training images", key="train_augment", persist_state="session")
-        st.number_input("Time budget in seconds (0: train for the epochs above)", 0, 3600, step=10,
-                        key="train_budget", persist_state="session",
-                        help="When set, the first steps measure how fast this machine trains this recipe, and the "
-                             "number of epochs is chosen so that training ends within about 10 % of the budget "
-                             "(the epochs above are then ignored; the run records what was chosen).")
-        st.checkbox("If I close this page while it trains, keep what it has learned so far",
-                    key=session.KEEP_IF_CLOSED, persist_state="session",
-                    help="A job whose page stays closed for a few minutes stops by itself and frees its slot; "
-                         "its partial model is then saved as a 'stopped early' run only if this is ticked.")
-        start = st.form_submit_button("Start training", type="primary", key="train_start", disabled=disabled,
-                                      icon=":material/play_arrow:")
+        st.number_input(
+            "Time budget in seconds (0: train for the epochs above)",
+            0,
+            3600,
+            step=10,
+            key="train_budget",
+            persist_state="session",
+            help="When set, the first steps measure how fast this machine trains this recipe, and the "
+            "number of epochs is chosen so that training ends within about 10 % of the budget "
+            "(the epochs above are then ignored; the run records what was chosen).",
+        )
+        st.checkbox(
+            "If I close this page while it trains, keep what it has learned so far",
+            key=session.KEEP_IF_CLOSED,
+            persist_state="session",
+            help="A job whose page stays closed for a few minutes stops by itself and frees its slot; "
+            "its partial model is then saved as a 'stopped early' run only if this is ticked.",
+        )
+        start = st.form_submit_button(
+            "Start training", type="primary", key="train_start", disabled=disabled, icon=":material/play_arrow:"
+        )
     if not start:
         return None
     values = {name: st.session_state[key] for key, name in FIELDS.items()}
@@ -84,19 +113,28 @@ def panel(job: TrainingJob) -> None:
     keep/discard after a stop; what happened when its page was closed."""
     snap = job.snapshot()
     if snap.running:
-        st.button("Stop", key="train_stop", on_click=job.stop, icon=":material/stop:",
-                  help="Ends training within one batch; then keep or discard the partial model.")
+        st.button(
+            "Stop",
+            key="train_stop",
+            on_click=job.stop,
+            icon=":material/stop:",
+            help="Ends training within one batch; then keep or discard the partial model.",
+        )
         fate = "kept" if snap.keep_if_abandoned else "discarded"
-        st.caption(f"If you close this page, training stops by itself after {job.abandon_after / 60:.0f} minutes "
-                   f"without it, and the partial model is {fate}.")
+        st.caption(
+            f"If you close this page, training stops by itself after {job.abandon_after / 60:.0f} minutes "
+            f"without it, and the partial model is {fate}."
+        )
     components.live_progress(job, curves=True, key="train")
     if err := st.session_state.pop("ui_job_error", None):
         st.error(err)
     if snap.warning:
         st.warning(snap.warning)
     if snap.status == FINISHED and snap.run_info is not None:
-        st.success(f"Saved as `{snap.run_info.run_id}` ({snap.run_info.test_accuracy:.2%} on the test set) — "
-                   "it is now the active model.")
+        st.success(
+            f"Saved as `{snap.run_info.run_id}` ({snap.run_info.test_accuracy:.2%} on the test set) — "
+            "it is now the active model."
+        )
         st.page_link("app_pages/draw.py", label="Draw a digit with it", icon=":material/draw:")
     elif snap.status == KEPT and snap.run_info is not None:
         why = "Its page was closed, so training stopped by itself. " if snap.abandoned else ""

@@ -18,11 +18,17 @@ if TYPE_CHECKING:
 
 def drawings_options(p: argparse.ArgumentParser) -> None:
     """--drawings-dir and --collection (for drawings, evaluate --drawings, train --with-drawings)."""
-    p.add_argument("--drawings-dir", type=Path, default=None,
-                   help="drawings dir (default $MNIST_DRAWINGS_DIR or <data dir>/drawings)")
-    p.add_argument("--collection", default=DEFAULT_COLLECTION,
-                   help=f"which collection of drawings (default {DEFAULT_COLLECTION!r}; the dashboard keeps one "
-                        "per browser)")
+    p.add_argument(
+        "--drawings-dir",
+        type=Path,
+        default=None,
+        help="drawings dir (default $MNIST_DRAWINGS_DIR or <data dir>/drawings)",
+    )
+    p.add_argument(
+        "--collection",
+        default=DEFAULT_COLLECTION,
+        help=f"which collection of drawings (default {DEFAULT_COLLECTION!r}; the dashboard keeps one per browser)",
+    )
 
 
 def add_parsers(sub: Any) -> None:
@@ -46,16 +52,20 @@ def add_parsers(sub: Any) -> None:
 
 def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     """`evaluate --drawings`, and the evaluation it runs (args.evaluate_drawings) when given."""
-    p.add_argument("--drawings", action="store_true",
-                   help="evaluate on your drawings store instead of the MNIST test set")
+    p.add_argument(
+        "--drawings", action="store_true", help="evaluate on your drawings store instead of the MNIST test set"
+    )
     drawings_options(p)
     p.set_defaults(evaluate_drawings=evaluate_drawings)
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
     """`train --with-drawings`, and the mixing it does (args.mix_drawings) when given."""
-    p.add_argument("--with-drawings", action="store_true",
-                   help="mix your drawings into the training images (oversampled to ~10 %% of them)")
+    p.add_argument(
+        "--with-drawings",
+        action="store_true",
+        help="mix your drawings into the training images (oversampled to ~10 %% of them)",
+    )
     drawings_options(p)
     p.set_defaults(mix_drawings=mix_for_training)
 
@@ -70,8 +80,14 @@ def _store(args: argparse.Namespace) -> DrawingStore:
 
 def _drawing_json(d: Drawing) -> dict[str, Any]:
     """A drawing as the --json outputs show it."""
-    return {"id": d.drawing_id, "label": d.label, "predicted": d.predicted, "created": d.created,
-            "source": d.source, "path": str(d.path)}
+    return {
+        "id": d.drawing_id,
+        "label": d.label,
+        "predicted": d.predicted,
+        "created": d.created,
+        "source": d.source,
+        "path": str(d.path),
+    }
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -162,8 +178,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"added": report.added, "skipped": report.skipped, "path": str(store.path)}))
     else:
-        print(f"imported {report.added} drawings into {store.path}"
-              + (f" ({report.skipped} already there)" if report.skipped else ""))
+        print(
+            f"imported {report.added} drawings into {store.path}"
+            + (f" ({report.skipped} already there)" if report.skipped else "")
+        )
     return 0
 
 
@@ -179,17 +197,33 @@ def evaluate_drawings(args: argparse.Namespace) -> int:
         ev, drawings = run_eval(model, store)
     except DrawingError as exc:
         return err(str(exc))
-    wrong = [{"id": d.drawing_id, "label": int(ev.labels[i]), "predicted": int(ev.predictions[i]),
-              "confidence": round(float(ev.confidence[i]), 4)}
-             for i, d in enumerate(drawings) if ev.labels[i] != ev.predictions[i]]
-    out = {"run_id": info.run_id, "collection": store.collection, "count": len(drawings), "accuracy": ev.accuracy,
-           "errors": ev.errors, "confusion": ev.confusion.tolist(), "per_digit_count": ev.support.tolist(),
-           "recall": ev.recall.tolist(), "wrong": wrong}
+    wrong = [
+        {
+            "id": d.drawing_id,
+            "label": int(ev.labels[i]),
+            "predicted": int(ev.predictions[i]),
+            "confidence": round(float(ev.confidence[i]), 4),
+        }
+        for i, d in enumerate(drawings)
+        if ev.labels[i] != ev.predictions[i]
+    ]
+    out = {
+        "run_id": info.run_id,
+        "collection": store.collection,
+        "count": len(drawings),
+        "accuracy": ev.accuracy,
+        "errors": ev.errors,
+        "confusion": ev.confusion.tolist(),
+        "per_digit_count": ev.support.tolist(),
+        "recall": ev.recall.tolist(),
+        "wrong": wrong,
+    }
     if args.json:
         print(json.dumps(out))
         return 0
-    print(f"run {info.run_id} on {len(drawings)} drawings ({store.path}): accuracy {ev.accuracy:.2%} "
-          f"({ev.errors} wrong)")
+    print(
+        f"run {info.run_id} on {len(drawings)} drawings ({store.path}): accuracy {ev.accuracy:.2%} ({ev.errors} wrong)"
+    )
     print("confusion matrix (rows = your label, columns = predicted):")
     print("      " + " ".join(f"{c:>4}" for c in range(10)))
     for t, row in enumerate(ev.confusion):
@@ -207,7 +241,9 @@ def mix_for_training(args: argparse.Namespace, data: MnistData) -> tuple[MnistDa
     store = _store(args)
     images, labels, drawings = store.arrays()
     if not drawings:
-        raise DrawingError(f"--with-drawings: there are no drawings in {store.path}; add some first "
-                           f"(python -m mnistcore drawings add --label N IMAGE...)")
+        raise DrawingError(
+            f"--with-drawings: there are no drawings in {store.path}; add some first "
+            f"(python -m mnistcore drawings add --label N IMAGE...)"
+        )
     mixed, info = mix_drawings(data, images, labels)
     return mixed, {**info, "collection": store.collection}

@@ -26,8 +26,9 @@ def add_parsers(sub: Any) -> None:
     rn = command(sub, "rename", cmd_rename, help="give a saved run a short name (an empty NAME clears it)")
     rn.add_argument("run", metavar="RUN", help="run id or 'latest'")
     rn.add_argument("name", metavar="NAME")
-    c = command(sub, "compare", cmd_compare,
-                help="compare two runs on the test set: which images B fixed and which it broke")
+    c = command(
+        sub, "compare", cmd_compare, help="compare two runs on the test set: which images B fixed and which it broke"
+    )
     c.add_argument("run_a", metavar="RUN_A", help="run id or 'latest'")
     c.add_argument("run_b", metavar="RUN_B", help="run id or 'latest'")
     c.add_argument("--json", action="store_true")
@@ -65,8 +66,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     a, b = cmp.runs
     print(f"A {a}: test accuracy {cmp.accuracy[0]:.2%}\nB {b}: test accuracy {cmp.accuracy[1]:.2%}")
     change = cmp.fixed - cmp.broken
-    print(f"B fixed {cmp.fixed} of A's mistakes and broke {cmp.broken} of its right answers: "
-          f"{change:+d} images ({change / cmp.n_test * 100:+.2f} points)")
+    print(
+        f"B fixed {cmp.fixed} of A's mistakes and broke {cmp.broken} of its right answers: "
+        f"{change:+d} images ({change / cmp.n_test * 100:+.2f} points)"
+    )
     print("digit  recall A  recall B")
     for d in range(10):
         print(f"  {d}     {cmp.per_class_recall[0, d]:.3f}     {cmp.per_class_recall[1, d]:.3f}")
@@ -150,8 +153,9 @@ def _ctrl_c_stops(stop: threading.Event, abort: threading.Event) -> Iterator[Non
             print("\nstopping after this run (Ctrl-C again to stop it now)", file=sys.stderr)
 
     # Signal handlers can only be installed from the main thread (not, say, from a test's worker thread).
-    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() \
-        else None
+    previous = (
+        signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
+    )
     try:
         yield
     finally:
@@ -165,12 +169,23 @@ def _print_epoch(ev: SweepEvent) -> None:
 
     if isinstance(ev.event, EpochEvent):
         e = ev.event
-        print(f"  epoch {e.epoch}/{e.epochs}: test accuracy {e.test_accuracy:.4f}, loss {e.test_loss:.4f} "
-              f"({e.epoch_seconds:.2f} s)", file=sys.stderr)
+        print(
+            f"  epoch {e.epoch}/{e.epochs}: test accuracy {e.test_accuracy:.4f}, loss {e.test_loss:.4f} "
+            f"({e.epoch_seconds:.2f} s)",
+            file=sys.stderr,
+        )
 
 
-def _run_sweep(args: argparse.Namespace, store: RunStore, data: MnistData, field: str, values: list[int | float],
-               base: TrainConfig, stop: threading.Event, abort: threading.Event) -> list[dict[str, Any]]:
+def _run_sweep(
+    args: argparse.Namespace,
+    store: RunStore,
+    data: MnistData,
+    field: str,
+    values: list[int | float],
+    base: TrainConfig,
+    stop: threading.Event,
+    abort: threading.Event,
+) -> list[dict[str, Any]]:
     """Train and save the runs one after another, with progress on stderr; the saved runs' JSON objects."""
     from mnistcore.experiments import run_name, sweep
     from mnistcore.runs import save_result
@@ -182,16 +197,33 @@ def _run_sweep(args: argparse.Namespace, store: RunStore, data: MnistData, field
         r = step.result
         if r.stopped:
             break
-        info, unsaved = save_result(store, r, dataset=data.checksums, name=run_name(field, step.value, args.name),
-                                    extra={"sweep": {"param": field, "values": values, "index": step.index}})
+        info, unsaved = save_result(
+            store,
+            r,
+            dataset=data.checksums,
+            name=run_name(field, step.value, args.name),
+            extra={"sweep": {"param": field, "values": values, "index": step.index}},
+        )
         if unsaved is not None:
             print(f"warning: {unsaved}; saved in {info.path} instead", file=sys.stderr)
-        runs.append({"value": step.value, "run_id": info.run_id, "name": info.name, "path": str(info.path),
-                     "test_accuracy": r.test_accuracy, "train_seconds": round(r.train_seconds, 3),
-                     "epochs": len(r.history), "stopped": False, "config": r.config.to_dict(),
-                     "history": r.history})
-        print(f"  saved {info.run_id} ({info.name}): test accuracy {r.test_accuracy:.2%} "
-              f"in {r.train_seconds:.1f} s", file=sys.stderr)
+        runs.append(
+            {
+                "value": step.value,
+                "run_id": info.run_id,
+                "name": info.name,
+                "path": str(info.path),
+                "test_accuracy": r.test_accuracy,
+                "train_seconds": round(r.train_seconds, 3),
+                "epochs": len(r.history),
+                "stopped": False,
+                "config": r.config.to_dict(),
+                "history": r.history,
+            }
+        )
+        print(
+            f"  saved {info.run_id} ({info.name}): test accuracy {r.test_accuracy:.2%} in {r.train_seconds:.1f} s",
+            file=sys.stderr,
+        )
         if step.index + 1 < len(values) and not stop.is_set():
             print(f"run {step.index + 2}/{len(values)}: {field}={values[step.index + 1]}", file=sys.stderr)
     return runs

@@ -35,16 +35,28 @@ def cmd_label_issues(args: argparse.Namespace) -> int:
     except ValueError as exc:
         bad_option(args, str(exc))
     data = load_data(args)
-    bar = tqdm(total=1000, file=sys.stderr, dynamic_ncols=True, leave=True, mininterval=0.5,
-               bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
+    bar = tqdm(
+        total=1000,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        leave=True,
+        mininterval=0.5,
+        bar_format="{l_bar}{bar}| {elapsed}<{remaining}",
+    )
 
     def on_progress(p: Any) -> None:
         bar.set_description(p.message, refresh=False)
         bar.update(round(1000 * p.fraction) - bar.n)  # redraws at most every mininterval
 
     try:
-        result = label_issues(data, args.split, recipe, cache_dir=default_cache_dir(args.data_dir),
-                              on_progress=on_progress, refresh=args.refresh)
+        result = label_issues(
+            data,
+            args.split,
+            recipe,
+            cache_dir=default_cache_dir(args.data_dir),
+            on_progress=on_progress,
+            refresh=args.refresh,
+        )
         if bar.n == 0:  # nothing was computed
             bar.set_description("shipped with MNIST Lab" if result.shipped else "read from the cache", refresh=False)
             bar.update(1000)
@@ -56,10 +68,12 @@ def cmd_label_issues(args: argparse.Namespace) -> int:
         print(json.dumps([i.to_json() for i in result.issues]))
         return 0
     where = " on the developers' machine, shipped with MNIST Lab" if result.shipped else ""
-    print(f"{len(result.issues)} of {result.scored:,} {args.split} images flagged (out-of-sample accuracy "
-          f"{result.accuracy:.2%}, {result.recipe['folds'] if args.split == 'train' else 'whole-train'} "
-          f"folds, computed in {result.seconds:.0f} s{where}); most suspicious first:")
+    print(
+        f"{len(result.issues)} of {result.scored:,} {args.split} images flagged (out-of-sample accuracy "
+        f"{result.accuracy:.2%}, {result.recipe['folds'] if args.split == 'train' else 'whole-train'} "
+        f"folds, computed in {result.seconds:.0f} s{where}); most suspicious first:"
+    )
     print("   index  given  suggested  score")
-    for i in result.issues[:args.top]:
+    for i in result.issues[: args.top]:
         print(f"  {i.index:>6}  {i.given:>5}  {i.suggested:>9}  {i.score:.4f}")
     return 0

@@ -34,8 +34,12 @@ def command(sub: Any, name: str, func: Callable[[argparse.Namespace], int], **kw
 
 def train_options(p: argparse.ArgumentParser) -> None:
     """The training options shared by `train` and `sweep`."""
-    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="start from a preset (default: the seed recipe; best: the strongest shallow net)")
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="start from a preset (default: the seed recipe; best: the strongest shallow net)",
+    )
     p.add_argument("--epochs", type=int)
     p.add_argument("--hidden", type=int)
     p.add_argument("--batch-size", type=int)
@@ -43,14 +47,25 @@ def train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", choices=OPTIMIZERS)
     p.add_argument("--seed", type=int)
     p.add_argument("--dropout", type=float)
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                   help="random affine/elastic/thickness distortions of training images")
+    p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random affine/elastic/thickness distortions of training images",
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--precision", choices=PRECISIONS,
-                   help="auto (default): bf16 only where measured clearly faster on this machine; or fp32, bf16")
-    p.add_argument("--budget", type=float, metavar="SECONDS",
-                   help="train for about this long: the epochs are chosen from the throughput measured in the "
-                        "first steps (instead of --epochs)")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="auto (default): bf16 only where measured clearly faster on this machine; or fp32, bf16",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        metavar="SECONDS",
+        help="train for about this long: the epochs are chosen from the throughput measured in the "
+        "first steps (instead of --epochs)",
+    )
 
 
 def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
@@ -59,10 +74,22 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
     Raises ValueError (a message for the user) on values the config refuses.
     """
     base = base if base is not None else PRESETS[args.preset or "default"]
-    changes = {name: getattr(args, name) for name in
-               ("epochs", "hidden", "batch_size", "lr", "optimizer", "seed", "dropout", "augment", "device",
-                "precision")
-               if getattr(args, name) is not None}
+    changes = {
+        name: getattr(args, name)
+        for name in (
+            "epochs",
+            "hidden",
+            "batch_size",
+            "lr",
+            "optimizer",
+            "seed",
+            "dropout",
+            "augment",
+            "device",
+            "precision",
+        )
+        if getattr(args, name) is not None
+    }
     if args.budget is not None and args.epochs is not None:
         raise ValueError("--budget and --epochs exclude each other: a budget chooses the number of epochs")
     # A budget is never inherited (from a resumed run's config): it applies to this command only. Nor is

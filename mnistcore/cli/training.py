@@ -19,8 +19,10 @@ if TYPE_CHECKING:
     from mnistcore.runs import RunInfo, RunStore
     from mnistcore.train import TrainResult, TrainState
 
-PREPARED_HELP = ("the images are 28x28 greyscale MNIST-style pictures (white ink on black), given to the "
-                 "network as they are: no cropping, scaling or centring")
+PREPARED_HELP = (
+    "the images are 28x28 greyscale MNIST-style pictures (white ink on black), given to the "
+    "network as they are: no cropping, scaling or centring"
+)
 
 
 def add_parsers(sub: Any) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
@@ -30,16 +32,21 @@ def add_parsers(sub: Any) -> tuple[argparse.ArgumentParser, argparse.ArgumentPar
     d.set_defaults(func=cmd_data)
     t = command(sub, "train", cmd_train, help="train a model and save it as a run")
     train_options(t)
-    t.add_argument("--resume", metavar="RUN",
-                   help="continue RUN (weights and optimizer state) for --epochs more epochs, as a new run; "
-                        "options not given are RUN's")
+    t.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue RUN (weights and optimizer state) for --epochs more epochs, as a new run; "
+        "options not given are RUN's",
+    )
     t.add_argument("--name", help="a short name for the run (renamable later: rename RUN NAME)")
     t.add_argument("--json", action="store_true", help="print one JSON object on stdout at the end")
     e = command(sub, "evaluate", cmd_evaluate, help="accuracy and confusion matrix of a saved run")
     e.add_argument("--run", default="latest", help="run id or 'latest'")
     e.add_argument("--json", action="store_true")
-    images = (("predict", cmd_predict, "predict the digit in image files (PNG/JPEG)"),
-              ("explain", cmd_explain, "why: per-pixel evidence for the predicted digit and the runner-up"))
+    images = (
+        ("predict", cmd_predict, "predict the digit in image files (PNG/JPEG)"),
+        ("explain", cmd_explain, "why: per-pixel evidence for the predicted digit and the runner-up"),
+    )
     for name, func, what in images:
         p = command(sub, name, func, help=what)
         p.add_argument("--run", default="latest", help="run id or 'latest'")
@@ -90,17 +97,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(config, data, on_event=on_event, init=init)
     finally:
         bar.close()
-    info, unsaved = save_result(store, result, dataset=data.checksums, name=args.name,
-                                parent=parent.run_id if parent is not None else None,
-                                extra={"drawings": drawings} if drawings else None)
+    info, unsaved = save_result(
+        store,
+        result,
+        dataset=data.checksums,
+        name=args.name,
+        parent=parent.run_id if parent is not None else None,
+        extra={"drawings": drawings} if drawings else None,
+    )
     _report_trained(args, result, info, drawings)
     if unsaved:  # the model is safe, but not where it was asked to be: say so, and fail the command
         return err(f"{unsaved}; the run was saved in {info.path} instead: move that folder into your runs dir")
     return 0
 
 
-def _train_config(args: argparse.Namespace,
-                  store: RunStore) -> tuple[TrainConfig, tuple[TrainState, RunInfo] | None]:
+def _train_config(args: argparse.Namespace, store: RunStore) -> tuple[TrainConfig, tuple[TrainState, RunInfo] | None]:
     """The config to train and, with --resume, the state and run it continues; exits 2 on a bad option."""
     from mnistcore.runs import RunError, validate_name
 
@@ -123,8 +134,11 @@ def _train_config(args: argparse.Namespace,
     except ValueError as exc:
         bad_option(args, str(exc))
     if init.optimizer != config.optimizer:
-        why = ("was saved without optimizer state" if init.optimizer is None
-               else f"used {init.optimizer}, this run uses {config.optimizer}")
+        why = (
+            "was saved without optimizer state"
+            if init.optimizer is None
+            else f"used {init.optimizer}, this run uses {config.optimizer}"
+        )
         print(f"note: {parent.run_id} {why}: the optimizer starts afresh", file=sys.stderr)
     return config, (init, parent)
 
@@ -146,8 +160,11 @@ def _progress_bar() -> tuple[tqdm, Callable[[Any], None]]:
             bar.refresh()
         elif isinstance(ev, EpochEvent):
             # tqdm.write defaults to stdout, which belongs to the --json object.
-            bar.write(f"epoch {ev.epoch}/{ev.epochs}: test accuracy {ev.test_accuracy:.4f}, "
-                      f"loss {ev.test_loss:.4f} ({ev.epoch_seconds:.2f} s)", file=sys.stderr)
+            bar.write(
+                f"epoch {ev.epoch}/{ev.epochs}: test accuracy {ev.test_accuracy:.4f}, "
+                f"loss {ev.test_loss:.4f} ({ev.epoch_seconds:.2f} s)",
+                file=sys.stderr,
+            )
 
     return bar, on_event
 
@@ -155,18 +172,30 @@ def _progress_bar() -> tuple[tqdm, Callable[[Any], None]]:
 def _report_trained(args: argparse.Namespace, result: TrainResult, info: RunInfo, drawings: dict[str, Any]) -> None:
     """Print the saved run: one JSON object with --json, else one line."""
     budget = result.budget.to_dict() if result.budget is not None else None
-    out = {"run_id": info.run_id, "path": str(info.path), "test_accuracy": result.test_accuracy,
-           "train_seconds": round(result.total_seconds, 3), "epochs": len(result.history),
-           "config": result.config.to_dict(), "history": result.history,
-           **({"drawings": drawings} if drawings else {}), "name": info.name, "parent": info.parent,
-           "precision": result.config.precision, "budget": budget}
+    out = {
+        "run_id": info.run_id,
+        "path": str(info.path),
+        "test_accuracy": result.test_accuracy,
+        "train_seconds": round(result.total_seconds, 3),
+        "epochs": len(result.history),
+        "config": result.config.to_dict(),
+        "history": result.history,
+        **({"drawings": drawings} if drawings else {}),
+        "name": info.name,
+        "parent": info.parent,
+        "precision": result.config.precision,
+        "budget": budget,
+    }
     if args.json:
         print(json.dumps(out))
         return
-    how = f"{result.config.precision}" + (f", {result.config.epochs} epochs for a {budget['seconds']:g} s budget"
-                                          if budget else "")
-    print(f"saved run {info.run_id} in {info.path}: test accuracy {result.test_accuracy:.2%} "
-          f"in {result.train_seconds:.1f} s ({how})" + (f" (continues {info.parent})" if info.parent else ""))
+    how = f"{result.config.precision}" + (
+        f", {result.config.epochs} epochs for a {budget['seconds']:g} s budget" if budget else ""
+    )
+    print(
+        f"saved run {info.run_id} in {info.path}: test accuracy {result.test_accuracy:.2%} "
+        f"in {result.train_seconds:.1f} s ({how})" + (f" (continues {info.parent})" if info.parent else "")
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -180,9 +209,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = load_data(args)
     ev = evaluate(model, data.test_images, data.test_labels)
     if args.json:
-        print(json.dumps({"run_id": info.run_id, "accuracy": ev.accuracy, "errors": ev.errors,
-                          "confusion_matrix": ev.confusion.tolist(), "precision": ev.precision.tolist(),
-                          "recall": ev.recall.tolist()}))
+        print(
+            json.dumps(
+                {
+                    "run_id": info.run_id,
+                    "accuracy": ev.accuracy,
+                    "errors": ev.errors,
+                    "confusion_matrix": ev.confusion.tolist(),
+                    "precision": ev.precision.tolist(),
+                    "recall": ev.recall.tolist(),
+                }
+            )
+        )
         return 0
     print(f"run {info.run_id}: test accuracy {ev.accuracy:.2%} ({ev.errors} errors of {len(ev.labels)})")
     print("confusion matrix (rows = true digit, columns = predicted):")
@@ -221,8 +259,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
             failures += 1
             continue
         probs = predict_prepared(model, digit)
-        print(json.dumps({"path": str(path), "digit": int(probs.argmax()),
-                          "probabilities": [round(float(p), 6) for p in probs]}))
+        print(
+            json.dumps(
+                {"path": str(path), "digit": int(probs.argmax()), "probabilities": [round(float(p), 6) for p in probs]}
+            )
+        )
     return 1 if failures else 0
 
 
@@ -243,10 +284,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
         assert digit.pixels is not None  # _read_digit returns only digits that are not empty
         ex = explain(weights, digit.pixels)
         # Unrounded: the attributions of a class must still add up to its logit minus its baseline logit.
-        print(json.dumps({"path": str(path), "digit": ex.digit, "runner_up": ex.runner_up,
-                          "probabilities": [round(float(p), 6) for p in ex.probabilities],
-                          "logits": ex.logits.tolist(), "baseline_logits": ex.baseline_logits.tolist(),
-                          "attributions": {str(k): a.tolist() for k, a in ex.attributions.items()}}))
+        print(
+            json.dumps(
+                {
+                    "path": str(path),
+                    "digit": ex.digit,
+                    "runner_up": ex.runner_up,
+                    "probabilities": [round(float(p), 6) for p in ex.probabilities],
+                    "logits": ex.logits.tolist(),
+                    "baseline_logits": ex.baseline_logits.tolist(),
+                    "attributions": {str(k): a.tolist() for k, a in ex.attributions.items()},
+                }
+            )
+        )
     return 1 if failures else 0
 
 
@@ -256,10 +306,26 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     runs = RunStore(args.runs_dir).list()
     if args.json:
-        print(json.dumps([{"run_id": r.run_id, "name": r.name, "parent": r.parent, "path": str(r.path),
-                           "test_accuracy": r.test_accuracy, "train_seconds": r.train_seconds,
-                           "hidden": r.config.hidden, "created": r.created, "stopped": r.stopped,
-                           "epochs": len(r.history), "config": r.config.to_dict()} for r in runs]))
+        print(
+            json.dumps(
+                [
+                    {
+                        "run_id": r.run_id,
+                        "name": r.name,
+                        "parent": r.parent,
+                        "path": str(r.path),
+                        "test_accuracy": r.test_accuracy,
+                        "train_seconds": r.train_seconds,
+                        "hidden": r.config.hidden,
+                        "created": r.created,
+                        "stopped": r.stopped,
+                        "epochs": len(r.history),
+                        "config": r.config.to_dict(),
+                    }
+                    for r in runs
+                ]
+            )
+        )
         return 0
     if not runs:
         print("no saved runs; train one: python -m mnistcore train")

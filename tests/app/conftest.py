@@ -40,9 +40,14 @@ def small_run(tmp_path_factory: pytest.TempPathFactory, app_data_dir: Path) -> t
     data = load_mnist(app_data_dir)
     result = train(SMALL, data)
     runs_dir = tmp_path_factory.mktemp("app-runs") / "runs"
-    info = RunStore(runs_dir).save(result.model, SMALL, test_accuracy=result.test_accuracy,
-                                   train_seconds=result.train_seconds, history=result.history,
-                                   dataset=data.checksums)
+    info = RunStore(runs_dir).save(
+        result.model,
+        SMALL,
+        test_accuracy=result.test_accuracy,
+        train_seconds=result.train_seconds,
+        history=result.history,
+        dataset=data.checksums,
+    )
     return runs_dir, info
 
 

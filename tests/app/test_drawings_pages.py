@@ -42,8 +42,9 @@ def texts(at: AppTest) -> str:
     return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info])
 
 
-def test_save_drawing_box_saves_with_the_preset_or_corrected_label(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_save_drawing_box_saves_with_the_preset_or_corrected_label(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def script() -> None:
         import os
 
@@ -73,8 +74,9 @@ def test_save_drawing_box_saves_with_the_preset_or_corrected_label(tmp_path: Pat
     assert sorted(d.label for d in store.list()) == [2, 7]
 
 
-def test_my_drawings_shows_the_collection_and_the_model_on_it(make_app, small_run, app_data_dir,
-                                                             tmp_path: Path) -> None:
+def test_my_drawings_shows_the_collection_and_the_model_on_it(
+    make_app, small_run, app_data_dir, tmp_path: Path
+) -> None:
     runs_dir, info = small_run
     at = page(make_app(runs_dir), "app_pages/drawings.py")
     assert not at.exception and "No drawings yet" in texts(at)
@@ -110,8 +112,10 @@ def test_fine_tune_makes_a_child_run_and_compares(make_app, runs_copy: Path, tmp
     parent = RunStore(runs_copy).list()[0]
     at.button(key="dr_ft_start").click().run()
     deadline = time.time() + 240
-    while "dr_ft_result" not in {c.key for c in at.get("flex_container") if getattr(c, "key", None)} \
-            and time.time() < deadline:
+    while (
+        "dr_ft_result" not in {c.key for c in at.get("flex_container") if getattr(c, "key", None)}
+        and time.time() < deadline
+    ):
         time.sleep(1)
         at.run()
     assert not at.exception
@@ -133,14 +137,23 @@ def cached_result(app_data_dir) -> tuple[LabelIssues, np.ndarray]:
     probs = evaluate(result.model, data.test_images, data.test_labels).probabilities.astype(np.float64)
     labels = data.test_labels.numpy()
     issues = rank_issues(labels, probs)
-    li = LabelIssues(split="test", issues=issues, recipe=Recipe().to_dict(), checksums=data.checksums,
-                     scored=len(labels), accuracy=float((probs.argmax(1) == labels).mean()), seconds=1.0,
-                     created="2026-01-01T00:00:00", cleanlab_version="2.9.0")
+    li = LabelIssues(
+        split="test",
+        issues=issues,
+        recipe=Recipe().to_dict(),
+        checksums=data.checksums,
+        scored=len(labels),
+        accuracy=float((probs.argmax(1) == labels).mean()),
+        seconds=1.0,
+        created="2026-01-01T00:00:00",
+        cleanlab_version="2.9.0",
+    )
     return li, data.test_images.numpy()
 
 
-def test_label_issues_page_from_a_cached_result(make_app, small_run, app_data_dir, tmp_path: Path,
-                                                cached_result) -> None:
+def test_label_issues_page_from_a_cached_result(
+    make_app, small_run, app_data_dir, tmp_path: Path, cached_result
+) -> None:
     result, _ = cached_result
     data = load_mnist(app_data_dir)
     at = page(make_app(small_run[0]), "app_pages/label_issues.py")
@@ -162,16 +175,25 @@ def test_label_issues_page_from_a_cached_result(make_app, small_run, app_data_di
 
 
 @pytest.mark.slow
-def test_train_without_the_flagged_images_compares_on_test(make_app, runs_copy: Path, app_data_dir,
-                                                           tmp_path: Path) -> None:
+def test_train_without_the_flagged_images_compares_on_test(
+    make_app, runs_copy: Path, app_data_dir, tmp_path: Path
+) -> None:
     data = load_mnist(app_data_dir)
     base = RunStore(runs_copy).list()[0]
     model, _ = RunStore(runs_copy).load(base.run_id)
     probs = evaluate(model, data.train_images, data.train_labels).probabilities.astype(np.float64)
     issues = rank_issues(data.train_labels.numpy(), probs)[:50]
-    result = LabelIssues(split="train", issues=issues, recipe=Recipe().to_dict(), checksums=data.checksums,
-                         scored=60000, accuracy=0.9, seconds=1.0, created="2026-01-01T00:00:00",
-                         cleanlab_version="2.9.0")
+    result = LabelIssues(
+        split="train",
+        issues=issues,
+        recipe=Recipe().to_dict(),
+        checksums=data.checksums,
+        scored=60000,
+        accuracy=0.9,
+        seconds=1.0,
+        created="2026-01-01T00:00:00",
+        cleanlab_version="2.9.0",
+    )
     save_cached(cache_path(tmp_path / "cache", data.checksums, "train", Recipe()), result)
     at = page(make_app(runs_copy), "app_pages/label_issues.py")
     assert not at.exception and at.metric[0].value == "50"

@@ -99,8 +99,9 @@ def test_units_in_importance_order_and_the_top_unit_in_detail(make_app, small_ru
 @pytest.mark.slow
 def test_picking_a_unit_by_click_or_by_number(make_app, small_run):
     at = open_page(make_app(small_run[0]), PAGE)
-    at.session_state["net_grid"] = {"selection": {"points": [{"customdata": {"0": 5, "1": 9}}],
-                                                  "point_indices": [0], "box": [], "lasso": []}}
+    at.session_state["net_grid"] = {
+        "selection": {"points": [{"customdata": {"0": 5, "1": 9}}], "point_indices": [0], "box": [], "lasso": []}
+    }
     at.run()
     assert not at.exception
     assert subheaders(at)[0] == "Unit #5"
@@ -116,8 +117,9 @@ def test_wide_net_is_paginated(make_app, small_run, tmp_path):
     runs = tmp_path / "runs"
     shutil.copytree(small_run[0], runs)
     torch.manual_seed(0)
-    wide = RunStore(runs).save(ShallowNet(100).eval(), SMALL.with_(hidden=100), test_accuracy=0.1,
-                               train_seconds=0.0, history=[], dataset={})
+    wide = RunStore(runs).save(
+        ShallowNet(100).eval(), SMALL.with_(hidden=100), test_accuracy=0.1, train_seconds=0.0, history=[], dataset={}
+    )
     at = open_page(make_app(runs), PAGE)  # the newest run (the wide one) is active
     assert not at.exception
     first = grid_units(at)
@@ -137,8 +139,14 @@ def test_errors_pick_shows_why_maps(make_app, small_run, small_model, activation
     true = int(ev.labels[first])
     pred = int(explain(small_model, data.test_images[first].numpy() / np.float32(255)).digit)
     at = open_page(make_app(small_run[0]), "app_pages/errors.py")
-    at.session_state["err_grid"] = {"selection": {"points": [{"customdata": {"0": first, "1": true, "2": pred}}],
-                                                  "point_indices": [0], "box": [], "lasso": []}}
+    at.session_state["err_grid"] = {
+        "selection": {
+            "points": [{"customdata": {"0": first, "1": true, "2": pred}}],
+            "point_indices": [0],
+            "box": [],
+            "lasso": [],
+        }
+    }
     at.run()
     assert not at.exception
     assert any(c.startswith(f"Why {pred} and not {true}:") for c in images(at))

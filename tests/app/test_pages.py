@@ -15,8 +15,13 @@ from mnistcore.predict import predict_prepared
 from mnistcore.preprocess import prepare_digit
 from mnistcore.runs import RunStore
 
-PAGES = ["app_pages/home.py", "app_pages/train.py", "app_pages/confusion.py", "app_pages/errors.py",
-         "app_pages/draw.py"]
+PAGES = [
+    "app_pages/home.py",
+    "app_pages/train.py",
+    "app_pages/confusion.py",
+    "app_pages/errors.py",
+    "app_pages/draw.py",
+]
 
 
 def keys(elements) -> set[str]:
@@ -51,6 +56,7 @@ def small_eval(small_run, mnist):
 
 
 # ------------------------------------------------------------------ no model yet
+
 
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_runs_without_a_model(make_app, tmp_path, page):
@@ -89,6 +95,7 @@ def test_train_default_button_trains_and_activates_a_model(make_app, tmp_path, m
 
 
 # ------------------------------------------------------------------ with a model
+
 
 @pytest.mark.slow
 def test_home_shows_the_active_model_and_the_dataset(make_app, small_run):
@@ -248,10 +255,22 @@ def test_confusion_cell_from_the_url(make_app, small_run, small_eval):
 def test_confusion_click_on_a_diagonal_cell(make_app, small_run, small_eval):
     _, ev = small_eval
     at = open_page(make_app(small_run[0]), "app_pages/confusion.py")
-    at.session_state["cm"] = {"selection": {
-        "points": [{"curve_number": 2, "point_index": 11, "x": 1, "y": 1,
-                    "customdata": {"0": 1, "1": 1, "2": int(ev.confusion[1, 1]), "3": 99.0}}],
-        "point_indices": [11], "box": [], "lasso": []}}
+    at.session_state["cm"] = {
+        "selection": {
+            "points": [
+                {
+                    "curve_number": 2,
+                    "point_index": 11,
+                    "x": 1,
+                    "y": 1,
+                    "customdata": {"0": 1, "1": 1, "2": int(ev.confusion[1, 1]), "3": 99.0},
+                }
+            ],
+            "point_indices": [11],
+            "box": [],
+            "lasso": [],
+        }
+    }
     at.run()
     assert not at.exception
     title, count = cell_shown(at)
@@ -294,8 +313,14 @@ def test_errors_page_filters_and_pick(make_app, small_run, small_eval):
     at.slider(key="err_min_conf").set_value(0.99).run()
     assert showing(at)[1] == len(select_predictions(ev, correct=True, true=4, min_confidence=0.99))
     first = int(select_predictions(ev, correct=True, true=4, min_confidence=0.99)[0])
-    at.session_state["err_grid"] = {"selection": {"points": [{"customdata": {"0": first, "1": 4, "2": 4}}],
-                                                  "point_indices": [0], "box": [], "lasso": []}}
+    at.session_state["err_grid"] = {
+        "selection": {
+            "points": [{"customdata": {"0": first, "1": 4, "2": 4}}],
+            "point_indices": [0],
+            "box": [],
+            "lasso": [],
+        }
+    }
     at.run()
     assert not at.exception
     assert f"**Test image #{first}**" in markdown_text(at)
@@ -338,8 +363,9 @@ def test_draw_page_empty_then_a_drawing_gives_a_prediction_and_its_evidence(make
     answer = [h.proto.body for h in at.get("html") if "mnl-answer" in h.proto.body]
     assert answer and f'data-prediction="{expected}"' in answer[0]
     assert f"{probs[expected]:.1%} sure" in answer[0]
-    assert any(f"Why {expected} and not" in (i.proto.imgs[0].caption if i.proto.imgs else "")
-               for i in at.get("image"))  # the evidence maps
+    assert any(
+        f"Why {expected} and not" in (i.proto.imgs[0].caption if i.proto.imgs else "") for i in at.get("image")
+    )  # the evidence maps
     assert not at.info
     at.session_state["draw_canvas"] = canvas_state([], seq=2)  # the canvas's own Clear sends no strokes
     at.run()
@@ -352,8 +378,14 @@ def test_sidebar_switch_and_delete(make_app, runs_copy, small_run, mnist):
     from mnistcore.train import train
 
     res = train(result_cfg, mnist)
-    newer = RunStore(runs_copy).save(res.model, result_cfg, test_accuracy=res.test_accuracy,
-                                     train_seconds=res.train_seconds, history=res.history, dataset=mnist.checksums)
+    newer = RunStore(runs_copy).save(
+        res.model,
+        result_cfg,
+        test_accuracy=res.test_accuracy,
+        train_seconds=res.train_seconds,
+        history=res.history,
+        dataset=mnist.checksums,
+    )
     older = small_run[1]
     at = open_page(make_app(runs_copy), "app_pages/home.py")
     radio = at.sidebar.radio(key="sidebar_model")

@@ -37,9 +37,18 @@ def family(small_run, app_data_dir, tmp_path_factory) -> tuple[Path, str, str]:
     init, _ = store.load_state(parent.run_id)
     data = load_mnist(app_data_dir)
     res = train(SMALL.with_(lr=3e-3), data, init=init)
-    child = store.save(res.model, res.config, test_accuracy=res.test_accuracy, train_seconds=res.total_seconds,
-                       history=res.history, dataset=data.checksums, name="child", parent=parent.run_id,
-                       optimizer_state=res.optimizer_state, rng_state=res.rng_state)
+    child = store.save(
+        res.model,
+        res.config,
+        test_accuracy=res.test_accuracy,
+        train_seconds=res.total_seconds,
+        history=res.history,
+        dataset=data.checksums,
+        name="child",
+        parent=parent.run_id,
+        optimizer_state=res.optimizer_state,
+        rng_state=res.rng_state,
+    )
     return runs, parent.run_id, child.run_id
 
 

@@ -99,6 +99,7 @@ def test_continue_the_active_model(make_app, runs_copy, small_run):
     child = RunStore(runs_copy).info(step.run_id)
     assert child.parent == parent.run_id and len(child.history) == len(parent.history) + 1
     assert [h["epoch"] for h in child.history] == [1, 2]
-    assert child.config == parent.config.with_(epochs=1, report_every=child.config.report_every,
-                                               precision=child.config.precision)  # "auto" resolved
+    assert child.config == parent.config.with_(
+        epochs=1, report_every=child.config.report_every, precision=child.config.precision
+    )  # "auto" resolved
     assert at.sidebar.radio(key="sidebar_model").value == child.run_id

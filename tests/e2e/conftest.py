@@ -48,8 +48,14 @@ def trained_runs_dir(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -
     runs = tmp_path_factory.mktemp("runs-trained")
     data = load_mnist(data_dir)
     result = train(TrainConfig(epochs=1), data)
-    RunStore(runs).save(result.model, result.config, test_accuracy=result.test_accuracy,
-                        train_seconds=result.train_seconds, history=result.history, dataset=data.checksums)
+    RunStore(runs).save(
+        result.model,
+        result.config,
+        test_accuracy=result.test_accuracy,
+        train_seconds=result.train_seconds,
+        history=result.history,
+        dataset=data.checksums,
+    )
     return runs
 
 
@@ -71,8 +77,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, trained_runs_dir: Path, dat
 
 
 @pytest.fixture(scope="module")
-def scratch_server(tmp_path_factory: pytest.TempPathFactory, trained_runs_dir: Path,
-                   data_dir: Path) -> Iterator[Server]:
+def scratch_server(
+    tmp_path_factory: pytest.TempPathFactory, trained_runs_dir: Path, data_dir: Path
+) -> Iterator[Server]:
     """A server on a private copy of the trained runs dir, for tests that train (and so save new runs)."""
     runs = tmp_path_factory.mktemp("runs-scratch") / "runs"
     shutil.copytree(trained_runs_dir, runs)

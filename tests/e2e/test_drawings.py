@@ -31,8 +31,9 @@ def dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def dserver(tmp_path_factory: pytest.TempPathFactory, trained_runs_dir: Path, data_dir: Path,
-            dirs: dict[str, Path]) -> Iterator[AppServer]:
+def dserver(
+    tmp_path_factory: pytest.TempPathFactory, trained_runs_dir: Path, data_dir: Path, dirs: dict[str, Path]
+) -> Iterator[AppServer]:
     """A server with a trained model whose drawings and label-issues cache live in private temp dirs."""
     with pytest.MonkeyPatch.context() as mp:  # the server inherits the environment when it starts
         mp.setenv("MNIST_DRAWINGS_DIR", str(dirs["drawings"]))
@@ -126,8 +127,11 @@ def test_bad_uploads_and_zips_are_refused(dserver, page, tmp_path: Path, dirs) -
         zf.writestr("drawings/20260101-000000-abcdef/original.png", b"\0" * (11 * 1024 * 1024))
         zf.writestr("drawings/20260101-000000-abcdef/meta.json", b"{}")
     cases["bomb.zip"] = buf.getvalue()
-    messages = {"not-a-zip.zip": "not a zip file", "traversal.zip": "not part of a drawings export",
-                "bomb.zip": "decompresses to more than"}
+    messages = {
+        "not-a-zip.zip": "not a zip file",
+        "traversal.zip": "not part of a drawings export",
+        "bomb.zip": "decompresses to more than",
+    }
     for name, content in cases.items():
         path = tmp_path / name
         path.write_bytes(content)
@@ -148,9 +152,17 @@ def cached_train_result(dserver, data_dir: Path, dirs) -> LabelIssues:
     probs = evaluate(model, data.train_images, data.train_labels).probabilities.astype(np.float64)
     labels = data.train_labels.numpy()
     issues = rank_issues(labels, probs)[:80]
-    result = LabelIssues(split="train", issues=issues, recipe=Recipe().to_dict(), checksums=data.checksums,
-                         scored=len(labels), accuracy=float((probs.argmax(1) == labels).mean()), seconds=12.0,
-                         created="2026-01-01T00:00:00", cleanlab_version="2.9.0")
+    result = LabelIssues(
+        split="train",
+        issues=issues,
+        recipe=Recipe().to_dict(),
+        checksums=data.checksums,
+        scored=len(labels),
+        accuracy=float((probs.argmax(1) == labels).mean()),
+        seconds=12.0,
+        created="2026-01-01T00:00:00",
+        cleanlab_version="2.9.0",
+    )
     save_cached(cache_path(dirs["cache"], data.checksums, "train", Recipe()), result)
     return result
 

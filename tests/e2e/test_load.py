@@ -42,7 +42,8 @@ def _start_long_job(page, url: str) -> None:
     expect(hidden).to_have_value(str(JOB["hidden"]))
     start.click()
     expect(page.locator(".st-key-train_progress")).to_contain_text(
-        re.compile(rf"Epoch \d+/{JOB['epochs']} · batch"), timeout=60_000)
+        re.compile(rf"Epoch \d+/{JOB['epochs']} · batch"), timeout=60_000
+    )
 
 
 def _stop_job(page, url: str) -> None:
@@ -85,14 +86,17 @@ def test_page_switches_while_two_users_train_never_freeze(scratch_server, new_pa
             path, title = rng.choice([pt for pt in pages if pt[0] != current[who]])
             p.locator(f'{NAV}[href="{url}{path}"]').click()
             try:
-                shown = p.wait_for_function(RENDERED_JS, arg=title, polling="raf",
-                                            timeout=FREEZE_SECONDS * 1000).json_value()
+                shown = p.wait_for_function(
+                    RENDERED_JS, arg=title, polling="raf", timeout=FREEZE_SECONDS * 1000
+                ).json_value()
             except Exception:
                 state = p.evaluate(PAGE_STATE_JS)
                 main = p.evaluate("() => document.querySelector('[data-testid=\"stMain\"]')?.innerText.slice(0, 500)")
                 picture = shot(p, f"freeze-{i}")
-                pytest.fail(f"switch {i} of user {'AB'[who]} to {path} froze: {state}\nthe page shows: {main!r}\n"
-                            f"screenshot: {picture}\nserver log:\n{_log_tail(scratch_server)}")
+                pytest.fail(
+                    f"switch {i} of user {'AB'[who]} to {path} froze: {state}\nthe page shows: {main!r}\n"
+                    f"screenshot: {picture}\nserver log:\n{_log_tail(scratch_server)}"
+                )
             latencies.append((shown - p.evaluate("() => window.__mnlClick")) / 1000)
             current[who] = path
         # Both jobs ran through all the switches (the check above was made under load).
@@ -104,5 +108,7 @@ def test_page_switches_while_two_users_train_never_freeze(scratch_server, new_pa
         for p in users:
             _stop_job(p, url)
     latencies.sort()
-    print(f"\n{SWITCHES} switches, 2 jobs training: median {latencies[len(latencies) // 2]:.2f} s, "
-          f"max {latencies[-1]:.2f} s")
+    print(
+        f"\n{SWITCHES} switches, 2 jobs training: median {latencies[len(latencies) // 2]:.2f} s, "
+        f"max {latencies[-1]:.2f} s"
+    )

@@ -57,8 +57,9 @@ def _expect_cell(page, ev: Evaluation, true: int, pred: int, count: int) -> None
     assert shown == [int(i) for i in cell_indices(ev, true, pred)]  # exactly that cell, most confident first
 
 
-def test_clicking_a_confusion_cell_shows_exactly_its_images_and_a_shareable_link(server, page, new_page, evaluation,
-                                                                                 shot):
+def test_clicking_a_confusion_cell_shows_exactly_its_images_and_a_shareable_link(
+    server, page, new_page, evaluation, shot
+):
     true, pred, count = _pick_cell(evaluation)
     page.goto(f"{server.url}/confusion")
     expect(page.get_by_text("Click a cell of the matrix to see its test images.")).to_be_visible(timeout=60_000)
@@ -106,8 +107,9 @@ def test_timings_in_the_browser(server, page, evaluation, shot):
     errors = select_predictions(evaluation, correct=False)
     page.locator(NAV, has_text="Errors").click()
     caption = page.get_by_text("Showing 48 of")
-    expect(caption).to_contain_text(f"Showing 48 of {len(errors):,} (page 1 of {-(-len(errors) // 48)})",
-                                    timeout=60_000)
+    expect(caption).to_contain_text(
+        f"Showing 48 of {len(errors):,} (page 1 of {-(-len(errors) // 48)})", timeout=60_000
+    )
     _wait_grid_starts_with(page, int(errors[0]))
     assert _grid_indices(page) == [int(i) for i in errors[:48]]
     t0 = time.perf_counter()
@@ -135,8 +137,11 @@ def _grid_indices(page) -> list[int]:
 
 def _wait_grid_starts_with(page, index: int) -> None:
     """Wait until the Errors grid drawn in the browser starts with this test image."""
-    page.wait_for_function("""first => {
+    page.wait_for_function(
+        """first => {
         const plot = document.querySelector('.st-key-err_grid_box .js-plotly-plot');
         const cells = plot && plot.data && plot.data.find(t => t.customdata);
         return Boolean(cells) && cells.customdata.length > 0 && cells.customdata[0][0] === first;
-    }""", arg=index)
+    }""",
+        arg=index,
+    )

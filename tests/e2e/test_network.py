@@ -48,8 +48,9 @@ def _click_tile(page, box_selector: str, i: int, cols: int, count: int) -> None:
     box = area.bounding_box()
     rows = -(-count // cols)
     r, c = divmod(i, cols)
-    page.mouse.click(box["x"] + (c + 0.5) * box["width"] / cols,
-                     box["y"] + (r * TILE_H + 3 + 14) * box["height"] / (rows * TILE_H))
+    page.mouse.click(
+        box["x"] + (c + 0.5) * box["width"] / cols, box["y"] + (r * TILE_H + 3 + 14) * box["height"] / (rows * TILE_H)
+    )
 
 
 def test_network_page_shows_the_unit_grid_and_picking_a_unit_shows_its_detail(server, page, summaries, shot):

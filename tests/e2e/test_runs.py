@@ -29,14 +29,31 @@ def family_dir(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path
     store, data = RunStore(runs), load_mnist(data_dir)
     config = TrainConfig(hidden=64, epochs=1)
     first = train(config, data)
-    parent = store.save(first.model, config, test_accuracy=first.test_accuracy, train_seconds=first.train_seconds,
-                        history=first.history, dataset=data.checksums, name="parent",
-                        optimizer_state=first.optimizer_state, rng_state=first.rng_state)
+    parent = store.save(
+        first.model,
+        config,
+        test_accuracy=first.test_accuracy,
+        train_seconds=first.train_seconds,
+        history=first.history,
+        dataset=data.checksums,
+        name="parent",
+        optimizer_state=first.optimizer_state,
+        rng_state=first.rng_state,
+    )
     init, _ = store.load_state(parent.run_id)
     second = train(config, data, init=init)
-    store.save(second.model, config, test_accuracy=second.test_accuracy, train_seconds=second.total_seconds,
-               history=second.history, dataset=data.checksums, name="child", parent=parent.run_id,
-               optimizer_state=second.optimizer_state, rng_state=second.rng_state)
+    store.save(
+        second.model,
+        config,
+        test_accuracy=second.test_accuracy,
+        train_seconds=second.total_seconds,
+        history=second.history,
+        dataset=data.checksums,
+        name="child",
+        parent=parent.run_id,
+        optimizer_state=second.optimizer_state,
+        rng_state=second.rng_state,
+    )
     return runs
 
 
@@ -70,16 +87,20 @@ def test_select_two_runs_and_their_curves_are_shown(family_server, page, shot):
     expect(page.locator(".st-key-runs_curves .js-plotly-plot")).to_be_visible(timeout=60_000)
     _tick_row(page, rows.index(child))
     # Both runs' curves: accuracy and loss per run; the child's history holds 2 epochs, the parent's 1.
-    state = page.wait_for_function(f"() => {{ const s = ({CURVES})(); return s && s.length === 4 ? s : null; }}",
-                                   timeout=60_000).json_value()
+    state = page.wait_for_function(
+        f"() => {{ const s = ({CURVES})(); return s && s.length === 4 ? s : null; }}", timeout=60_000
+    ).json_value()
     assert sorted(state) == ["child:2", "child:2", "parent:1", "parent:1"], state
     expect(page).to_have_url(re.compile(rf"[?&]compare={parent}(%2C|,){child}"))
     expect(page.locator(".st-key-runs_fixed .mnist-grid")).to_be_visible()
     expect(page.get_by_text("Settings that differ")).to_be_visible()
     # Per second: the same runs, x in training seconds.
     page.locator(".st-key-runs_curve_x").get_by_text("training time (s)").click()
-    page.wait_for_function("() => { const p = document.querySelector('.st-key-runs_curves .js-plotly-plot');"
-                           " return p && p.layout.xaxis.title.text.includes('training time'); }", timeout=60_000)
+    page.wait_for_function(
+        "() => { const p = document.querySelector('.st-key-runs_curves .js-plotly-plot');"
+        " return p && p.layout.xaxis.title.text.includes('training time'); }",
+        timeout=60_000,
+    )
     shot(page, "runs-compared")
 
 
@@ -109,13 +130,16 @@ def test_a_sweep_of_two_values(family_server, page, shot):
     points = page.wait_for_function(
         "() => { const p = document.querySelectorAll('.st-key-sweep_panel .js-plotly-plot');"
         " return p.length === 1 && p[0].data && p[0].data[0].x.length === 2 ? Array.from(p[0].data[0].x) : null; }",
-        timeout=30_000).json_value()
+        timeout=30_000,
+    ).json_value()
     assert points == [16, 32], points
     panel.scroll_into_view_if_needed()
     shot(page, "sweep-done")
     new = [r for r in RunStore(family_server.runs_dir).list() if r.run_id not in before]
-    assert sorted((r.name, r.config.hidden, len(r.history)) for r in new) == [("hidden=16", 16, 1),
-                                                                             ("hidden=32", 32, 1)]
+    assert sorted((r.name, r.config.hidden, len(r.history)) for r in new) == [
+        ("hidden=16", 16, 1),
+        ("hidden=32", 32, 1),
+    ]
     expect(page.locator(".st-key-train_start button")).to_be_enabled()
 
 

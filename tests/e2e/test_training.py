@@ -66,8 +66,10 @@ def test_curves_grow_while_a_training_runs(scratch_server, page, shot):
 
     # Later, still while it runs, the browser shows more training points and a later step.
     later = _wait_curves(page, f"s.points && s.points[0] > {first['points'][0]} && s.text.startsWith('Epoch')")
-    step = [int(m.group(1)) * 3750 + int(m.group(2))
-            for m in (re.search(r"Epoch (\d+)/2 · batch (\d+)/", s["text"]) for s in (first, later))]
+    step = [
+        int(m.group(1)) * 3750 + int(m.group(2))
+        for m in (re.search(r"Epoch (\d+)/2 · batch (\d+)/", s["text"]) for s in (first, later))
+    ]
     assert step[1] > step[0], (first, later)
 
     expect(page.get_by_text("it is now the active model")).to_be_visible(timeout=120_000)
