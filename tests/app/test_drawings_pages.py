@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from mnistcore.data import load_mnist
 from mnistcore.drawings import DrawingStore
 from mnistcore.evaluate import evaluate
-from mnistcore.label_issues import LabelIssues, Recipe, cache_path, rank_issues, save_cached
+from mnistcore.label_issues import LabelIssues, Recipe, cache_path, find_cached, rank_issues, save_cached
 from mnistcore.runs import RunStore
 from tests.test_drawings import canvas
 from ui.tasks import TASKS
@@ -158,7 +158,10 @@ def test_label_issues_page_from_a_cached_result(
     data = load_mnist(app_data_dir)
     at = page(make_app(small_run[0]), "app_pages/label_issues.py")
     assert not at.exception
-    assert at.button(key="li_find").label == "Find label issues"  # the train split is not cached here
+    # nothing is cached here, but the result for the standard MNIST files ships: shown at once, nothing to compute
+    shipped = find_cached(data, "train", Recipe(), tmp_path / "nothing-cached")
+    assert shipped is not None and shipped.shipped
+    assert at.metric[0].value == str(len(shipped.issues)) and "li_find" not in {b.key for b in at.button}
     save_cached(cache_path(tmp_path / "cache", data.checksums, "test", Recipe()), result)
     at.segmented_control(key="li_split").set_value("test").run()
     assert not at.exception
@@ -208,3 +211,15 @@ def test_train_without_the_flagged_images_compares_on_test(
     assert cleaned.config.with_(report_every=1) == base.config.with_(report_every=1, precision=cleaned.config.precision)
     values = [m.value for m in at.metric]
     assert f"{cleaned.test_accuracy:.2%}" in values and f"{base.test_accuracy:.2%}" in values
+
+
+def test_label_issues_page_offers_to_compute_for_other_data(
+    make_app, small_run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ui import label_issues_view
+
+    monkeypatch.setattr(label_issues_view, "find_cached", lambda *a, **k: None)  # as for files other than MNIST's
+    at = page(make_app(small_run[0]), "app_pages/label_issues.py")
+    assert not at.exception
+    assert at.button(key="li_find").label == "Find label issues"
+    assert "times the first net" in at.info[0].value  # how long it takes is measured, not promised
