@@ -25,12 +25,14 @@ data: setup
 run: data
 	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT)
 
-test: data
-	$(PY) -m ruff check .
+test: data lint
 	$(PY) -m pytest
 
+# The checks .pre-commit-config.yaml runs before each commit: lint, formatting, types of the engine.
 lint: setup
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 bench: data
 	$(PY) -m bench
