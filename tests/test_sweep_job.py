@@ -1,4 +1,6 @@
-"""Dashboard sweeps and continued runs (ui/sweep_job.py): chains of ordinary training jobs, tiny synthetic data."""
+"""Dashboard sweeps and continued runs (ui/sweep_job.py): chains of ordinary training jobs, tiny synthetic data.
+
+A step that trained to its end is Status.FINISHED (the sweep's table shows it as "done")."""
 
 from __future__ import annotations
 
@@ -11,9 +13,9 @@ from mnistcore.config import TrainConfig
 from mnistcore.data import MnistData
 from mnistcore.runs import RunStore
 from mnistcore.train import EpochEvent, train
-from ui.jobs import FINISHED, STOPPED, JobBusyError, JobRegistry
-from ui.sweep_job import DONE, FAILED, SKIPPED, ChainRegistry
-from ui.sweep_job import STOPPED as STEP_STOPPED
+from ui.background import JobBusyError, SlotRegistry, Status
+from ui.jobs import JobRegistry
+from ui.sweep_job import ChainRegistry
 
 TINY = TrainConfig(hidden=16, epochs=2, batch_size=64, device="cpu", report_every=2)
 LONG = TrainConfig(hidden=16, epochs=200, batch_size=8, device="cpu", report_every=1)
@@ -37,7 +39,7 @@ def data() -> MnistData:
 
 @pytest.fixture
 def jobs():
-    reg = JobRegistry(max_running=2)
+    reg = JobRegistry(SlotRegistry(max_running=2))
     yield reg
     reg.shutdown()
 
@@ -68,7 +70,10 @@ def test_a_sweep_trains_one_named_run_per_value(chains, data, store):
     assert chain.wait(120)
     snap = chain.snapshot()
     assert not snap.running and snap.message == "Done" and snap.done == 2
-    assert [(s.value, s.status, s.name) for s in snap.steps] == [(16, DONE, "hidden=16"), (24, DONE, "hidden=24")]
+    assert [(s.value, s.status, s.name) for s in snap.steps] == [
+        (16, Status.FINISHED, "hidden=16"),
+        (24, Status.FINISHED, "hidden=24"),
+    ]
     runs = {r.run_id: r for r in store.list()}
     assert set(runs) == {s.run_id for s in snap.steps}
     for s in snap.steps:
@@ -84,7 +89,7 @@ def test_stop_after_the_current_run(chains, jobs, data, store):
     chain.stop_after_current()
     assert chain.wait(120)
     snap = chain.snapshot()
-    assert [s.status for s in snap.steps] == [DONE, SKIPPED, SKIPPED]
+    assert [s.status for s in snap.steps] == [Status.FINISHED, Status.SKIPPED, Status.SKIPPED]
     assert len(store.list()) == 1 and store.list()[0].run_id == snap.steps[0].run_id
     assert len(store.list()[0].history) == 3  # the run in progress still finished all its epochs
     assert snap.message == "Stopped after the run in progress"
@@ -96,9 +101,9 @@ def test_stop_now_leaves_the_partial_run_to_keep_or_discard(chains, jobs, data, 
     chain.stop_now()
     assert chain.wait(60)
     snap = chain.snapshot()
-    assert [s.status for s in snap.steps] == [STEP_STOPPED, SKIPPED]
+    assert [s.status for s in snap.steps] == [Status.STOPPED, Status.SKIPPED]
     job = jobs.get("s1")
-    assert job.status == STOPPED and store.list() == []  # the single-run rule: nothing saved unless kept
+    assert job.status == Status.STOPPED and store.list() == []  # the single-run rule: nothing saved unless kept
     info = job.keep()
     assert info.stopped and [r.run_id for r in store.list()] == [info.run_id]
 
@@ -119,12 +124,12 @@ def test_continue_a_run(chains, jobs, data, store):
     chain = chains.start_resume("s1", parent.run_id, 2, data, store, report_every=1)
     assert chain.wait(120)
     snap = chain.snapshot()
-    assert snap.steps[0].status == DONE and snap.parent == parent.run_id
+    assert snap.steps[0].status == Status.FINISHED and snap.parent == parent.run_id
     child = store.info(snap.steps[0].run_id)
     assert child.parent == parent.run_id and child.name is None
     assert [h["epoch"] for h in child.history] == [1, 2, 3] and child.history[0] == parent.history[0]
     job = jobs.get("s1")
-    assert job.status == FINISHED
+    assert job.status == Status.FINISHED
     epochs = [e.epoch for e in job.snapshot().events if isinstance(e, EpochEvent)]
     assert epochs == [2, 3]  # the live progress counts on from the parent's epochs
     # Same as continuing in this process: the job's process got the parent's weights and optimizer state.
@@ -153,7 +158,7 @@ def test_bad_values_are_refused_before_anything_starts(chains, jobs, data, store
 
 
 def test_a_step_waits_for_a_free_slot(data, store):
-    jobs = JobRegistry(max_running=1)
+    jobs = JobRegistry(SlotRegistry(max_running=1))
     chains = ChainRegistry(jobs)
     try:
         other = jobs.start("other", LONG, data, store)
@@ -161,7 +166,7 @@ def test_a_step_waits_for_a_free_slot(data, store):
         wait_for(lambda: "free training slot" in chain.snapshot().message)
         other.stop()
         assert chain.wait(120)
-        assert chain.snapshot().steps[0].status == DONE
+        assert chain.snapshot().steps[0].status == Status.FINISHED
     finally:
         chains.shutdown()
         jobs.shutdown()
@@ -176,4 +181,4 @@ def test_a_failing_step_ends_the_chain(chains, data, store):
     if torch.cuda.is_available():
         assert snap.done == 2
     else:
-        assert [s.status for s in snap.steps] == [FAILED, SKIPPED] and "CUDA" in snap.steps[0].error
+        assert [s.status for s in snap.steps] == [Status.FAILED, Status.SKIPPED] and "CUDA" in snap.steps[0].error

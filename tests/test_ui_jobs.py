@@ -11,18 +11,16 @@ from mnistcore.config import PRESETS, TrainConfig
 from mnistcore.data import MnistData
 from mnistcore.runs import RunStore
 from mnistcore.train import BatchEvent, EpochEvent
-from ui.jobs import (
-    DISCARDED,
-    FAILED,
-    FINISHED,
-    KEPT,
-    RUNNING,
-    STOPPED,
-    JobBusyError,
-    JobError,
-    JobLimitError,
-    JobRegistry,
-    is_default_recipe,
+from ui.background import JobBusyError, JobError, JobLimitError, SlotRegistry, Status
+from ui.jobs import JobRegistry, is_default_recipe
+
+RUNNING, FINISHED, STOPPED, KEPT, DISCARDED, FAILED = (
+    Status.RUNNING,
+    Status.FINISHED,
+    Status.STOPPED,
+    Status.KEPT,
+    Status.DISCARDED,
+    Status.FAILED,
 )
 
 TINY = TrainConfig(hidden=16, epochs=2, batch_size=64, device="cpu", report_every=2)
@@ -48,7 +46,7 @@ def data() -> MnistData:
 
 @pytest.fixture
 def registry():
-    reg = JobRegistry(max_running=2)
+    reg = JobRegistry(SlotRegistry(max_running=2))
     yield reg
     reg.shutdown()
 
@@ -140,7 +138,7 @@ def test_an_unwritable_runs_dir_refuses_the_job_before_it_trains(registry, data,
 def test_server_wide_cap_of_two_running_jobs(registry, data, store):
     a = registry.start("a", LONG, data, store)
     registry.start("b", LONG, data, store)
-    assert registry.running_count() == 2
+    assert registry.slots.running() == 2
     with pytest.raises(JobLimitError, match="limit"):
         registry.start("c", TINY, data, store)
     a.stop()
@@ -177,7 +175,7 @@ def test_a_failing_job_reports_its_error(registry, store):
     snap = job.snapshot()
     assert snap.status == FAILED and snap.error
     assert snap.progress_text.startswith("Failed: ")
-    assert registry.running_count() == 0
+    assert registry.slots.running() == 0
 
 
 def test_default_seconds_estimate(registry, data, store):
@@ -230,7 +228,7 @@ def test_a_job_whose_browser_went_away_stops_itself_and_frees_its_slot(registry,
     assert job.wait(10), "the job did not stop itself"
     snap = job.snapshot()
     assert snap.abandoned
-    assert registry.running_count() == 0  # its slot is free for others
+    assert registry.slots.running() == 0  # its slot is free for others
     if keep_if_abandoned:
         assert snap.status == KEPT and snap.run_info is not None and snap.run_info.stopped
         assert [r.run_id for r in store.list()] == [snap.run_info.run_id]
@@ -284,16 +282,26 @@ def test_jobs_run_in_their_own_process(registry, data, store):
 
     job = registry.start("s1", LONG, data, store)
     wait_for(lambda: job.snapshot().last_batch is not None)
-    assert job._process.pid != os.getpid() and job._process.is_alive()
+    assert job._handle.pid != os.getpid() and job._handle.alive
     registry.shutdown(timeout=10)
-    assert not job._process.is_alive()
+    assert not job._handle.alive
 
 
-def test_statuses_are_an_enum():
-    from ui.jobs import JobStatus
+def test_statuses_are_one_enum_shared_with_tasks_and_sweeps():
+    from ui.sweep_job import Step
 
-    assert RUNNING is JobStatus.RUNNING and RUNNING == "running"
-    assert {s.value for s in JobStatus} >= {"running", "finished", "stopped", "kept", "discarded", "failed"}
+    assert RUNNING is Status.RUNNING and RUNNING == "running"
+    assert {s.value for s in Status} >= {
+        "running",
+        "finished",
+        "stopped",
+        "kept",
+        "discarded",
+        "failed",
+        "waiting",
+        "skipped",
+    }
+    assert Step(value=1, config=TINY).status is Status.WAITING
 
 
 def test_a_process_that_exits_with_a_job_running_stops_it_cleanly(tmp_path):
@@ -312,7 +320,7 @@ from ui.jobs import REGISTRY
 job = REGISTRY.start("s", LONG, tiny_data(), RunStore({str(tmp_path / "runs")!r}))
 while job.snapshot().last_batch is None:
     time.sleep(0.05)
-print(job._process.pid, flush=True)
+print(job._handle.pid, flush=True)
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

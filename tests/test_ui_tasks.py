@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ui.jobs import JobBusyError, JobLimitError
-from ui.tasks import FAILED, FINISHED, STOPPED, TaskRegistry
+from ui.background import JobBusyError, JobLimitError, SlotRegistry, Status
+from ui.tasks import TaskRegistry
+
+FINISHED, STOPPED, FAILED = Status.FINISHED, Status.STOPPED, Status.FAILED
 
 # Task functions live at module level: they are sent to the task's process by reference.
 
@@ -53,7 +55,7 @@ def spans(task, stop):
 
 @pytest.fixture
 def registry():
-    reg = TaskRegistry(max_running=2)
+    reg = TaskRegistry(SlotRegistry(max_running=2))
     yield reg
     reg.shutdown()
 

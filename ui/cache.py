@@ -17,7 +17,7 @@ from mnistcore.model import ShallowNet
 from mnistcore.predict import predict_prepared
 from mnistcore.preprocess import prepare_digit
 from mnistcore.runs import RunError, RunInfo, RunStore, default_runs_dir
-from ui import jobs
+from ui.background import process
 from ui.figures import mosaic, upscale
 from ui.gallery import html_grid
 
@@ -141,7 +141,7 @@ def sample_grid(per_class: int = 12) -> np.ndarray:
 
 @st.cache_resource(show_spinner=False)
 def _jobs_warmed() -> threading.Thread:
-    thread = threading.Thread(target=jobs.warm_up, name="mnist-forkserver-warm-up", daemon=True)
+    thread = threading.Thread(target=process.warm_up, name="mnist-forkserver-warm-up", daemon=True)
     thread.start()
     return thread
 

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
 import streamlit as st
 
 from mnistcore.config import PRESETS
-from mnistcore.model import ShallowNet
-from mnistcore.predict import predict_prepared
-from mnistcore.preprocess import NOTHING_DRAWN, PreparedDigit
 from mnistcore.runs import RunInfo
 from ui import session
-from ui.figures import probability_bars, training_curves, upscale
-from ui.jobs import RUNNING, TrainingJob
+from ui.background import Status
+from ui.figures import training_curves
+from ui.jobs import TrainingJob
 
 
 def live_progress(job: TrainingJob, curves: bool = False, key: str = "job") -> None:
@@ -74,27 +71,7 @@ def model_card(info: RunInfo) -> None:
 def job_status_sidebar() -> None:
     """A one-line status of this session's running job in the sidebar (pages that show no progress of their own)."""
     job = session.current_job()
-    if job is None or job.status != RUNNING:
+    if job is None or job.status != Status.RUNNING:
         return
     st.caption("Training in the background")
     live_progress(job, key="sidebar_job")
-
-
-def prediction(model: ShallowNet, prepared: PreparedDigit | None, key: str) -> None:
-    """The predicted digit (large), the ten probabilities as bars and the 28x28 input the model saw."""
-    if prepared is None or prepared.empty:
-        with st.container(key=f"{key}_empty"):
-            st.info("Draw a digit" if prepared is None or prepared.message == NOTHING_DRAWN else prepared.message)
-        return
-    probs = predict_prepared(model, prepared)
-    pred = int(np.argmax(probs))
-    left, right = st.columns([1, 2])
-    with left:
-        with st.container(key=f"{key}_digit"):
-            st.markdown(
-                f"<div style='font-size:96px;font-weight:700;line-height:1'>{pred}</div>", unsafe_allow_html=True
-            )
-        st.caption(f"{probs[pred]:.1%} sure")
-        st.image(upscale((prepared.pixels * 255).astype(np.uint8), 5), caption="What the model saw (28×28)")
-    with right:
-        st.plotly_chart(probability_bars(probs), key=f"{key}_bars", config={"displayModeBar": False})

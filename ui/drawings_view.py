@@ -19,10 +19,10 @@ from mnistcore.drawings import (
 )
 from mnistcore.preprocess import PreparedDigit
 from ui import cache, session
+from ui.background import JobError, Status
 from ui.figures import confusion_figure, upscale
 from ui.gallery import html_grid
-from ui.jobs import JobError
-from ui.tasks import FAILED, FINISHED, TASKS, Task
+from ui.tasks import TASKS, Task
 
 FINE_TUNE = "finetune"
 ALL = "All"
@@ -253,9 +253,9 @@ def _task_progress(task: Task, key: str) -> None:
             st.button("Stop", key=f"{key}_stop", on_click=task.stop)
         elif was_running:
             st.rerun()
-        elif snap.status == FAILED:
+        elif snap.status == Status.FAILED:
             st.error(f"Fine-tuning failed: {snap.error}")
-        elif snap.status == FINISHED and snap.result is not None:
+        elif snap.status == Status.FINISHED and snap.result is not None:
             _compare(snap.result)
         else:
             st.info("Stopped; nothing was saved.")

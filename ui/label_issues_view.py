@@ -18,9 +18,9 @@ from mnistcore.label_issues import (
     train_without_flagged,
 )
 from ui import cache, session
+from ui.background import JobError, Status
 from ui.gallery import html_grid
-from ui.jobs import JobError
-from ui.tasks import FAILED, FINISHED, TASKS, Task
+from ui.tasks import TASKS, Task
 
 FIND, CLEAN = "label_issues", "train_cleaned"
 ANY = "any"
@@ -93,11 +93,11 @@ def _progress(task: Task, key: str, on_done) -> None:
             st.button("Stop", key=f"{key}_stop", on_click=task.stop)
         elif was_running:
             st.rerun()
-        elif snap.status == FAILED:
+        elif snap.status == Status.FAILED:
             st.error(f"Failed: {snap.error}")
-        elif snap.status == FINISHED and on_done is not None:
+        elif snap.status == Status.FINISHED and on_done is not None:
             on_done(snap.result)
-        elif snap.status != FINISHED:
+        elif snap.status != Status.FINISHED:
             st.info("Stopped; nothing was saved.")
 
     _live()

@@ -12,7 +12,8 @@ import streamlit as st
 
 from mnistcore.config import TrainConfig
 from ui import cache
-from ui.jobs import REGISTRY, JobError, JobSnapshot, TrainingJob, browser_key, is_default_recipe
+from ui.background import JobError
+from ui.jobs import REGISTRY, JobSnapshot, TrainingJob, browser_key, is_default_recipe
 
 ACTIVE_RUN = "ui_active_run"  # session_state key: the run id the user has chosen (or None)
 ACTIVE_GONE = "ui_active_gone"  # session_state key: the active run that was deleted elsewhere, to tell the user

@@ -1,10 +1,11 @@
 """Sweeps and "continue this run" on the dashboard: chains of training jobs run one after another. No Streamlit.
 
-Each step of a chain is an ordinary job of the training-job registry (ui/jobs.py): its own process, the
-server-wide cap, one running job per browser, Stop within a batch with keep/discard, abandonment when the
-browser goes away. A chain is a thread in the server that starts step i+1 when step i has finished, names
-the saved run (sweeps) or records its parent (continued runs), and ends early when its user asks for
-"stop after this run", stops the running step, or the step fails.
+Each step of a chain is an ordinary job of the training-job registry (ui/jobs.py): its own process, a slot
+under the server-wide cap (ui/background/slots.py; at the cap a step waits for one), one running job per
+browser, Stop within a batch with keep/discard, abandonment when the browser goes away. A chain is a thread
+in the server that starts step i+1 when step i has finished, names the saved run (sweeps) or records its
+parent (continued runs), and ends early when its user asks for "stop after this run", stops the running
+step, or the step fails. A chain holds no slot between its steps.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from mnistcore.config import TrainConfig
 from mnistcore.data import MnistData
 from mnistcore.experiments import run_name, sweep_configs, sweep_param
 from mnistcore.runs import RunStore
-from ui.jobs import FINISHED, REGISTRY, JobBusyError, JobLimitError, JobRegistry
+from ui.background import JobBusyError, JobLimitError, Status
+from ui.jobs import BUSY, REGISTRY, JobRegistry
 
-WAITING, RUNNING, DONE, STOPPED, FAILED, SKIPPED = "waiting", "running", "done", "stopped", "failed", "skipped"
-SLOT_WAIT = 600.0  # seconds a step waits for a free training slot (other browsers' jobs) before giving up
+SLOT_WAIT = 600.0  # seconds a step waits for a free slot (others' jobs and tasks) before giving up
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Step:
     value: Any  # the swept value (or None for a continued run)
     config: TrainConfig
     name: str | None = None
-    status: str = WAITING
+    status: Status = Status.WAITING
     job_id: str | None = None
     run_id: str | None = None
     test_accuracy: float | None = None
@@ -58,11 +59,11 @@ class ChainSnapshot:
     @property
     def current(self) -> int | None:
         """Index of the step training now, if any."""
-        return next((i for i, s in enumerate(self.steps) if s.status == RUNNING), None)
+        return next((i for i, s in enumerate(self.steps) if s.status == Status.RUNNING), None)
 
     @property
     def done(self) -> int:
-        return sum(s.status == DONE for s in self.steps)
+        return sum(s.status == Status.FINISHED for s in self.steps)
 
 
 class Chain:
@@ -121,7 +122,9 @@ class Chain:
             self._say(f"Failed: {type(exc).__name__}: {exc}")
         finally:
             with self._lock:
-                self._steps = [replace(s, status=SKIPPED) if s.status == WAITING else s for s in self._steps]
+                self._steps = [
+                    replace(s, status=Status.SKIPPED) if s.status == Status.WAITING else s for s in self._steps
+                ]
                 self._running = False
 
     def _start_job(self, i: int) -> Any:
@@ -132,24 +135,22 @@ class Chain:
             extra["sweep"] = {"param": self.param, "value": step.value, "values": [s.value for s in self._steps]}
         if self.parent is not None:
             extra["continues"] = self.parent
-        deadline = time.monotonic() + self._slot_wait
-        while True:
-            try:
-                return self._registry.start(
-                    self.session_id,
-                    step.config,
-                    self._data,
-                    self._store,
-                    extra=extra,
-                    train_kwargs=self._train_kwargs,
-                    name=step.name,
-                    parent=self.parent,
-                )
-            except JobLimitError:
-                if self._stop_after.is_set() or time.monotonic() > deadline:
-                    raise
-                self._say("Waiting for a free training slot (other users are training)…")
-                time.sleep(0.5)
+        limit = self._registry.slots.max_running
+        return self._registry.start(
+            self.session_id,
+            step.config,
+            self._data,
+            self._store,
+            extra=extra,
+            train_kwargs=self._train_kwargs,
+            name=step.name,
+            parent=self.parent,
+            slot_wait=self._slot_wait,
+            cancelled=self._stop_after.is_set,
+            on_wait=lambda: self._say(
+                f"Waiting for a free training slot (the server runs at most {limit} trainings and tasks at once)…"
+            ),
+        )
 
     def _run_step(self, i: int) -> bool:
         """Train step i to its end; True when the chain may go on."""
@@ -157,19 +158,22 @@ class Chain:
         try:
             job = self._start_job(i)
         except (JobBusyError, JobLimitError) as exc:
-            self._set(i, status=FAILED, error=str(exc))
+            if self._stop_after.is_set():  # its user stopped the chain while the step waited: it never ran
+                self._say("Stopped before the next run could start")
+                return False
+            self._set(i, status=Status.FAILED, error=str(exc))
             self._say(f"Could not start {label}: {exc}")
             return False
-        self._set(i, status=RUNNING, job_id=job.job_id)
+        self._set(i, status=Status.RUNNING, job_id=job.job_id)
         self._say(f"Training {label} ({i + 1} of {len(self._steps)})")
         job.wait()
         snap = job.snapshot()
-        if snap.status != FINISHED or snap.run_info is None:
+        if snap.status != Status.FINISHED or snap.run_info is None:
             # Stopped by its user (keep/discard is then theirs, on the job's panel), abandoned, or failed.
             failed = snap.error is not None
             self._set(
                 i,
-                status=FAILED if failed else STOPPED,
+                status=Status.FAILED if failed else Status.STOPPED,
                 error=snap.error,
                 test_accuracy=snap.test_accuracy,
                 run_id=snap.run_info.run_id if snap.run_info is not None else None,
@@ -177,7 +181,7 @@ class Chain:
             self._say(f"Failed: {snap.error}" if failed else f"Stopped during {label}")
             return False
         run_id = snap.run_info.run_id  # saved by the job with the step's name and the chain's parent
-        self._set(i, status=DONE, run_id=run_id, test_accuracy=snap.test_accuracy, seconds=snap.seconds)
+        self._set(i, status=Status.FINISHED, run_id=run_id, test_accuracy=snap.test_accuracy, seconds=snap.seconds)
         return True
 
     # -- page side ------------------------------------------------------------------------------
@@ -236,7 +240,7 @@ class ChainRegistry:
                 raise JobBusyError("Your sweep is still running. Stop it or wait for it to finish.")
             job = self.registry.get(chain.session_id)
             if job is not None and job.running:
-                raise JobBusyError("You already have a training job running. Stop it or wait for it to finish.")
+                raise JobBusyError(BUSY)
             self._chains[chain.session_id] = chain
         return chain.start()
 

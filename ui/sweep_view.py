@@ -10,10 +10,11 @@ from mnistcore.experiments import MAX_SWEEP_VALUES, SWEEPABLE, parse_values
 from mnistcore.runs import RunError, RunInfo
 from mnistcore.train import EpochEvent
 from ui import cache, session
+from ui.background import JobError, Status
 from ui.figures import sweep_figure
-from ui.jobs import JobError, TrainingJob
+from ui.jobs import TrainingJob
 from ui.runs_view import recipe
-from ui.sweep_job import CHAINS, DONE, FAILED, RUNNING, SKIPPED, STOPPED, Chain, ChainSnapshot
+from ui.sweep_job import CHAINS, Chain, ChainSnapshot
 
 # The settings offered for a sweep, with a label and a starting list of values.
 SWEEP_CHOICES: dict[str, tuple[str, str]] = {
@@ -28,12 +29,12 @@ SWEEP_CHOICES: dict[str, tuple[str, str]] = {
 }
 assert set(SWEEP_CHOICES) <= set(SWEEPABLE)
 STATUS_TEXT = {
-    DONE: "done",
-    RUNNING: "training…",
-    STOPPED: "stopped",
-    FAILED: "failed",
-    SKIPPED: "not run",
-    "waiting": "waiting",
+    Status.FINISHED: "done",
+    Status.RUNNING: "training…",
+    Status.STOPPED: "stopped",
+    Status.FAILED: "failed",
+    Status.SKIPPED: "not run",
+    Status.WAITING: "waiting",
 }
 
 
@@ -173,7 +174,7 @@ def _rows(snap: ChainSnapshot, live: float | None) -> pd.DataFrame:
         {
             snap.param or "value": [s.value for s in snap.steps],
             "status": [STATUS_TEXT.get(s.status, s.status) for s in snap.steps],
-            "test accuracy": [(live if s.status == RUNNING else s.test_accuracy) for s in snap.steps],
+            "test accuracy": [(live if s.status == Status.RUNNING else s.test_accuracy) for s in snap.steps],
             "time (s)": [s.seconds for s in snap.steps],
             "run": [s.name or "" for s in snap.steps],
         }
@@ -241,14 +242,17 @@ def _sweep_panel(chain: Chain, snap: ChainSnapshot) -> None:
             placeholder="–",
             column_config={"test accuracy": pct, "time (s)": st.column_config.NumberColumn(format="%.1f")},
         )
-        accs = [live if s.status == RUNNING else (s.test_accuracy if s.status == DONE else None) for s in snap.steps]
+        accs = [
+            live if s.status == Status.RUNNING else (s.test_accuracy if s.status == Status.FINISHED else None)
+            for s in snap.steps
+        ]
         with right:
             st.plotly_chart(
                 sweep_figure(snap.param or "value", [s.value for s in snap.steps], accs, snap.current),
                 key="sweep_chart",
                 config={"displayModeBar": False},
             )
-        done = [s.run_id for s in snap.steps if s.status == DONE and s.run_id]
+        done = [s.run_id for s in snap.steps if s.status == Status.FINISHED and s.run_id]
         if not snap.running and len(done) >= 2:
             st.page_link(
                 "app_pages/runs.py",
@@ -262,10 +266,10 @@ def _resume_summary(snap: ChainSnapshot) -> None:
     step = snap.steps[0]
     if snap.running:
         st.info(f"Continuing run `{snap.parent}` for {step.config.epochs} more epochs — progress below.")
-    elif step.status == DONE:
+    elif step.status == Status.FINISHED:
         st.success(
             f"Saved as `{step.run_id}`, continuing `{snap.parent}` "
             f"({step.test_accuracy:.2%} on the test set). It is now the active model."
         )
-    elif step.status == FAILED:
+    elif step.status == Status.FAILED:
         st.error(snap.message)

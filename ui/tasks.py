@@ -1,37 +1,31 @@
 """Background tasks for My drawings and Label issues (fine-tune, find label issues, train without them).
 
-Like training jobs (ui/jobs.py), each task runs in its own niced child process forked from the jobs'
-forkserver, so that its training loops never compete with the server for the GIL: the task's function
+A task is a Work (ui/background/) like a training job: its own niced child process, a slot under the same
+server-wide cap as training jobs and sweep steps, since all of them keep the CPU busy. The task's function
 (module-level, so it can be sent to the child) is called as fn(task, stop, *args) in the child, where
-`task` reports progress back over a pipe, and its return value (plain data: no tensors) comes back the
-same way. A server-wide registry keys tasks by (browser, kind); tasks count against the same cap as
-training jobs, since both keep the CPU busy. No Streamlit here.
+`task` reports progress back, and its return value (plain data: no tensors) comes back as the outcome.
+A server-wide registry keys tasks by (browser, kind): one task of each kind per browser. No Streamlit here.
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
-import os
-import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
 from mnistcore.train import BatchEvent
-from ui.jobs import JOB_NICENESS, JobBusyError, JobLimitError, _context, job_threads, start_process
-from ui.jobs import REGISTRY as TRAINING_JOBS
+from ui.background import LOCAL, SLOTS, Board, Executor, Outcome, Slot, SlotRegistry, Status, Work
 
-RUNNING, FINISHED, STOPPED, FAILED = "running", "finished", "stopped", "failed"
+BUSY = "That is already running for you. Stop it or wait for it to finish."
 
 
 class Reporter:
     """What a task's function gets as `task`: progress(fraction, message), on_train_event(event), span."""
 
-    def __init__(self, send: Callable[[tuple], None]) -> None:
+    def __init__(self, send: Callable[[Any], None]) -> None:
         self._send = send
         # A task made of several trainings tells progress() which part of the bar the current one fills.
         self.span = (0.0, 1.0)
@@ -43,7 +37,7 @@ class Reporter:
         self._fraction = min(1.0, max(self._fraction, lo + (hi - lo) * fraction))
         if message is not None:
             self._message = message
-        self._send(("progress", self._fraction, self._message))
+        self._send((self._fraction, self._message))
 
     def on_train_event(self, event: Any) -> None:
         """A train() on_event callback: batch progress within the current span."""
@@ -58,20 +52,9 @@ class Reporter:
         return SimpleNamespace(fraction=self._fraction, message=self._message)
 
 
-def _task_worker(fn: Callable[..., Any], args: tuple, conn: Any, stop: Any, threads: int, niceness: int) -> None:
-    """The task process: run fn(task, stop, *args) and send its progress, then its result or error."""
-    import torch
-
-    with contextlib.suppress(OSError):
-        os.nice(niceness)
-    torch.set_num_threads(threads)
-    try:
-        result = fn(Reporter(conn.send), stop, *args)
-        conn.send(("result", result))
-    except BaseException as exc:  # reported to the page; the process ends either way
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
+def _run_task(emit: Callable[[Any], None], stop: Any, fn: Callable[..., Any], *args: Any) -> Any:
+    """The task's function in its child process: fn(task, stop, *args) with a Reporter as `task`."""
+    return fn(Reporter(emit), stop, *args)
 
 
 @dataclass(frozen=True)
@@ -80,7 +63,7 @@ class TaskSnapshot:
 
     task_id: str
     kind: str
-    status: str
+    status: Status
     fraction: float
     message: str
     result: Any
@@ -89,97 +72,43 @@ class TaskSnapshot:
 
     @property
     def running(self) -> bool:
-        return self.status == RUNNING
+        return self.status == Status.RUNNING
 
 
-class Task:
+class Task(Work):
     """Runs fn(task, stop, *args) in a child process; the page polls snapshot()."""
 
-    def __init__(self, kind: str, fn: Callable[..., Any], args: tuple = (), threads: int | None = None) -> None:
-        self.task_id = uuid.uuid4().hex[:10]
+    def __init__(
+        self, slot: Slot, kind: str, fn: Callable[..., Any], args: tuple = (), executor: Executor = LOCAL
+    ) -> None:
+        super().__init__(slot, executor)
         self.kind = kind
         self._fn, self._args = fn, tuple(args)
-        self._threads = threads or job_threads()
-        self._lock = threading.Lock()
-        self._stop: Any = threading.Event()  # replaced by a process-shared event at start()
-        self._status, self._fraction, self._message = RUNNING, 0.0, "Starting…"
+        self._fraction, self._message = 0.0, "Starting…"
         self._result: Any = None
-        self._error: str | None = None
-        self._started, self._ended = time.time(), None
-        self._process: Any = None
-        self._reader = threading.Thread(target=self._read, name=f"mnist-task-{kind}-{self.task_id}", daemon=True)
-
-    def start(self) -> Task:
-        """Start the task: its thread starts the process (see TrainingJob.start) and reads its messages."""
-        self._stop = _context().Event()
-        self._reader.start()
-        return self
-
-    def _launch(self) -> None:
-        ctx = _context()
-        self._conn, child = ctx.Pipe(duplex=False)
-        self._process = ctx.Process(
-            target=_task_worker,
-            name=f"mnist-task-{self.kind}-{self.task_id}",
-            daemon=True,
-            args=(self._fn, self._args, child, self._stop, self._threads, JOB_NICENESS),
-        )
-        start_process(self._process)
-        child.close()
-
-    def _read(self) -> None:
-        result, error, got_result = None, None, False
-        try:
-            self._launch()
-        except Exception as exc:
-            with self._lock:
-                self._status, self._error, self._ended = FAILED, f"could not start: {exc}", time.time()
-            return
-        try:
-            while True:
-                try:
-                    message = self._conn.recv()
-                except (EOFError, OSError):
-                    break
-                if message[0] == "progress":
-                    with self._lock:
-                        self._fraction, self._message = max(self._fraction, message[1]), message[2]
-                elif message[0] == "result":
-                    result, got_result = message[1], True
-                elif message[0] == "error":
-                    error = message[1]
-        finally:
-            self._conn.close()
-            self._process.join(10)
-        if not got_result and error is None:
-            error = f"the task's process ended unexpectedly (exit code {self._process.exitcode})"
-        with self._lock:
-            self._ended = time.time()
-            if error is not None:
-                self._status, self._error = FAILED, error
-                return
-            self._result = result
-            self._status = STOPPED if self._stop.is_set() or result is None else FINISHED
-            if self._status == FINISHED:
-                self._fraction = 1.0
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the task has ended and its outcome is recorded; True when it has."""
-        if self._reader.ident is not None:
-            self._reader.join(timeout)
-        return not self._reader.is_alive()
-
-    def kill(self) -> None:
-        if self._process is not None and self._process.is_alive():
-            self._process.kill()
 
     @property
-    def running(self) -> bool:
+    def task_id(self) -> str:
+        return self.work_id
+
+    def start(self) -> Task:
+        return self._start(_run_task, (self._fn, *self._args), f"mnist-task-{self.kind}")
+
+    def _on_message(self, message: tuple[float, str]) -> None:
+        fraction, text = message
         with self._lock:
-            return self._status == RUNNING
+            self._fraction, self._message = max(self._fraction, fraction), text
+
+    def _finish(self, outcome: Outcome) -> None:
+        with self._lock:
+            if not outcome.ok:
+                self._status, self._error = Status.FAILED, outcome.error
+                return
+            self._result = outcome.value
+            # A task that was asked to stop returns None (or what it had): either way, nothing to show.
+            self._status = Status.STOPPED if self._stop_requested or outcome.value is None else Status.FINISHED
+            if self._status == Status.FINISHED:
+                self._fraction = 1.0
 
     def snapshot(self) -> TaskSnapshot:
         with self._lock:
@@ -196,59 +125,32 @@ class Task:
 
 
 class TaskRegistry:
-    """One current task per (browser, kind); running tasks and training jobs together stay under the cap."""
+    """One current task per (browser, kind); each running one holds a slot of `slots` (the server-wide cap)."""
 
-    def __init__(self, max_running: int | None = None) -> None:
-        self._max = max_running
-        self._lock = threading.Lock()
-        self._tasks: dict[tuple[str, str], Task] = {}
+    def __init__(self, slots: SlotRegistry = SLOTS, executor: Executor = LOCAL) -> None:
+        self.slots, self._executor = slots, executor
+        self._board: Board[tuple[str, str], Task] = Board()
 
     def get(self, session_id: str, kind: str) -> Task | None:
-        with self._lock:
-            return self._tasks.get((session_id, kind))
-
-    def running_count(self) -> int:
-        with self._lock:
-            return sum(t.running for t in self._tasks.values())
+        return self._board.get((session_id, kind))
 
     def start(self, session_id: str, kind: str, fn: Callable[..., Any], *args: Any) -> Task:
         """Start fn(task, stop, *args) in a child process, or raise JobBusyError / JobLimitError for the user.
 
         fn must be a module-level function and args picklable (tensors travel through shared memory).
         """
-        limit = self._max if self._max is not None else TRAINING_JOBS.max_running
-        with self._lock:
-            mine = self._tasks.get((session_id, kind))
-            if mine is not None and mine.running:
-                raise JobBusyError("That is already running for you. Stop it or wait for it to finish.")
-            busy = sum(t.running for t in self._tasks.values()) + TRAINING_JOBS.running_count()
-            if busy >= limit:
-                raise JobLimitError(
-                    f"The server is already running {busy} training jobs, its limit. "
-                    "Try again in a moment, when one of them has finished."
-                )
-            task = Task(kind, fn, args, threads=job_threads(limit))
-            self._tasks[(session_id, kind)] = task
+        slot = self.slots.acquire(f"task:{kind}", session_id, busy=BUSY)
+        task = Task(slot, kind, fn, args, self._executor)
+        self._board.put((session_id, kind), task)
         return task.start()
 
     def forget(self, session_id: str, kind: str) -> None:
         """Drop a finished task (a running one is stopped first)."""
-        with self._lock:
-            task = self._tasks.pop((session_id, kind), None)
-        if task is not None and task.running:
-            task.stop()
+        self._board.forget((session_id, kind))
 
     def shutdown(self, timeout: float = 30.0) -> None:
-        """Stop every task and wait for the threads (tests, server shutdown)."""
-        with self._lock:
-            tasks = list(self._tasks.values())
-            self._tasks.clear()
-        for t in tasks:
-            t.stop()
-        for t in tasks:
-            if not t.wait(timeout):
-                t.kill()
-                t.wait(5)
+        """Stop every task and wait for them (tests, server shutdown)."""
+        self._board.shutdown(timeout)
 
 
 TASKS = TaskRegistry()

@@ -6,7 +6,8 @@ import streamlit as st
 
 from mnistcore.config import OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig
 from ui import components, session
-from ui.jobs import DISCARDED, FAILED, FINISHED, KEPT, STOPPED, TrainingJob
+from ui.background import Status
+from ui.jobs import TrainingJob
 
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024, 2048]
 LEARNING_RATES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1]
@@ -130,21 +131,21 @@ def panel(job: TrainingJob) -> None:
         st.error(err)
     if snap.warning:
         st.warning(snap.warning)
-    if snap.status == FINISHED and snap.run_info is not None:
+    if snap.status == Status.FINISHED and snap.run_info is not None:
         st.success(
             f"Saved as `{snap.run_info.run_id}` ({snap.run_info.test_accuracy:.2%} on the test set) — "
             "it is now the active model."
         )
         st.page_link("app_pages/draw.py", label="Draw a digit with it", icon=":material/draw:")
-    elif snap.status == KEPT and snap.run_info is not None:
+    elif snap.status == Status.KEPT and snap.run_info is not None:
         why = "Its page was closed, so training stopped by itself. " if snap.abandoned else ""
         st.success(f"{why}Partial model kept as `{snap.run_info.run_id}`; it is now the active model.")
-    elif snap.status == DISCARDED and snap.abandoned:
+    elif snap.status == Status.DISCARDED and snap.abandoned:
         st.info("Its page was closed, so training stopped by itself and the partial model was discarded.")
-    elif snap.status == STOPPED:
+    elif snap.status == Status.STOPPED:
         st.warning(f"Training stopped. The partial model scores {snap.test_accuracy:.2%} on the test set.")
         c = st.columns(2)
         c[0].button("Keep the partial model", key="train_keep", on_click=session.keep, args=(job,), type="primary")
         c[1].button("Discard it", key="train_discard", on_click=session.discard, args=(job,))
-    elif snap.status == FAILED:
+    elif snap.status == Status.FAILED:
         st.error(f"Training failed: {snap.error}")

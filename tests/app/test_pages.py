@@ -140,7 +140,7 @@ def test_form_and_filter_values_survive_a_visit_to_another_page(make_app, small_
     at.switch_page("app_pages/home.py").run()
     at.switch_page("app_pages/train.py").run()
     assert at.selectbox(key="train_preset").value == "best"
-    assert at.number_input(key="train_hidden").value == 1024
+    assert at.number_input(key="train_hidden").value == PRESETS["best"].hidden
     at.switch_page("app_pages/errors.py").run()
     assert at.selectbox(key="err_true").value == 3
 
