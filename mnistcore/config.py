@@ -12,6 +12,7 @@ SCHEDULES = ("constant", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
 MAX_BUDGET_SECONDS = 24 * 3600
 MAX_EPOCHS = 200  # a run's limit, also for the epochs a time budget chooses
+MAX_HOLDOUT = 30000  # at most half of MNIST's training images held out for calibration
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,15 @@ class TrainConfig:
     # (and recorded in the run) so that training ends within about 10 % of it.
     budget_seconds: float | None = None
     report_every: int = 50  # batches between progress events (each costs one sync)
+    # Training images held out (the last ones of the training set, never trained on) to fit the temperature
+    # that calibrates the probabilities shown (mnistcore.calibration); 0: none, temperature 1.0. On a
+    # training set too small for it, fewer or none are held out, and the run records what was done.
+    holdout: int = 5000
 
     def __post_init__(self) -> None:
         # Types first: a config read from a saved run's JSON may hold anything, and e.g. hidden=128.5
         # would pass the range check below and only fail deep inside torch.
-        for name in ("hidden", "epochs", "batch_size", "seed", "report_every"):
+        for name in ("hidden", "epochs", "batch_size", "seed", "report_every", "holdout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, Integral):
                 raise ValueError(f"{name} must be an integer, got {value!r}")
@@ -74,6 +79,7 @@ class TrainConfig:
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
             (self.report_every >= 1, "report_every must be >= 1"),
+            (0 <= self.holdout <= MAX_HOLDOUT, f"holdout must be between 0 and {MAX_HOLDOUT} images"),
             (
                 self.budget_seconds is None or 1 <= self.budget_seconds <= MAX_BUDGET_SECONDS,
                 f"budget_seconds must be between 1 and {MAX_BUDGET_SECONDS}",

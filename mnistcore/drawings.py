@@ -572,9 +572,11 @@ def drawings_checksum(images: np.ndarray, labels: np.ndarray) -> str:
 def mix_drawings(
     data: MnistData, images: np.ndarray, labels: np.ndarray, share: float = DRAWINGS_SHARE
 ) -> tuple[MnistData, dict[str, Any]]:
-    """MNIST with the drawings appended to its training split, each repeated so they make ~`share` of it.
+    """MNIST with the drawings put before its training split, each repeated so they make ~`share` of it.
 
-    The test split is MNIST's, unchanged. Returns the new data and what was mixed in (for meta.json).
+    First, not last: the last training images are the validation split training holds out to calibrate
+    (mnistcore.calibration), which stays MNIST's own. The test split is MNIST's, unchanged. Returns the new
+    data and what was mixed in (for meta.json).
     """
     import torch
 
@@ -593,8 +595,8 @@ def mix_drawings(
     x = torch.from_numpy(np.repeat(images, repeats, axis=0))
     y = torch.from_numpy(np.repeat(labels.astype(np.int64), repeats))
     mixed = MnistData(
-        train_images=torch.cat([data.train_images, x]),
-        train_labels=torch.cat([data.train_labels, y]),
+        train_images=torch.cat([x, data.train_images]),
+        train_labels=torch.cat([y, data.train_labels]),
         test_images=data.test_images,
         test_labels=data.test_labels,
         checksums={**data.checksums, "drawings": drawings_checksum(images, labels)},
@@ -620,7 +622,7 @@ def evaluate_drawings(model: Any, store: DrawingStore) -> tuple[Any, list[Drawin
             f"there are no drawings in {store.path}; add some first "
             f"(python -m mnistcore drawings add --label N IMAGE...)"
         )
-    return evaluate(model, torch.from_numpy(images), torch.from_numpy(labels)), drawings
+    return evaluate(model, torch.from_numpy(images), torch.from_numpy(labels), drawn=True), drawings
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from mnistcore.calibration import shown_probabilities
 from mnistcore.model import ShallowNet
 from mnistcore.normalize import normalize
 
@@ -18,13 +19,15 @@ class Evaluation:
 
     labels: np.ndarray  # (N,) true digit
     predictions: np.ndarray  # (N,) predicted digit
-    probabilities: np.ndarray  # (N, 10) softmax output, float32
+    probabilities: np.ndarray  # (N, 10) the probabilities shown: softmax at the run's temperature, float32
     confusion: np.ndarray  # (10, 10) counts, rows = true, columns = predicted
     accuracy: float
     precision: np.ndarray  # (10,) per predicted class
     recall: np.ndarray  # (10,) per true class
     support: np.ndarray  # (10,) number of images of each true class
     f1: np.ndarray  # (10,) harmonic mean of precision and recall per class (0 where both are 0)
+    logits: np.ndarray | None = None  # (N, 10) float32, before any temperature
+    temperature: float = 1.0  # the model's calibration temperature the probabilities were made with
 
     @property
     def confidence(self) -> np.ndarray:
@@ -37,12 +40,14 @@ class Evaluation:
         return int((self.labels != self.predictions).sum())
 
 
-def evaluate(model: ShallowNet, images: torch.Tensor, labels: torch.Tensor) -> Evaluation:
-    """Run the model on uint8 images (N,28,28) and compare with labels (N,)."""
+def evaluate(model: ShallowNet, images: torch.Tensor, labels: torch.Tensor, drawn: bool = False) -> Evaluation:
+    """Run the model on uint8 images (N,28,28) and compare with labels (N,); drawn: they are drawn digits."""
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     device = next(model.parameters()).device
-    probs = model.probabilities(normalize(images).to(device)).float().cpu().numpy()
+    logits = model.logits(normalize(images).to(device)).float().cpu()
+    temperature = model.temperature_for(drawn)
+    probs = shown_probabilities(logits, temperature).numpy()
     y = labels.cpu().numpy().astype(np.int64)
     pred = probs.argmax(1).astype(np.int64)
     classes = list(range(10))
@@ -57,6 +62,8 @@ def evaluate(model: ShallowNet, images: torch.Tensor, labels: torch.Tensor) -> E
         recall=recall,
         support=support,
         f1=f1,
+        logits=logits.numpy(),
+        temperature=float(temperature),
     )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mnistcore.calibration import shown_probabilities
 from mnistcore.model import ShallowNet
 from mnistcore.normalize import normalize
 from mnistcore.preprocess import ImageReadError, PreparedDigit, load_image
@@ -40,6 +41,7 @@ class NetWeights:
     baseline: np.ndarray  # (784,) the blank image after normalisation
     z_baseline: np.ndarray  # (H,) hidden pre-activations of the blank image
     baseline_logits: np.ndarray  # (10,)
+    temperature: float = 1.0  # the run's calibration temperature for drawn digits, for the probabilities shown
 
     @property
     def hidden(self) -> int:
@@ -63,7 +65,7 @@ def net_weights(model: ShallowNet | NetWeights) -> NetWeights:
         raise ValueError(f"expected a 784-H-10 network, got weights {w1.shape} and {w2.shape}")
     base = blank_input()
     zb = w1 @ base + b1
-    out = NetWeights(w1, b1, w2, b2, base, zb, w2 @ np.maximum(zb, 0.0) + b2)
+    out = NetWeights(w1, b1, w2, b2, base, zb, w2 @ np.maximum(zb, 0.0) + b2, float(model.temperature_drawn))
     for arr in (out.w1, out.b1, out.w2, out.b2, out.baseline, out.z_baseline, out.baseline_logits):
         arr.setflags(write=False)  # shared by caches: nobody may change them
     return out
@@ -120,7 +122,7 @@ class Explanation:
 
     pixels: np.ndarray  # (28, 28) float32 in [0, 1]: the input as the model saw it
     logits: np.ndarray  # (10,) float64
-    probabilities: np.ndarray  # (10,)
+    probabilities: np.ndarray  # (10,) the probabilities shown (at the run's temperature for drawn digits)
     baseline_logits: np.ndarray  # (10,) logits of the blank image
     digit: int  # the predicted class
     runner_up: int  # the second most probable class
@@ -143,8 +145,7 @@ def explain(
     z = _matvec(w.w1, x) + w.b1
     h = np.maximum(z, 0.0)
     logits = _matvec(w.w2, h) + w.b2
-    e = np.exp(logits - logits.max())
-    probs = e / e.sum()
+    probs = shown_probabilities(logits, w.temperature)
     ranked = np.argsort(-logits, kind="stable")
     digit, runner_up = int(ranked[0]), int(ranked[1])
     ks = list(dict.fromkeys([digit, runner_up, *(int(c) for c in classes or [])]))  # unique, in order

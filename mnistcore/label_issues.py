@@ -56,6 +56,7 @@ DEFAULT_CONFIG = TrainConfig(
     augment=True,
     augment_share=0.5,
     report_every=20,
+    holdout=0,  # out-of-fold probabilities need no calibration split: every image of a fold trains its net
 )
 ESTIMATE_AFTER = 0.1  # share of the first net trained before the time left is estimated from it
 
@@ -86,10 +87,12 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-ready, the cache key's input). Left out: the device and the report interval, which
         do not change what is found, and unset (None) settings, so that a TrainConfig field added later with
-        a None default leaves existing caches valid."""
+        a None default leaves existing caches valid; likewise a holdout of 0, which trains as before it existed."""
         d = asdict(self)
         d["config"] = {
-            k: v for k, v in self.config.to_dict().items() if k not in ("device", "report_every") and v is not None
+            k: v
+            for k, v in self.config.to_dict().items()
+            if k not in ("device", "report_every") and v is not None and not (k == "holdout" and v == 0)
         }
         return d
 

@@ -11,6 +11,6 @@ from mnistcore.preprocess import PreparedDigit
 
 @torch.no_grad()
 def predict_prepared(model: ShallowNet, digit: PreparedDigit) -> np.ndarray:
-    """The ten class probabilities for a prepared (non-empty) digit."""
+    """The ten class probabilities shown for a prepared (non-empty) digit: calibrated for drawn digits."""
     x = digit.tensor().to(next(model.parameters()).device)
-    return model.probabilities(x)[0].float().cpu().numpy()
+    return model.probabilities(x, drawn=True)[0].float().cpu().numpy()

@@ -20,6 +20,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from mnistcore.calibration import check_record, temperature_of
 from mnistcore.config import TrainConfig
 from mnistcore.fileio import TEMP_SUFFIX, atomic_write_json, read_bounded, temp_prefix
 from mnistcore.model import ShallowNet, param_count
@@ -57,6 +58,9 @@ class RunInfo:
     extra: dict[str, Any]
     name: str | None = None  # a short user-given name (ids never change; names can)
     parent: str | None = None  # the run this one continued (train --resume), which may since be deleted
+    # Its calibration (mnistcore.calibration.Calibration as a dict: "temperature", ...); None for runs saved
+    # before calibration existed, which load with temperature 1.0.
+    calibration: dict[str, Any] | None = None
 
     @property
     def label(self) -> str:
@@ -213,6 +217,7 @@ class RunStore:
         parent: str | None = None,
         optimizer_state: dict[str, torch.Tensor] | None = None,
         rng_state: dict[str, torch.Tensor] | None = None,
+        calibration: dict[str, Any] | None = None,
     ) -> RunInfo:
         """Save weights + metadata (+ optimizer state) into a temp dir, then rename it into place (all or nothing)."""
         name = validate_name(name)
@@ -242,6 +247,7 @@ class RunStore:
             "extra": extra or {},
             "name": name,
             "parent": parent,
+            "calibration": check_record(calibration),
         }
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{run_id}-", dir=self.root))
         try:
@@ -289,10 +295,12 @@ class RunStore:
             if not all(isinstance(h, dict) for h in meta["history"]):
                 raise TypeError("history must be a list of objects")
             datetime.fromisoformat(meta["created"])
+            # Runs saved before the validation split existed trained on every training image.
+            config = {"holdout": 0, **meta["config"]}
             return RunInfo(
                 run_id=path.name,
                 path=path,
-                config=TrainConfig.from_dict(meta["config"]),
+                config=TrainConfig.from_dict(config),
                 created=meta["created"],
                 test_accuracy=_number(meta["test_accuracy"]),
                 train_seconds=_number(meta["train_seconds"]),
@@ -302,6 +310,7 @@ class RunStore:
                 extra=dict(meta.get("extra", {})),
                 name=validate_name(meta.get("name")),
                 parent=_parent(meta.get("parent")),
+                calibration=check_record(meta.get("calibration")),
             )
         except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             why = "nested too deeply" if isinstance(exc, RecursionError) else exc
@@ -357,6 +366,8 @@ class RunStore:
             )
         model = ShallowNet(info.config.hidden, info.config.dropout)
         model.load_state_dict(state)
+        model.temperature = temperature_of(info.calibration)
+        model.temperature_drawn = temperature_of(info.calibration, drawn=True)
         return model.to(device).eval(), info
 
     def delete(self, run_id: str) -> None:
@@ -544,4 +555,5 @@ def save_result(
         parent=parent,
         optimizer_state=result.optimizer_state,
         rng_state=result.rng_state,
+        calibration=result.calibration,
     )

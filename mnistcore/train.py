@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from mnistcore.augment import Augmenter
+from mnistcore.calibration import calibrate, split_holdout
 from mnistcore.config import MAX_EPOCHS, TrainConfig
 from mnistcore.data import MnistData
 from mnistcore.hardware import PrecisionChoice, choose_precision
@@ -105,6 +106,9 @@ class TrainResult:
     parent_seconds: float = 0.0  # training time of the run this one continued (0 for a fresh run)
     precision: PrecisionChoice | None = None  # how config.precision (e.g. "auto") was resolved on this device
     budget: BudgetPlan | None = None  # set when config.budget_seconds chose the number of epochs
+    # The temperature fitted on the held-out training images and how (mnistcore.calibration.Calibration);
+    # model.temperature holds the same temperature.
+    calibration: dict[str, Any] | None = None
 
     def run_record(self) -> dict[str, Any]:
         """How this run was fitted to the machine, for the saved run's metadata: precision and budget."""
@@ -537,12 +541,17 @@ def train(
 ) -> TrainResult:
     """Train a ShallowNet on `data` (or continue `init`); report events to `on_event`; end within a batch of `stop`.
 
-    A continued run's history is `init.history` followed by the new epochs, numbered on from it.
+    A continued run's history is `init.history` followed by the new epochs, numbered on from it. The last
+    `config.holdout` training images are held out of training and fit the model's calibration temperature.
     """
+    kept, held, note = split_holdout(data, config.holdout)
     with torch.inference_mode():  # no autograd anywhere: skips version-counter bookkeeping on every op
-        result, params = _train(config, data, on_event, stop, init)
+        result, params = _train(config, kept, on_event, stop, init)
     # Built outside inference mode, so the returned model is an ordinary one (it can be fine-tuned).
     result.model = _to_model(params, config)
+    fitted = calibrate(result.model, data, held, config.holdout, note)
+    result.model.temperature, result.model.temperature_drawn = fitted.temperature, fitted.temperature_drawn
+    result.calibration = fitted.to_dict()
     return result
 
 

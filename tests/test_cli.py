@@ -187,8 +187,12 @@ def test_train_json(trained_run: tuple[Path, dict, str]) -> None:
         "parent",
         "precision",
         "budget",
+        "calibration",
     }
     assert out["name"] is None and out["parent"] is None
+    # 600 tiny training images: too few to hold out the default 5000 (or a twelfth): uncalibrated, and says so.
+    assert out["calibration"]["holdout"] == 0 and out["calibration"]["temperature"] == 1.0
+    assert "too few" in out["calibration"]["note"]
     # precision "auto" resolved on this machine, recorded in the output, the config and the run.
     assert out["precision"] in ("fp32", "bf16") and out["config"]["precision"] == out["precision"]
     assert out["budget"] is None and out["config"]["budget_seconds"] is None

@@ -368,9 +368,9 @@ def test_mix_drawings_oversamples_into_the_training_split(tiny_data: MnistData) 
     repeats = info["repeats"]
     assert repeats == round(0.25 * n / (0.75 * 4)) == 50
     assert len(mixed.train_labels) == n + 4 * repeats
-    assert torch.equal(mixed.train_images[:n], tiny_data.train_images)
+    assert torch.equal(mixed.train_images[-n:], tiny_data.train_images)  # the drawings first: see mix_drawings
     assert torch.equal(mixed.test_images, tiny_data.test_images)
-    assert mixed.train_labels[n:].tolist() == np.repeat(labels, repeats).tolist()
+    assert mixed.train_labels[: 4 * repeats].tolist() == np.repeat(labels, repeats).tolist()
     assert info["count"] == 4 and 0.24 < info["share"] < 0.26
     assert mixed.checksums["drawings"] == info["checksum"] != ""
     with pytest.raises(DrawingError):

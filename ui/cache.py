@@ -71,7 +71,8 @@ def _evaluation(root: str, run_id: str, data_path: str) -> Evaluation:
     model, _ = _load_model(root, run_id)
     data = _load_data(data_path)
     ev = evaluate(model, data.test_images, data.test_labels)
-    for arr in (ev.labels, ev.predictions, ev.probabilities, ev.confusion, ev.precision, ev.recall, ev.support, ev.f1):
+    arrays = (ev.labels, ev.predictions, ev.probabilities, ev.confusion, ev.precision, ev.recall, ev.support, ev.f1)
+    for arr in (*arrays, *([ev.logits] if ev.logits is not None else [])):
         arr.setflags(write=False)
     return ev
 

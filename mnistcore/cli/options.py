@@ -60,6 +60,12 @@ def train_options(p: argparse.ArgumentParser) -> None:
         help="auto (default): bf16 only where measured clearly faster on this machine; or fp32, bf16",
     )
     p.add_argument(
+        "--holdout",
+        type=int,
+        metavar="N",
+        help="training images held out (the last N) to calibrate the probabilities shown; 0: none (default 5000)",
+    )
+    p.add_argument(
         "--budget",
         type=float,
         metavar="SECONDS",
@@ -87,6 +93,7 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
             "augment",
             "device",
             "precision",
+            "holdout",
         )
         if getattr(args, name) is not None
     }

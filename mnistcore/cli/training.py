@@ -185,6 +185,7 @@ def _report_trained(args: argparse.Namespace, result: TrainResult, info: RunInfo
         "parent": info.parent,
         "precision": result.config.precision,
         "budget": budget,
+        "calibration": result.calibration,
     }
     if args.json:
         print(json.dumps(out))
@@ -202,12 +203,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """`evaluate`: a saved run's accuracy, confusion matrix, precision and recall on the MNIST test set."""
     if args.drawings:
         return args.evaluate_drawings(args)  # wired in by cli/drawings.py (see build_parser)
+    from mnistcore.calibration import evaluation_report
     from mnistcore.evaluate import evaluate
     from mnistcore.runs import RunStore
 
     model, info = RunStore(args.runs_dir).load(args.run)
     data = load_data(args)
     ev = evaluate(model, data.test_images, data.test_labels)
+    assert ev.logits is not None
+    note = None if info.calibration is not None else "saved before calibration: temperature 1.0 (uncalibrated)"
+    calibration = evaluation_report(ev.logits, ev.labels, ev.temperature, note or (info.calibration or {}).get("note"))
     if args.json:
         print(
             json.dumps(
@@ -218,6 +223,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                     "confusion_matrix": ev.confusion.tolist(),
                     "precision": ev.precision.tolist(),
                     "recall": ev.recall.tolist(),
+                    "calibration": calibration,
                 }
             )
         )
@@ -230,6 +236,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print("digit  precision  recall")
     for c in range(10):
         print(f"  {c}     {ev.precision[c]:.3f}    {ev.recall[c]:.3f}")
+    why = f"; {calibration['note']}" if "note" in calibration else ""
+    print(
+        f"calibration: temperature {ev.temperature:.3f}, expected calibration error {calibration['ece']:.2%} "
+        f"({calibration['ece_uncalibrated']:.2%} without it){why}"
+    )
     return 0
 
 
