@@ -105,6 +105,8 @@ class TrainResult:
     parent_seconds: float = 0.0  # training time of the run this one continued (0 for a fresh run)
     precision: PrecisionChoice | None = None  # how config.precision (e.g. "auto") was resolved on this device
     budget: BudgetPlan | None = None  # set when config.budget_seconds chose the number of epochs
+    ood: Any = None  # mnistcore.ood.OodModel fitted on the training data (the "not a digit" score), or None
+    ood_seconds: float = 0.0  # what fitting it took (not part of train_seconds)
 
     def run_record(self) -> dict[str, Any]:
         """How this run was fitted to the machine, for the saved run's metadata: precision and budget."""
@@ -543,7 +545,17 @@ def train(
         result, params = _train(config, data, on_event, stop, init)
     # Built outside inference mode, so the returned model is an ordinary one (it can be fine-tuned).
     result.model = _to_model(params, config)
+    _fit_ood(result, data)
     return result
+
+
+def _fit_ood(result: TrainResult, data: MnistData) -> None:
+    """Fit the run's "not a digit" score on its training images (seconds; mnistcore/ood.py)."""
+    from mnistcore import ood
+
+    start = time.perf_counter()
+    result.ood = ood.fit(result.model, data.train_images.cpu().numpy(), data.train_labels.cpu().numpy())
+    result.ood_seconds = time.perf_counter() - start
 
 
 @dataclass
