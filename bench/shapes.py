@@ -9,6 +9,7 @@ gets, so these look like real canvas drawings. Used by bench/ood.py (the not-a-d
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,9 +38,9 @@ SHAPES: dict[str, list[Path]] = {
     "K": [[(0.2, 0.0), (0.2, 1.0)], [(0.8, 0.0), (0.2, 0.58)], [(0.38, 0.45), (0.85, 1.0)]],
     "M": [[(0.08, 1.0), (0.15, 0.0), (0.5, 0.65), (0.85, 0.0), (0.92, 1.0)]],
     "N": [[(0.15, 1.0), (0.15, 0.0), (0.85, 1.0), (0.85, 0.0)]],
-    "P": [[(0.2, 1.0), (0.2, 0.0), (0.55, 0.0)] + _arc(0.55, 0.27, 0.3, 0.27, 90, -90, 14) + [(0.2, 0.54)]],
+    "P": [[(0.2, 1.0), (0.2, 0.0), (0.55, 0.0), *_arc(0.55, 0.27, 0.3, 0.27, 90, -90, 14), (0.2, 0.54)]],
     "R": [
-        [(0.2, 1.0), (0.2, 0.0), (0.55, 0.0)] + _arc(0.55, 0.25, 0.28, 0.25, 90, -90, 14) + [(0.2, 0.5)],
+        [(0.2, 1.0), (0.2, 0.0), (0.55, 0.0), *_arc(0.55, 0.25, 0.28, 0.25, 90, -90, 14), (0.2, 0.5)],
         [(0.45, 0.5), (0.85, 1.0)],
     ],
     "T": [[(0.05, 0.0), (0.95, 0.0)], [(0.5, 0.0), (0.5, 1.0)]],
@@ -56,11 +57,16 @@ SHAPES: dict[str, list[Path]] = {
     "+": [[(0.5, 0.0), (0.5, 1.0)], [(0.0, 0.5), (1.0, 0.5)]],
     "*": [[(0.5, 0.0), (0.5, 1.0)], [(0.07, 0.25), (0.93, 0.75)], [(0.93, 0.25), (0.07, 0.75)]],
     "=": [[(0.05, 0.3), (0.95, 0.3)], [(0.05, 0.7), (0.95, 0.7)]],
-    "?": [_arc(0.5, 0.27, 0.32, 0.27, 160, -60, 18) + [(0.5, 0.72)], [(0.5, 0.93), (0.5, 1.0)]],
+    "?": [[*_arc(0.5, 0.27, 0.32, 0.27, 160, -60, 18), (0.5, 0.72)], [(0.5, 0.93), (0.5, 1.0)]],
     "@": [
-        _arc(0.52, 0.52, 0.17, 0.2, 0, 360, 20)
-        + [(0.69, 0.52), (0.7, 0.68), (0.8, 0.72), (0.92, 0.6)]
-        + _arc(0.5, 0.5, 0.45, 0.5, 10, 330, 30)
+        [
+            *_arc(0.52, 0.52, 0.17, 0.2, 0, 360, 20),
+            (0.69, 0.52),
+            (0.7, 0.68),
+            (0.8, 0.72),
+            (0.92, 0.6),
+            *_arc(0.5, 0.5, 0.45, 0.5, 10, 330, 30),
+        ]
     ],
 }
 
@@ -92,7 +98,7 @@ TUNING_HANDS = ("neat", "quick", "marker", "fine")
 def _densify(path: np.ndarray, step: float) -> np.ndarray:
     """Points every ~`step` px along a polyline (what a browser's pointer events give)."""
     out = [path[0]]
-    for a, b in zip(path[:-1], path[1:], strict=True):
+    for a, b in itertools.pairwise(path):
         n = max(1, math.ceil(float(np.hypot(*(b - a))) / step))
         out.extend(a + (b - a) * (k / n) for k in range(1, n + 1))
     return np.array(out)
@@ -113,7 +119,8 @@ def draw_shape(paths: list[Path], hand: Hand, rng: np.random.Generator) -> list[
         t = np.linspace(0, 1, len(pts))
         for axis in range(2):  # a slow wobble: two random sines along the path
             f, ph = rng.uniform(0.5, 2.0, 2), rng.uniform(0, 2 * math.pi, 2)
-            pts[:, axis] += hand.wobble * size * (np.sin(2 * math.pi * f[0] * t + ph[0]) + np.sin(np.pi * f[1] * t + ph[1])) / 2
+            wave = np.sin(2 * math.pi * f[0] * t + ph[0]) + np.sin(np.pi * f[1] * t + ph[1])
+            pts[:, axis] += hand.wobble * size * wave / 2
         pts = pts @ linear.T + rng.normal(0, hand.jitter, pts.shape)
         placed.append(pts)
     allpts = np.concatenate(placed)
@@ -126,9 +133,7 @@ def draw_shape(paths: list[Path], hand: Hand, rng: np.random.Generator) -> list[
     return [{"w": pen, "p": [round(float(v), 1) for v in (p + offset).ravel()]} for p in placed]
 
 
-def drawings(
-    seed: int, per_shape: int, hands: tuple[str, ...] | None = None
-) -> Iterator[tuple[str, str, np.ndarray]]:
+def drawings(seed: int, per_shape: int, hands: tuple[str, ...] | None = None) -> Iterator[tuple[str, str, np.ndarray]]:
     """(shape, hand, 280x280 uint8 canvas) for every shape, `per_shape` times, hands in turn."""
     rng = np.random.default_rng(seed)
     names = hands or tuple(HANDS)

@@ -153,8 +153,9 @@ def fit(
     cal, rest = order[:n_cal], order[n_cal:]
     means, bases = class_subspaces(x[rest], y[rest], k)
     cal_scores = scores(model.eval(), means, bases, _prepared(x[cal]))
-    threshold = float(np.quantile(cal_scores, quantile)) if len(cal_scores) else math.inf
-    return OodModel(means, bases, threshold, quantile, int(len(cal_scores)))
+    # No calibration image survived (a degenerate data set): a threshold nothing reaches, kept finite for JSON.
+    threshold = float(np.quantile(cal_scores, quantile)) if len(cal_scores) else float(np.finfo(np.float32).max)
+    return OodModel(means, bases, threshold, quantile, len(cal_scores))
 
 
 def fit_record(model: ShallowNet, images: torch.Tensor, labels: torch.Tensor) -> tuple[dict[str, Any], OodModel]:

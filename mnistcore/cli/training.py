@@ -246,7 +246,7 @@ def _read_digit(path: Path, prepared: bool) -> PreparedDigit | str:
 
 
 def _ood_fields(model: Any, ood: Any, digit: PreparedDigit) -> dict[str, Any]:
-    """"not_a_digit" and "ood_score" for one image; both null for a run saved without an OOD record."""
+    """ "not_a_digit" and "ood_score" for one image; both null for a run saved without an OOD record."""
     if ood is None or digit.pixels is None:
         return {"not_a_digit": None, "ood_score": None}
     from mnistcore.ood import assess
