@@ -127,12 +127,19 @@ def scores(model: ShallowNet, means: np.ndarray, bases: np.ndarray, pixels: np.n
     return (r * r).sum(1)
 
 
-def _prepared(images: np.ndarray) -> np.ndarray:
-    """MNIST digits pushed through prepare_digit, as a drawing would be (empty ones dropped)."""
+def prepared_mnist(images: np.ndarray) -> np.ndarray:
+    """MNIST digits (N, 28, 28) pushed through prepare_digit, as a drawing would be (empty ones dropped)."""
     from mnistcore.preprocess import prepare_digit
 
     out = [p.pixels for p in (prepare_digit(im) for im in images) if p.pixels is not None]
     return np.stack(out) if out else np.zeros((0, 28, 28), np.float32)
+
+
+def calibration_split(n: int, calibration: int = CALIBRATION_IMAGES) -> tuple[np.ndarray, np.ndarray]:
+    """(calibration indices, fit indices) of n training images: a fixed random split; tiny sets fit on half."""
+    order = np.random.default_rng(_SPLIT_SEED).permutation(n)
+    n_cal = min(calibration, n // 2)
+    return order[:n_cal], order[n_cal:]
 
 
 def fit(
@@ -147,12 +154,9 @@ def fit(
     """Fit the class subspaces on training images and calibrate the threshold on held-out ones, prepared."""
     x = np.asarray(images)
     y = np.asarray(labels)
-    order = np.random.default_rng(_SPLIT_SEED).permutation(len(x))
-    # Tiny sets (tests) keep at least half for the fit.
-    n_cal = min(calibration, len(x) // 2)
-    cal, rest = order[:n_cal], order[n_cal:]
+    cal, rest = calibration_split(len(x), calibration)
     means, bases = class_subspaces(x[rest], y[rest], k)
-    cal_scores = scores(model.eval(), means, bases, _prepared(x[cal]))
+    cal_scores = scores(model.eval(), means, bases, prepared_mnist(x[cal]))
     # No calibration image survived (a degenerate data set): a threshold nothing reaches, kept finite for JSON.
     threshold = float(np.quantile(cal_scores, quantile)) if len(cal_scores) else float(np.finfo(np.float32).max)
     return OodModel(means, bases, threshold, quantile, len(cal_scores))
