@@ -100,6 +100,13 @@ def test_a_drawn_x_is_not_a_digit_but_the_answer_is_still_shown(server, page, sh
     open_draw(page, server.url)
     for stroke in X_LETTER:
         draw(page, list(stroke))
+    deadline = time.monotonic() + 30
+    while True:  # wait for the answer to the whole X (both strokes), not to its first stroke
+        seen = preview(page) if page.locator(".st-key-draw_answer img.mnl-seen").count() else np.zeros((28, 28))
+        if min(seen[4:10, 18:24].max(), seen[18:24, 4:10].max(), seen[4:10, 4:10].max()) > 128:
+            break
+        assert time.monotonic() < deadline, "the answer never showed both strokes of the X"
+        page.wait_for_timeout(200)
     box = page.locator(".st-key-draw_not_a_digit")
     expect(box).to_contain_text("does not look like any digit the network was trained on", timeout=30_000)
     expect(box.locator("img")).to_be_visible()
