@@ -14,6 +14,7 @@ loaded = cache.get_model(run_id)
 if loaded is None:
     st.stop()
 model = loaded[0]
+ood = cache.get_ood(run_id)  # the "not a digit" score; None for runs saved before it existed
 
 
 @st.fragment
@@ -27,11 +28,11 @@ def canvas_and_prediction() -> None:
         st.caption("Draw with the mouse (or a finger); the answer follows every stroke.")
     with right:
         prepared, picture = draw_view.from_strokes(drawing)
-        draw_view.answer(model, prepared, key="draw", picture=picture)
+        draw_view.answer(model, prepared, key="draw", picture=picture, ood=ood)
 
 
 draw_tab, upload_tab = st.tabs(["Draw", "Upload an image"])
 with draw_tab:
     canvas_and_prediction()
 with upload_tab:
-    draw_view.upload(model)
+    draw_view.upload(model, ood)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench import attribution, best_preset, drawn_digits, finetune_drawings, inference, memory, train_speed
+from bench import attribution, best_preset, drawn_digits, finetune_drawings, inference, memory, ood, train_speed
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run memory, train_speed, best_preset, inference, drawn_digits, attribution and finetune_drawings."""
+    """Run memory, train_speed, best_preset, inference, drawn_digits, attribution, finetune_drawings and ood."""
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="one repeat of train_speed, no best preset")
     p.add_argument("--repeats", type=int, default=3, help="train_speed repeats (default 3)")
@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     status |= attribution.main(["--digits", "100"] if args.quick else []) or 0
     print()
     status |= finetune_drawings.main(["--seeds", "1"] if args.quick else []) or 0
+    print()
+    status |= ood.main(["--quick"] if args.quick else [])
     print()
     print(f"\nbench: done in {time.perf_counter() - start:.0f} s")
     return status

@@ -24,6 +24,9 @@ from mnistcore.calibration import check_record, temperature_of
 from mnistcore.config import TrainConfig
 from mnistcore.fileio import TEMP_SUFFIX, atomic_write_json, read_bounded, temp_prefix
 from mnistcore.model import ShallowNet, param_count
+from mnistcore.ood import OodError, OodModel
+from mnistcore.ood import load as load_ood_file
+from mnistcore.ood import save as save_ood
 from mnistcore.train import OPTIMIZER_STATE_KEYS, PARAM_LAYOUT, RNG_STREAMS, TrainResult, TrainState
 
 WEIGHTS = "model.safetensors"
@@ -61,6 +64,7 @@ class RunInfo:
     # Its calibration (mnistcore.calibration.Calibration as a dict: "temperature", ...); None for runs saved
     # before calibration existed, which load with temperature 1.0.
     calibration: dict[str, Any] | None = None
+    ood: dict[str, Any] | None = None  # the "not a digit" score's record (mnistcore/ood.py); None for older runs
 
     @property
     def label(self) -> str:
@@ -218,6 +222,8 @@ class RunStore:
         optimizer_state: dict[str, torch.Tensor] | None = None,
         rng_state: dict[str, torch.Tensor] | None = None,
         calibration: dict[str, Any] | None = None,
+        ood: OodModel | None = None,
+        ood_seconds: float = 0.0,
     ) -> RunInfo:
         """Save weights + metadata (+ optimizer state) into a temp dir, then rename it into place (all or nothing)."""
         name = validate_name(name)
@@ -248,6 +254,7 @@ class RunStore:
             "name": name,
             "parent": parent,
             "calibration": check_record(calibration),
+            "ood": ood.record(ood_seconds) if ood is not None else None,
         }
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{run_id}-", dir=self.root))
         try:
@@ -256,6 +263,8 @@ class RunStore:
             (tmp / META).write_text(json.dumps(meta, indent=2))
             if optimizer_state:
                 _write_optimizer(tmp / OPTIMIZER, config, optimizer_state, rng_state or {})
+            if ood is not None:
+                save_ood(tmp, ood)
             for file in tmp.iterdir():
                 with open(file, "rb") as f:
                     os.fsync(f.fileno())
@@ -311,6 +320,7 @@ class RunStore:
                 name=validate_name(meta.get("name")),
                 parent=_parent(meta.get("parent")),
                 calibration=check_record(meta.get("calibration")),
+                ood=meta.get("ood") if isinstance(meta.get("ood"), dict) else None,
             )
         except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             why = "nested too deeply" if isinstance(exc, RecursionError) else exc
@@ -369,6 +379,14 @@ class RunStore:
         model.temperature = temperature_of(info.calibration)
         model.temperature_drawn = temperature_of(info.calibration, drawn=True)
         return model.to(device).eval(), info
+
+    def load_ood(self, info: RunInfo) -> OodModel | None:
+        """The run's "not a digit" model, or None: saved before it existed, or its file is damaged (logged)."""
+        try:
+            return load_ood_file(info.path, info.ood)
+        except OodError as exc:
+            _log.warning("run %s: ignoring its OOD record: %s", info.run_id, exc)
+            return None
 
     def delete(self, run_id: str) -> None:
         """Delete a run (by id); renamed away first so a half-deleted run is never listed.
@@ -556,4 +574,6 @@ def save_result(
         optimizer_state=result.optimizer_state,
         rng_state=result.rng_state,
         calibration=result.calibration,
+        ood=result.ood,
+        ood_seconds=result.ood_seconds,
     )

@@ -109,6 +109,8 @@ class TrainResult:
     # The temperature fitted on the held-out training images and how (mnistcore.calibration.Calibration);
     # model.temperature holds the same temperature.
     calibration: dict[str, Any] | None = None
+    ood: Any = None  # mnistcore.ood.OodModel fitted on the training data (the "not a digit" score), or None
+    ood_seconds: float = 0.0  # what fitting it took (not part of train_seconds)
 
     def run_record(self) -> dict[str, Any]:
         """How this run was fitted to the machine, for the saved run's metadata: precision and budget."""
@@ -552,7 +554,17 @@ def train(
     fitted = calibrate(result.model, data, held, config.holdout, note)
     result.model.temperature, result.model.temperature_drawn = fitted.temperature, fitted.temperature_drawn
     result.calibration = fitted.to_dict()
+    _fit_ood(result, data)
     return result
+
+
+def _fit_ood(result: TrainResult, data: MnistData) -> None:
+    """Fit the run's "not a digit" score on its training images (seconds; mnistcore/ood.py)."""
+    from mnistcore import ood
+
+    start = time.perf_counter()
+    result.ood = ood.fit(result.model, data.train_images.cpu().numpy(), data.train_labels.cpu().numpy())
+    result.ood_seconds = time.perf_counter() - start
 
 
 @dataclass

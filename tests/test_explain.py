@@ -299,7 +299,17 @@ def test_explain_cli_contract(tiny_run: tuple[Path, str], tmp_path: Path, tiny_a
     lines = [json.loads(s) for s in out.strip().splitlines()]
     assert len(lines) == 3
     ok = lines[0]
-    assert set(ok) == {"path", "digit", "runner_up", "probabilities", "logits", "baseline_logits", "attributions"}
+    assert set(ok) == {
+        "path",
+        "digit",
+        "runner_up",
+        "probabilities",
+        "logits",
+        "baseline_logits",
+        "attributions",
+        "not_a_digit",
+        "ood_score",
+    }
     assert ok["path"] == str(good) and ok["digit"] != ok["runner_up"]
     assert len(ok["probabilities"]) == len(ok["logits"]) == len(ok["baseline_logits"]) == 10
     assert ok["digit"] == int(np.argmax(ok["logits"])) == int(np.argmax(ok["probabilities"]))

@@ -14,6 +14,7 @@ import streamlit as st
 from mnistcore.data import DataError, MnistData, default_data_dir, load_mnist, provision_mnist
 from mnistcore.evaluate import Evaluation, cell_indices, evaluate
 from mnistcore.model import ShallowNet
+from mnistcore.ood import OodModel
 from mnistcore.predict import predict_prepared
 from mnistcore.preprocess import prepare_digit
 from mnistcore.runs import RunError, RunInfo, RunStore, default_runs_dir
@@ -55,6 +56,24 @@ def _load_model(root: str, run_id: str) -> tuple[ShallowNet, RunInfo]:
     model.requires_grad_(False)
     _warm_up(model)
     return model, info
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _load_ood(root: str, run_id: str) -> OodModel | None:
+    store = RunStore(root)
+    ood = store.load_ood(store.info(run_id))
+    if ood is not None:
+        ood.means.setflags(write=False)
+        ood.bases.setflags(write=False)
+    return ood
+
+
+def get_ood(run_id: str) -> OodModel | None:
+    """The run's "not a digit" model (read-only, shared), or None: an older run, or one gone meanwhile."""
+    try:
+        return _load_ood(runs_dir(), run_id)
+    except RunError:
+        return None
 
 
 def _warm_up(model: ShallowNet) -> None:

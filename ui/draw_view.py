@@ -10,12 +10,13 @@ import streamlit as st
 from PIL import Image
 
 from mnistcore.model import ShallowNet
+from mnistcore.ood import OodModel, assess
 from mnistcore.predict import predict_prepared
 from mnistcore.preprocess import NOTHING_DRAWN, ImageReadError, PreparedDigit, decode_upload, prepare_digit
 from mnistcore.strokes import rasterize
 from ui.drawings_view import save_drawing_box
 from ui.explain_view import why_maps
-from ui.figures import answer_html
+from ui.figures import answer_html, diverging_rgb, upscale_rgb
 
 UPLOAD_CACHE = "draw_upload_decoded"  # session_state key: (sha256 of the upload, decoded array or error)
 
@@ -32,13 +33,21 @@ def from_strokes(drawing: dict | None) -> tuple[PreparedDigit | None, np.ndarray
     return prepare_digit(picture), picture
 
 
-def answer(model: ShallowNet, prepared: PreparedDigit | None, key: str, picture: np.ndarray | bytes | None) -> None:
-    """The prediction, why (evidence maps for it and the runner-up), and 'Save this drawing'."""
+def answer(
+    model: ShallowNet,
+    prepared: PreparedDigit | None,
+    key: str,
+    picture: np.ndarray | bytes | None,
+    ood: OodModel | None = None,
+) -> None:
+    """The prediction (or 'not a digit', with what it would have said), why, and 'Save this drawing'."""
     if prepared is None or prepared.empty:
         with st.container(key=f"{key}_empty"):
             st.info("Draw a digit" if prepared is None or prepared.message == NOTHING_DRAWN else prepared.message)
         return
     probs = predict_prepared(model, prepared)
+    if ood is not None:
+        not_a_digit(model, ood, prepared.pixels, int(np.argmax(probs)), float(np.max(probs)), key)
     with st.container(key=f"{key}_answer"):
         st.html(answer_html(probs, prepared.pixels))
     why_maps(model, prepared.pixels, key=key, factor=5)
@@ -48,6 +57,30 @@ def answer(model: ShallowNet, prepared: PreparedDigit | None, key: str, picture:
             prepared,
             int(np.argmax(probs)),
             key=f"{key}_save",
+        )
+
+
+def not_a_digit(model: ShallowNet, ood: OodModel, pixels: np.ndarray, digit: int, sure: float, key: str) -> None:
+    """When the drawing is unlike every MNIST digit: say so in plain words, and show which ink is unlike."""
+    result = assess(model, ood, pixels)
+    if not result.not_a_digit:
+        return
+    # Squared residual, signed: each pixel's share of the score (they add up to it), red for ink where
+    # real digits have none, blue for ink real digits have there and the drawing lacks.
+    share = np.sign(result.residual) * result.residual**2
+    with st.container(key=f"{key}_not_a_digit", border=True):
+        left, right = st.columns([2.2, 1])
+        left.warning(
+            f"**This does not look like any digit the network was trained on.** It would have answered "
+            f"**{digit}** ({sure:.0%} sure), but the drawing is further from every real {digit} in MNIST than "
+            f"{ood.quantile:.1%} of MNIST's own digits are. The network only knows the ten digits, so it "
+            f"answers with one even for a letter or a symbol."
+        )
+        right.image(
+            upscale_rgb(diverging_rgb(share), 5),
+            caption=f"Unlike a real {digit}: red ink is where real {digit}s have none, blue where they "
+            "have ink and the drawing has not.",
+            output_format="PNG",
         )
 
 
@@ -72,7 +105,7 @@ def decoded_upload(data: bytes) -> np.ndarray:
     return cached[1]
 
 
-def upload(model: ShallowNet) -> None:
+def upload(model: ShallowNet, ood: OodModel | None = None) -> None:
     """An uploaded photo or scan of one digit: decoded once, then answered like a drawing."""
     up = st.file_uploader("A photo or scan of one digit (PNG or JPEG)", type=["png", "jpg", "jpeg"], key="draw_upload")
     if up is None:
@@ -83,4 +116,4 @@ def upload(model: ShallowNet) -> None:
     except ImageReadError as exc:
         st.error(f"Could not use “{up.name}”: {exc}. Upload a PNG or JPEG picture of one digit.")
         return
-    answer(model, prepare_digit(arr), key="upload", picture=data)
+    answer(model, prepare_digit(arr), key="upload", picture=data, ood=ood)

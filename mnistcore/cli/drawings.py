@@ -185,16 +185,28 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flagged(model: Any, ood: Any, store: DrawingStore) -> int | None:
+    """How many of the store's drawings the OOD score calls "not a digit"; None without an OOD record."""
+    if ood is None:
+        return None
+    from mnistcore.ood import scores
+
+    images = store.arrays()[0]
+    return int((scores(model, ood.means, ood.bases, images.astype("float32") / 255.0) > ood.threshold).sum())
+
+
 def evaluate_drawings(args: argparse.Namespace) -> int:
     """`evaluate --drawings`: the run's accuracy and confusion matrix on the drawings store."""
     from mnistcore.drawings import DrawingError
     from mnistcore.drawings import evaluate_drawings as run_eval
     from mnistcore.runs import RunStore
 
-    model, info = RunStore(args.runs_dir).load(args.run)
+    runs = RunStore(args.runs_dir)
+    model, info = runs.load(args.run)
     try:
         store = _store(args)
         ev, drawings = run_eval(model, store)
+        flagged = _flagged(model, runs.load_ood(info), store)
     except DrawingError as exc:
         return err(str(exc))
     wrong = [
@@ -217,6 +229,7 @@ def evaluate_drawings(args: argparse.Namespace) -> int:
         "per_digit_count": ev.support.tolist(),
         "recall": ev.recall.tolist(),
         "wrong": wrong,
+        "not_a_digit": flagged,  # how many the run's OOD score flags (null: the run has no OOD record)
     }
     if args.json:
         print(json.dumps(out))
@@ -224,6 +237,8 @@ def evaluate_drawings(args: argparse.Namespace) -> int:
     print(
         f"run {info.run_id} on {len(drawings)} drawings ({store.path}): accuracy {ev.accuracy:.2%} ({ev.errors} wrong)"
     )
+    if flagged is not None:
+        print(f"not a digit (the run's OOD score): {flagged} of {len(drawings)} drawings flagged")
     print("confusion matrix (rows = your label, columns = predicted):")
     print("      " + " ".join(f"{c:>4}" for c in range(10)))
     for t, row in enumerate(ev.confusion):

@@ -256,12 +256,24 @@ def _read_digit(path: Path, prepared: bool) -> PreparedDigit | str:
     return digit.message if digit.empty else digit
 
 
+def _ood_fields(model: Any, ood: Any, digit: PreparedDigit) -> dict[str, Any]:
+    """ "not_a_digit" and "ood_score" for one image; both null for a run saved without an OOD record."""
+    if ood is None or digit.pixels is None:
+        return {"not_a_digit": None, "ood_score": None}
+    from mnistcore.ood import assess
+
+    result = assess(model, ood, digit.pixels)
+    return {"not_a_digit": result.not_a_digit, "ood_score": round(result.score, 6)}
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     """`predict`: one JSON line per image, its digit and ten probabilities (or its error); 1 if any failed."""
     from mnistcore.predict import predict_prepared
     from mnistcore.runs import RunStore
 
-    model, _ = RunStore(args.runs_dir).load(args.run)
+    store = RunStore(args.runs_dir)
+    model, info = store.load(args.run)
+    ood = store.load_ood(info)
     failures = 0
     for path in args.images:
         digit = _read_digit(path, args.prepared)
@@ -272,7 +284,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         probs = predict_prepared(model, digit)
         print(
             json.dumps(
-                {"path": str(path), "digit": int(probs.argmax()), "probabilities": [round(float(p), 6) for p in probs]}
+                {
+                    "path": str(path),
+                    "digit": int(probs.argmax()),
+                    "probabilities": [round(float(p), 6) for p in probs],
+                    **_ood_fields(model, ood, digit),
+                }
             )
         )
     return 1 if failures else 0
@@ -283,7 +300,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from mnistcore.explain import explain, net_weights
     from mnistcore.runs import RunStore
 
-    model, _ = RunStore(args.runs_dir).load(args.run)
+    store = RunStore(args.runs_dir)
+    model, info = store.load(args.run)
+    ood = store.load_ood(info)
     weights = net_weights(model)
     failures = 0
     for path in args.images:
@@ -305,6 +324,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
                     "logits": ex.logits.tolist(),
                     "baseline_logits": ex.baseline_logits.tolist(),
                     "attributions": {str(k): a.tolist() for k, a in ex.attributions.items()},
+                    **_ood_fields(model, ood, digit),
                 }
             )
         )

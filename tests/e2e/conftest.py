@@ -44,18 +44,12 @@ def data_dir() -> Path:
 def trained_runs_dir(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     """A runs dir holding one quickly trained model (1 epoch of the seed recipe)."""
     from mnistcore import RunStore, TrainConfig, load_mnist, train
+    from mnistcore.runs import save_result
 
     runs = tmp_path_factory.mktemp("runs-trained")
     data = load_mnist(data_dir)
     result = train(TrainConfig(epochs=1), data)
-    RunStore(runs).save(
-        result.model,
-        result.config,
-        test_accuracy=result.test_accuracy,
-        train_seconds=result.train_seconds,
-        history=result.history,
-        dataset=data.checksums,
-    )
+    save_result(RunStore(runs), result, dataset=data.checksums)  # as every trainer saves: with its OOD record
     return runs
 
 

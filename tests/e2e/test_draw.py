@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import itertools
+import re
 import time
 
 import numpy as np
@@ -89,3 +90,33 @@ def test_clear_then_draw_at_once_never_loses_a_stroke(server, page):
         expect(page.locator(DIGIT)).to_have_text(expected, timeout=30_000)
         timings.append(time.perf_counter() - t0)
     print(f"\nclear+stroke -> answer: median {np.median(timings):.2f} s, max {max(timings):.2f} s")
+
+
+X_LETTER = ([(0.2, 0.15), (0.8, 0.85)], [(0.8, 0.15), (0.2, 0.85)])
+
+
+def test_a_drawn_x_is_not_a_digit_but_the_answer_is_still_shown(server, page, shot):
+    """An "X" gets the plain-words not-a-digit message with its map, and still the digit it would have said."""
+    open_draw(page, server.url)
+    for stroke in X_LETTER:
+        draw(page, list(stroke))
+    deadline = time.monotonic() + 30
+    while True:  # wait for the answer to the whole X (both strokes), not to its first stroke
+        seen = preview(page) if page.locator(".st-key-draw_answer img.mnl-seen").count() else np.zeros((28, 28))
+        if min(seen[4:10, 18:24].max(), seen[18:24, 4:10].max(), seen[4:10, 4:10].max()) > 128:
+            break
+        assert time.monotonic() < deadline, "the answer never showed both strokes of the X"
+        page.wait_for_timeout(200)
+    box = page.locator(".st-key-draw_not_a_digit")
+    expect(box).to_contain_text("does not look like any digit the network was trained on", timeout=30_000)
+    expect(box.locator("img")).to_be_visible()
+    expect(page.locator(DIGIT)).to_have_text(re.compile(r"^\d$"))  # what it would have answered
+    digit = page.locator(DIGIT).inner_text()
+    expect(box).to_contain_text(f"would have answered {digit}")
+    expect(page.locator(".st-key-draw_why")).to_contain_text(f"Why {digit} and not")  # the whole answer is in
+    shot(page, "not-a-digit")
+
+    page.locator(CLEAR).click()
+    draw(page, ONE)
+    expect(page.locator(DIGIT)).to_have_text("1", timeout=30_000)
+    expect(page.locator(".st-key-draw_not_a_digit")).to_have_count(0)

@@ -1,0 +1,138 @@
+"""The "not a digit" score: subspaces and threshold on tiny data, stored with a run, older runs, the CLI keys."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnistcore import ood
+from mnistcore.config import TrainConfig
+from mnistcore.data import MnistData
+from mnistcore.model import ShallowNet
+from mnistcore.runs import META, RunStore, save_result
+from mnistcore.train import train
+from tests.test_cli import run_cli
+
+TINY = TrainConfig(hidden=32, epochs=1, batch_size=32, lr=0.003, device="cpu")
+
+
+def _bars(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Class 0: a vertical bar, class 1: a horizontal bar, each at a random place; uint8 (n, 28, 28)."""
+    x = np.zeros((n, 28, 28), np.uint8)
+    y = np.arange(n) % 2
+    for i in range(n):
+        k = int(rng.integers(8, 20))
+        if y[i] == 0:
+            x[i, 4:24, k - 1 : k + 2] = 255
+        else:
+            x[i, k - 1 : k + 2, 4:24] = 255
+    return x, y
+
+
+def test_class_subspaces_rebuild_their_class_and_not_a_new_shape() -> None:
+    rng = np.random.default_rng(0)
+    x, y = _bars(400, rng)
+    means, bases = ood.class_subspaces(x, y, k=12)
+    assert means.shape == (10, 784) and bases.shape == (10, 784, 12)
+    assert np.allclose(bases[0].T @ bases[0], np.eye(12), atol=1e-4)  # orthonormal directions
+    seen, _ = _bars(20, np.random.default_rng(1))
+    cross = np.zeros((1, 28, 28), np.float32)
+    cross[0, 4:24, 13:16] = cross[0, 13:16, 4:24] = 1.0
+    own = ood.residuals(means, bases, seen[::2].reshape(10, -1) / 255.0, np.zeros(10, int))
+    other = ood.residuals(means, bases, cross.reshape(1, -1), np.zeros(1, int))
+    # A vertical bar is (nearly) in the span of vertical bars; a cross is not.
+    assert (own**2).sum(1).max() < 0.2 * (other**2).sum()
+
+
+def test_fit_threshold_is_the_quantile_of_held_out_prepared_digits(tiny_data: MnistData) -> None:
+    model = ShallowNet(32).eval()
+    x, y = tiny_data.train_images.numpy(), tiny_data.train_labels.numpy()
+    fitted = ood.fit(model, x, y, quantile=0.9, calibration=100)
+    cal, rest = ood.calibration_split(len(x), 100)
+    assert len(cal) == 100 and len(set(cal) & set(rest)) == 0 and len(cal) + len(rest) == len(x)
+    scores = ood.scores(model, fitted.means, fitted.bases, ood.prepared_mnist(x[cal]))
+    assert fitted.threshold == pytest.approx(float(np.quantile(scores, 0.9)))
+    assert fitted.calibration_images == len(scores) and (scores > fitted.threshold).mean() == pytest.approx(
+        0.1, abs=0.02
+    )
+    one = ood.assess(model, fitted, ood.prepared_mnist(x[cal[:1]])[0])
+    assert one.score == pytest.approx(float(scores[0]), rel=1e-5)
+    assert one.not_a_digit == (one.score > fitted.threshold)
+    assert one.residual.shape == (28, 28) and float((one.residual**2).sum()) == pytest.approx(one.score, rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def run_with_ood(tiny_data: MnistData, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunStore, str]:
+    store = RunStore(tmp_path_factory.mktemp("ood-runs"))
+    result = train(TINY, tiny_data)
+    assert isinstance(result.ood, ood.OodModel) and result.ood_seconds > 0
+    info, why = save_result(store, result, dataset=tiny_data.checksums)
+    assert why is None
+    return store, info.run_id
+
+
+def test_the_threshold_is_stored_with_the_run_and_reloaded(run_with_ood: tuple[RunStore, str]) -> None:
+    store, run_id = run_with_ood
+    info = store.info(run_id)
+    meta = json.loads((info.path / META).read_text())
+    assert meta["ood"] == info.ood and info.ood["method"] == ood.METHOD and info.ood["file"] == ood.FILE
+    loaded = store.load_ood(info)
+    assert loaded is not None and loaded.threshold == meta["ood"]["threshold"]
+    assert loaded.bases.shape == (10, 784, meta["ood"]["components"])
+
+
+def test_a_damaged_ood_file_is_ignored_not_fatal(run_with_ood: tuple[RunStore, str], tmp_path: Path) -> None:
+    store, run_id = run_with_ood
+    info = store.info(run_id)
+    import shutil
+
+    copy = tmp_path / run_id
+    shutil.copytree(info.path, copy)
+    (copy / ood.FILE).write_bytes(b"\x80\x04 not safetensors")
+    damaged = RunStore(tmp_path)
+    assert damaged.load_ood(damaged.info(run_id)) is None
+    with pytest.raises(ood.OodError):
+        ood.load(copy, info.ood)
+
+
+def _letter_png(path: Path) -> Path:
+    img = np.zeros((280, 280), np.uint8)
+    img[40:240, 60:80] = 255  # an "H"
+    img[40:240, 200:220] = 255
+    img[130:150, 60:220] = 255
+    Image.fromarray(img).save(path)
+    return path
+
+
+def test_predict_and_explain_json_carry_the_keys(run_with_ood: tuple[RunStore, str], tmp_path: Path) -> None:
+    store, run_id = run_with_ood
+    png = _letter_png(tmp_path / "h.png")
+    for command in ("predict", "explain"):
+        code, out, err = run_cli(command, "--runs-dir", store.root, "--run", run_id, png, "--json")
+        assert code == 0, err
+        line = json.loads(out)
+        assert isinstance(line["not_a_digit"], bool) and isinstance(line["ood_score"], float)
+        threshold = store.info(run_id).ood["threshold"]
+        assert line["not_a_digit"] == (line["ood_score"] > threshold)
+
+
+def test_a_run_saved_before_the_score_loads_and_says_null(run_with_ood: tuple[RunStore, str], tmp_path: Path) -> None:
+    store, run_id = run_with_ood
+    import shutil
+
+    old = tmp_path / "runs" / run_id
+    shutil.copytree(store.info(run_id).path, old)
+    meta = json.loads((old / META).read_text())
+    del meta["ood"]  # exactly what a run saved before this change holds
+    (old / META).write_text(json.dumps(meta))
+    (old / ood.FILE).unlink()
+    runs = RunStore(tmp_path / "runs")
+    assert runs.info(run_id).ood is None and runs.load_ood(runs.info(run_id)) is None
+    code, out, err = run_cli("predict", "--runs-dir", runs.root, _letter_png(tmp_path / "h.png"), "--json")
+    assert code == 0, err
+    line = json.loads(out)
+    assert line["not_a_digit"] is None and line["ood_score"] is None and line["digit"] in range(10)
