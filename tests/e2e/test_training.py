@@ -52,7 +52,7 @@ def _set_batch(page, size: int) -> None:
 def test_curves_grow_while_a_training_runs(scratch_server, page, shot):
     _open_train(page, scratch_server.url)
     _set_epochs(page, 2)
-    _set_batch(page, 16)  # 2 x 3750 batches: long enough to watch even on a fast machine
+    _set_batch(page, 16)  # 2 x 3438 batches (55 000 trained, 5 000 held out): long enough to watch
     page.locator(".st-key-train_start button").click()
 
     expect(page.locator(".st-key-train_progress")).to_be_visible()
@@ -61,13 +61,14 @@ def test_curves_grow_while_a_training_runs(scratch_server, page, shot):
 
     # A first drawing of the curves while it runs.
     first = _wait_curves(page, "s.points && s.points[0] > 0 && s.text.startsWith('Epoch')")
-    assert re.search(r"Epoch [12]/2 · batch \d+/3750", first["text"]), first["text"]
+    # The default recipe holds 5 000 training images out for calibration: ceil(55 000 / 16) batches.
+    assert re.search(r"Epoch [12]/2 · batch \d+/3438", first["text"]), first["text"]
     shot(page, "running")
 
     # Later, still while it runs, the browser shows more training points and a later step.
     later = _wait_curves(page, f"s.points && s.points[0] > {first['points'][0]} && s.text.startsWith('Epoch')")
     step = [
-        int(m.group(1)) * 3750 + int(m.group(2))
+        int(m.group(1)) * 3438 + int(m.group(2))
         for m in (re.search(r"Epoch (\d+)/2 · batch (\d+)/", s["text"]) for s in (first, later))
     ]
     assert step[1] > step[0], (first, later)
@@ -85,7 +86,7 @@ def test_a_second_session_does_not_see_the_first_sessions_job(scratch_server, pa
     a = page
     _open_train(a, scratch_server.url)
     _set_epochs(a, 20)
-    _set_batch(a, 16)  # 20 x 3750 batches: minutes of work, so the job surely still runs while B looks
+    _set_batch(a, 16)  # 20 x 3438 batches: minutes of work, so the job surely still runs while B looks
     a.locator(".st-key-train_start button").click()
     expect(a.get_by_test_id("stButton").get_by_role("button", name="Stop").first).to_be_visible()
     expect(a.locator(".st-key-train_progress")).to_contain_text(re.compile(r"Epoch \d+/20 · batch"), timeout=60_000)
