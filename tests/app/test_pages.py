@@ -68,7 +68,10 @@ def test_every_page_runs_without_a_model(make_app, tmp_path, page):
     else:  # one obvious button for a new user on every other page
         name = page.split("/")[1].removesuffix(".py")
         button = at.button(key=f"{name}_train_default")
-        assert re.fullmatch(r"Train the default model \(~\d+ s\)", button.label)
+        assert re.fullmatch(r"Train a model for drawing \(~\d+ s\)", button.label)
+        draw = PRESETS["draw"]
+        prompt = " ".join(i.value for i in at.info)  # says in plain words what the button trains
+        assert f"{draw.hidden} units" in prompt and f"{draw.epochs} passes over MNIST" in prompt
 
 
 @pytest.mark.slow
@@ -76,7 +79,7 @@ def test_train_default_button_trains_and_activates_a_model(make_app, tmp_path, m
     import ui.components
 
     quick = TrainConfig(hidden=16, epochs=1, batch_size=512, device="cpu")
-    monkeypatch.setattr(ui.components, "PRESETS", {"default": quick})
+    monkeypatch.setattr(ui.components, "PRESETS", {"draw": quick})
     runs_dir = tmp_path / "runs"
     at = open_page(make_app(runs_dir), "app_pages/draw.py")
     at.button(key="draw_train_default").click().run()
