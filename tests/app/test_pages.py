@@ -74,6 +74,24 @@ def test_every_page_runs_without_a_model(make_app, tmp_path, page):
         assert f"{draw.hidden} units" in prompt and f"{draw.epochs} passes over MNIST" in prompt
 
 
+def test_home_one_click_trains_the_draw_preset_and_the_train_page_lists_it(make_app, tmp_path, monkeypatch):
+    import ui.session
+
+    started = []
+    monkeypatch.setattr(ui.session, "start_job", lambda config: started.append(config))
+    at = open_page(make_app(tmp_path / "empty-runs"), "app_pages/home.py")
+    at.button(key="home_train_default").click().run()
+    assert not at.exception
+    assert started == [PRESETS["draw"]]  # not the CLI's default, the seed recipe
+    at = open_page(make_app(tmp_path / "empty-runs"), "app_pages/train.py")
+    assert "draw" in at.selectbox(key="train_preset").options
+    at.selectbox(key="train_preset").set_value("draw").run()
+    draw = PRESETS["draw"]
+    assert at.number_input(key="train_hidden").value == draw.hidden
+    assert at.slider(key="train_epochs").value == draw.epochs
+    assert at.checkbox(key="train_augment").value is True
+
+
 @pytest.mark.slow
 def test_train_default_button_trains_and_activates_a_model(make_app, tmp_path, monkeypatch):
     import ui.components
