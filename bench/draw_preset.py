@@ -48,7 +48,7 @@ from mnistcore.data import MnistData, default_data_dir, load_mnist, provision_mn
 from mnistcore.evaluate import evaluate
 from mnistcore.model import ShallowNet
 from mnistcore.preprocess import prepare_digit
-from mnistcore.train import TrainResult, train
+from mnistcore.train import EpochEvent, Event, TrainResult, train
 
 TARGET_SECONDS = 30.0
 # The one recipe timed on the real reference: the best preset as it was (784-1024-10, 56 epochs of 60 000
@@ -112,6 +112,19 @@ def _estimate(result: TrainResult, data: MnistData, gflops: float, reference: fl
     return products, seconds - products + products * scale, seconds * scale
 
 
+def _timed_train(config: TrainConfig, data: MnistData) -> tuple[TrainResult, float]:
+    """(result, CPU seconds of training): from the call to the last epoch's event, so the calibration and the
+    not-a-digit record fitted after it (the same few seconds for any recipe) are not counted."""
+    start, end = time.process_time(), [0.0]
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, EpochEvent):
+            end[0] = time.process_time()
+
+    result = train(config, data, on_event=on_event)
+    return result, end[0] - start
+
+
 def _verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
@@ -159,9 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(("default", TrainConfig(device="cpu")))
     per_old_epoch = None
     if args.calibrate:
-        cpu = time.process_time()
-        old = train(OLD_BEST.with_(epochs=args.calibrate), data)
-        per_old_epoch = (time.process_time() - cpu) / len(old.history)
+        old, cpu = _timed_train(OLD_BEST.with_(epochs=args.calibrate), data)
+        per_old_epoch = cpu / len(old.history)
         print(
             f"  old best preset (784-1024-10, timed on the reference: {OLD_BEST_REFERENCE_SECONDS} s for 56 epochs): "
             f"{args.calibrate} epochs in {old.train_seconds:.1f} s here, {per_old_epoch:.2f} s of CPU an epoch",
@@ -169,9 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     status = 0
     for name, config in runs:
-        cpu = time.process_time()
-        result = train(config, data)
-        cpu = time.process_time() - cpu
+        result, cpu = _timed_train(config, data)
         products, low, high = _estimate(result, data, gflops, args.reference_gflops)
         accuracies = {"MNIST test": result.test_accuracy}
         accuracies |= {k: _accuracy(result.model, *v) for k, v in sets.items()}

@@ -131,8 +131,8 @@ PRESETS: dict[str, TrainConfig] = {
     # epochs (<= 30 s on the AVX2 reference), and the "draw" distortions: slant, rotation, narrower or wider
     # digits, bolder and softer strokes, bent strokes and broken loops (bench/draw_preset.py measures it).
     "draw": TrainConfig(
-        hidden=256,
-        epochs=12,
+        hidden=384,
+        epochs=15,
         batch_size=256,
         lr=2e-3,
         schedule="onecycle",

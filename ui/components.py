@@ -67,6 +67,7 @@ def model_card(info: RunInfo) -> None:
             + (f" · dropout {c.dropout:g}" if c.dropout else "")
             + (" · one-cycle" if c.schedule == "onecycle" else "")
             + (" · augmented" if c.augment else "")
+            + (" for drawing" if c.augment and c.augment_style == "draw" else "")
             + f"  \nTrained {info.created[:16].replace('T', ' ')} UTC in {info.train_seconds:.1f} s"
             + (" · **stopped early**" if info.stopped else "")
             + f"  \n`{info.run_id}`"

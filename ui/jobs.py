@@ -39,7 +39,7 @@ TRAIN = "train"  # the slot kind of training jobs (sweep steps and continued run
 # The preset Home's one-click button trains for a new user: the one made for drawn digits. The CLI's default
 # stays the seed recipe ("default"), so seed comparisons keep their meaning.
 ONE_CLICK_PRESET = "draw"
-DEFAULT_SECONDS_GUESS = 15.0  # the draw preset took ~8-15 s on 2 CPU cores (torch 2.14), faster on a GPU
+DEFAULT_SECONDS_GUESS = 15.0  # the draw preset: ~15-22 s estimated on the 2-core AVX2 reference, less on faster CPUs
 ABANDON_AFTER = 180.0  # seconds without a poll from the job's browser before the job stops itself
 BUSY = "You already have a training job running. Stop it or wait for it to finish."
 
