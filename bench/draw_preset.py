@@ -94,7 +94,7 @@ def held_out_sets(per_digit: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     neat = np.isin(hands, NEAT_HANDS)
     sets = {"load_digits": (sk[half:], sk_labels[half:]), "neat hands": (x[neat], y[neat])}
     for hand in HANDS:
-        if hand not in NEAT_HANDS:
+        if hand not in NEAT_HANDS and (hands == hand).any():  # (a small --per-digit may not reach every hand)
             sets[f"{hand} hand"] = (x[hands == hand], y[hands == hand])
     return sets
 
@@ -186,24 +186,32 @@ def main(argv: list[str] | None = None) -> int:
         accuracies = {"MNIST test": result.test_accuracy}
         accuracies |= {k: _accuracy(result.model, *v) for k, v in sets.items()}
         print(
-            f"\n{name}, seed {config.seed}: trained {result.train_seconds:.1f} s here ({cpu:.1f} s of CPU; matrix "
-            f"products {products:.1f} s), precision {result.config.precision}; load average now "
+            f"\n{name}, seed {config.seed}: trained {result.train_seconds:.1f} s here ({cpu:.1f} s of CPU), "
+            f"precision {result.config.precision}; load average now "
             f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}"
         )
         if name != "draw":
             print("  " + ", ".join(f"{k} {v:.2%}" for k, v in accuracies.items()))
             continue
-        time_verdict = (
-            "met"
-            if high <= TARGET_SECONDS
-            else "MISSED"
-            if low > TARGET_SECONDS
-            else "met only if the non-product work is no slower there"
-        )
-        print(
-            f"  training on the reference: about {low:.1f} s (only the products slower) to {high:.1f} s "
-            f"(everything x{gflops / args.reference_gflops:.2f}); target <= {TARGET_SECONDS:.0f} s: {time_verdict}"
-        )
+        if gflops > args.reference_gflops:
+            time_verdict = (
+                "met"
+                if high <= TARGET_SECONDS
+                else "MISSED"
+                if low > TARGET_SECONDS
+                else "met only if the non-product work is no slower there"
+            )
+            print(
+                f"  matrix products {products:.1f} s of it at that rate; "
+                f"on the reference: about {low:.1f} s (only the products slower) to {high:.1f} s "
+                f"(everything x{gflops / args.reference_gflops:.2f}); target <= {TARGET_SECONDS:.0f} s: {time_verdict}"
+            )
+            status |= int(low > TARGET_SECONDS)
+        else:  # a loaded machine: its sgemm rate says nothing about the reference's
+            print(
+                f"  sgemm-based estimate skipped: {gflops:.0f} GFLOP/s measured here, under the reference's "
+                f"{args.reference_gflops:.0f} (other work on these cores?); see the CPU-seconds estimate"
+            )
         if per_old_epoch is not None:
             ratio = cpu / (per_old_epoch * OLD_BEST.epochs)
             print(
@@ -219,8 +227,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {key:<12} {value:7.2%}  {verdict}")
             if target is not None and value < target:
                 status = 1
-        if low > TARGET_SECONDS:
-            status = 1
     print(f"\nbench.draw_preset: {time.perf_counter() - start:.0f} s")
     return status
 
