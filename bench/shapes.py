@@ -4,7 +4,8 @@ Each shape is a list of pen paths in a unit box (x right, y down). A hand draws 
 aspect, slant and rotation, places the shape anywhere on the 280x280 canvas, adds a slow wobble and
 per-point jitter to every path, and sends it as the Draw canvas does ({"w": pen width, "p": [x0, y0, ...]},
 a point every few pixels). mnistcore.strokes.rasterize turns the strokes into the picture the Draw page
-gets, so these look like real canvas drawings. Used by bench/ood.py (the not-a-digit benchmark).
+gets, so these look like real canvas drawings. Used by bench/ood.py (the not-a-digit benchmark) and, for the
+ten digits written several ways (DIGITS), by bench/draw_preset.py.
 """
 
 from __future__ import annotations
@@ -67,6 +68,54 @@ SHAPES: dict[str, list[Path]] = {
             (0.92, 0.6),
             *_arc(0.5, 0.5, 0.45, 0.5, 10, 330, 30),
         ]
+    ],
+}
+
+
+# The ten digits as people write them, several ways each (closed and open 4, 7 with and without a bar,
+# 1 with a flag or a base, 8 in one stroke or as two loops, 9 with a straight or a curved tail...): used by
+# bench/draw_preset.py to measure how the network reads digits drawn on the canvas, by the hands below.
+DIGITS: dict[int, list[list[Path]]] = {
+    0: [[_arc(0.5, 0.5, 0.42, 0.5, 95, 455, 30)], [_arc(0.5, 0.5, 0.38, 0.5, 110, 440, 28)]],
+    1: [
+        [[(0.5, 0.0), (0.5, 1.0)]],
+        [[(0.25, 0.22), (0.55, 0.0), (0.55, 1.0)]],
+        [[(0.25, 0.22), (0.55, 0.0), (0.55, 1.0)], [(0.25, 1.0), (0.85, 1.0)]],
+    ],
+    2: [
+        [[*_arc(0.5, 0.3, 0.38, 0.3, 160, -30, 16), (0.1, 1.0), (0.9, 1.0)]],
+        [[*_arc(0.5, 0.28, 0.4, 0.28, 170, -10, 16), (0.5, 0.62), (0.1, 1.0), (0.95, 0.98)]],
+    ],
+    3: [
+        [[*_arc(0.5, 0.26, 0.36, 0.26, 150, -90, 16), *_arc(0.5, 0.74, 0.4, 0.26, 90, -150, 16)]],
+        [[(0.15, 0.0), (0.85, 0.0), (0.45, 0.4), *_arc(0.5, 0.7, 0.4, 0.3, 110, -150, 16)]],
+    ],
+    4: [
+        [[(0.68, 1.0), (0.68, 0.0), (0.05, 0.7), (0.95, 0.7)]],
+        [[(0.2, 0.0), (0.12, 0.6), (0.92, 0.6)], [(0.68, 0.2), (0.68, 1.0)]],
+    ],
+    5: [
+        [[(0.85, 0.0), (0.25, 0.0), (0.2, 0.45), *_arc(0.5, 0.68, 0.38, 0.32, 140, -150, 16)]],
+        [[(0.25, 0.0), (0.2, 0.45), *_arc(0.5, 0.68, 0.38, 0.32, 140, -150, 16)], [(0.25, 0.0), (0.85, 0.0)]],
+    ],
+    6: [
+        [[*_arc(0.85, 0.7, 0.73, 0.7, 100, 180, 8), *_arc(0.5, 0.7, 0.38, 0.3, 180, 540, 24)]],
+        [[(0.7, 0.0), (0.2, 0.55), *_arc(0.5, 0.72, 0.35, 0.28, 160, 520, 24)]],
+    ],
+    7: [[[(0.1, 0.0), (0.9, 0.0), (0.35, 1.0)]], [[(0.1, 0.0), (0.9, 0.0), (0.35, 1.0)], [(0.3, 0.5), (0.85, 0.5)]]],
+    8: [
+        [_arc(0.5, 0.25, 0.3, 0.25, 0, 360, 20), _arc(0.5, 0.74, 0.38, 0.26, 0, 360, 20)],
+        [
+            [
+                *_arc(0.5, 0.25, 0.32, 0.25, 30, 270, 14),
+                *_arc(0.5, 0.75, 0.38, 0.25, 90, -270, 22),
+                *_arc(0.5, 0.25, 0.32, 0.25, -90, 30, 8),
+            ]
+        ],
+    ],
+    9: [
+        [[*_arc(0.45, 0.28, 0.35, 0.28, 0, 360, 22), (0.8, 0.28), (0.75, 1.0)]],
+        [[*_arc(0.45, 0.28, 0.35, 0.28, 0, 360, 22), (0.8, 0.3), (0.72, 0.88), (0.5, 1.0), (0.25, 0.92)]],
     ],
 }
 
@@ -141,3 +190,15 @@ def drawings(seed: int, per_shape: int, hands: tuple[str, ...] | None = None) ->
         for k in range(per_shape):
             hand = names[k % len(names)]
             yield shape, hand, rasterize(draw_shape(paths, HANDS[hand], rng))
+
+
+def digit_drawings(
+    seed: int, per_digit: int, hands: tuple[str, ...] | None = None
+) -> Iterator[tuple[int, str, np.ndarray]]:
+    """(digit, hand, 280x280 uint8 canvas): each digit `per_digit` times, its ways of writing and the hands in turn."""
+    rng = np.random.default_rng(seed)
+    names = hands or tuple(HANDS)
+    for digit, variants in DIGITS.items():
+        for k in range(per_digit):
+            hand = names[k % len(names)]
+            yield digit, hand, rasterize(draw_shape(variants[(k // len(names)) % len(variants)], HANDS[hand], rng))

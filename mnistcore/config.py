@@ -10,6 +10,7 @@ from typing import Any
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
+AUGMENT_STYLES = ("mnist", "draw")  # mnistcore.augment.STYLES: which distortions `augment` applies
 MAX_BUDGET_SECONDS = 24 * 3600
 MAX_EPOCHS = 200  # a run's limit, also for the epochs a time budget chooses
 MAX_HOLDOUT = 30000  # at most half of MNIST's training images held out for calibration
@@ -33,6 +34,9 @@ class TrainConfig:
     # With augment: the share of training images distorted afresh each epoch; the rest are used as they
     # are. Distorting costs about as much as training a wide net, and a mix learns faster in a time budget.
     augment_share: float = 1.0
+    # With augment: "mnist", the distortions tuned on MNIST's own digits, or "draw", stronger ones that
+    # mimic digits drawn on a canvas (mnistcore.augment.STYLES).
+    augment_style: str = "mnist"
     # "auto": measured at run time on this device (mnistcore.hardware), bf16 only where clearly faster;
     # "fp32"; or "bf16" for the matrix products (fast with AMX / AVX-512 BF16 / a GPU, emulated and
     # 10-100x slower on AVX2-only CPUs).
@@ -78,6 +82,7 @@ class TrainConfig:
             (self.weight_decay >= 0, "weight_decay must be >= 0"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
+            (self.augment_style in AUGMENT_STYLES, f"augment_style must be one of {AUGMENT_STYLES}"),
             (self.report_every >= 1, "report_every must be >= 1"),
             (0 <= self.holdout <= MAX_HOLDOUT, f"holdout must be between 0 and {MAX_HOLDOUT} images"),
             (
@@ -121,5 +126,18 @@ PRESETS: dict[str, TrainConfig] = {
         schedule="onecycle",
         augment=True,
         augment_share=0.7,
+    ),
+    # "draw": made for digits drawn on the Draw page's canvas (Home's one-click model). One hidden layer, few
+    # epochs (<= 30 s on the AVX2 reference), and the "draw" distortions: slant, rotation, narrower or wider
+    # digits, bolder and softer strokes, bent strokes and broken loops (bench/draw_preset.py measures it).
+    "draw": TrainConfig(
+        hidden=384,
+        epochs=15,
+        batch_size=256,
+        lr=2e-3,
+        schedule="onecycle",
+        augment=True,
+        augment_share=0.6,
+        augment_style="draw",
     ),
 }

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mnistcore.augment import Augmenter
+from mnistcore.augment import STYLES, Augmenter
 from mnistcore.calibration import calibrate, split_holdout
 from mnistcore.config import MAX_EPOCHS, TrainConfig
 from mnistcore.data import MnistData
@@ -377,19 +377,20 @@ def _normalized(images: torch.Tensor, device: torch.device, dtype: torch.dtype, 
 
 
 def _distorted_chunk(
-    augmenter: Callable[[torch.Tensor], torch.Tensor],
+    augmenter: Augmenter,
     images: torch.Tensor,
+    labels: torch.Tensor,
     share: float,
     gen: torch.Generator,
     dtype: torch.dtype,
 ) -> torch.Tensor:
     """normalize() of uint8 images (N, 28, 28) of which a random `share` is distorted: (N, 784) `dtype`."""
     if share >= 1:
-        return normalize(augmenter(images)).to(dtype)
+        return normalize(augmenter(images, labels)).to(dtype)
     chosen = torch.nonzero(torch.rand(len(images), generator=gen) < share).flatten().to(images.device)
     x = images.to(torch.float32) / 255.0
     if len(chosen):
-        x[chosen] = augmenter(images[chosen])
+        x[chosen] = augmenter(images[chosen], labels[chosen])
     return normalize(x).to(dtype)
 
 
@@ -471,7 +472,8 @@ def _plan_budget(
     if config.augment:
         chunk = max(1, AUGMENT_CHUNK // bs) * bs
         start = time.perf_counter()
-        source = _distorted_chunk(Augmenter(seed=_PLAN_SEED), x_train[:chunk], config.augment_share, gen, stepper.dtype)
+        augmenter = Augmenter(seed=_PLAN_SEED, params=STYLES[config.augment_style])
+        source = _distorted_chunk(augmenter, x_train[:chunk], y_train[:chunk], config.augment_share, gen, stepper.dtype)
         chunk_seconds, chunks = time.perf_counter() - start, math.ceil(n / chunk)
     else:
         source = x_train
@@ -642,7 +644,7 @@ def _stage(s: _Setup, data: MnistData, init: TrainState | None) -> _Staged:
     x_test, y_test = _normalized(data.test_images, device, dtype), data.test_labels.to(device)
     augmenter = None
     if config.augment:
-        augmenter = Augmenter(seed=config.seed)
+        augmenter = Augmenter(seed=config.seed, params=STYLES[config.augment_style])
         if init is not None:
             _restore_stream(augmenter.generator, init, config.seed, "augment", s.done)
         x_train = data.train_images.to(device)  # uint8; distorted and normalised a chunk at a time
@@ -707,7 +709,8 @@ def _train_epoch(
         if augmenter is not None:
             if lo % chunk == 0:
                 chunk_start = lo
-                x_chunk = _distorted_chunk(augmenter, x_train[perm[lo : lo + chunk]], config.augment_share, gen, dtype)
+                idx = perm[lo : lo + chunk]
+                x_chunk = _distorted_chunk(augmenter, x_train[idx], d.y_train[idx], config.augment_share, gen, dtype)
             xb = x_chunk[lo - chunk_start : hi - chunk_start]
         elif hi - lo == bs:
             xb = torch.index_select(x_train, 0, perm[lo:hi], out=d.xbuf)

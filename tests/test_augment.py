@@ -7,7 +7,8 @@ import pytest
 import torch
 from scipy import ndimage
 
-from mnistcore.augment import Augmenter, AugmentParams
+from mnistcore.augment import STYLES, Augmenter, AugmentParams
+from mnistcore.config import AUGMENT_STYLES
 
 NONE = AugmentParams(rotation=0, scale=(1, 1), shear=0, translate=0, elastic_alpha=0, thickness_p=0)
 
@@ -149,3 +150,90 @@ def test_thickness_thickens_or_thins() -> None:
     some = AugmentParams(**{**NONE.__dict__, "thickness_p": 0.4})
     changed = (Augmenter(0, some)(x) - x.float() / 255).abs().amax((1, 2)) > 1e-6
     assert 0 < int(changed.sum()) < len(x)  # only a share of the images
+
+
+# ------------------------------------------------------------------ the "draw" style's distortions
+
+
+def one(n: int = 8) -> torch.Tensor:
+    """n plain 1s: a vertical 3-px bar, 18 px tall."""
+    x = torch.zeros(n, 28, 28, dtype=torch.uint8)
+    x[:, 5:23, 13:16] = 255
+    return x
+
+
+def only(**changes: object) -> AugmentParams:
+    return AugmentParams(**{**NONE.__dict__, **changes})
+
+
+def test_mnist_style_is_the_original_and_its_draws_are_unchanged_by_the_new_fields() -> None:
+    assert STYLES["mnist"] == AugmentParams()
+    assert set(STYLES) == set(AUGMENT_STYLES)
+    # The new distortions draw no random numbers when off: a run of the "mnist" style reproduces.
+    x = strokes(20)
+    explicit = AugmentParams(aspect=(1.0, 1.0), gap_p=0.0, blur_p=0.0, one_flag_p=0.0, seven_bar_p=0.0)
+    assert torch.equal(Augmenter(5)(x), Augmenter(5, explicit)(x))
+
+
+def test_aspect_stretches_the_width_only() -> None:
+    x = strokes(16)
+    wide = Augmenter(0, only(aspect=(1.3, 1.3)))(x).numpy()
+    narrow = Augmenter(0, only(aspect=(0.7, 0.7)))(x).numpy()
+    ref = (x.float() / 255).numpy()
+
+    def extent(im: np.ndarray, axis: int) -> int:
+        idx = np.nonzero((im > 0.3).any(axis))[0]
+        return int(idx[-1] - idx[0] + 1)
+
+    for w, n, r in zip(wide, narrow, ref, strict=True):
+        assert extent(w, 0) > extent(r, 0) > extent(n, 0)  # columns spanned
+        assert abs(extent(w, 1) - extent(r, 1)) <= 1 and abs(extent(n, 1) - extent(r, 1)) <= 1  # rows
+
+
+def test_gaps_blur_then_peak_is_one() -> None:
+    x = strokes(32)
+    ref = x.float() / 255
+    gapped = Augmenter(0, only(gap_p=1.0, gap_radius=1.5))(x)
+    lost = ref.sum((1, 2)) - gapped.sum((1, 2))
+    assert bool((lost > 3).all()) and bool((lost < 15).all())  # a disc of ~7 px of ink, never the digit
+    blurred = Augmenter(0, only(blur_p=1.0, blur_sigma=(1.0, 1.0)))(x)
+    assert torch.allclose(blurred.sum((1, 2)), ref.sum((1, 2)), rtol=0.02)  # ink spread, not lost
+    assert bool((blurred.amax((1, 2)) < 0.95).all())
+    lifted = Augmenter(0, only(blur_p=1.0, blur_sigma=(1.0, 1.0), peak_one=True))(x)
+    assert torch.allclose(lifted.amax((1, 2)), torch.ones(32))  # as prepare_digit scales a drawing
+    none = Augmenter(0, only(blur_p=1.0, blur_sigma=(1.0, 1.0)))(torch.zeros(2, 28, 28, dtype=torch.uint8))
+    assert float(none.abs().max()) == 0.0
+    half = Augmenter(0, only(blur_p=0.5))(x)
+    changed = (half - ref).abs().amax((1, 2)) > 1e-6
+    assert 0 < int(changed.sum()) < len(x)  # only a share of the images
+
+
+def test_flags_and_bases_go_on_ones_and_bars_on_sevens_only() -> None:
+    x = one(8)
+    labels = torch.full((8,), 1)
+    flagged = Augmenter(0, only(one_flag_p=1.0))(x, labels).numpy()
+    for im in flagged:
+        ys, xs = np.nonzero(im > 0.5)
+        top = ys < 10
+        assert xs[top].min() <= 11  # ink reaches left of the bar near the top: a flag
+        assert xs[ys > 18].min() >= 12  # the foot is untouched
+    based = Augmenter(0, only(one_base_p=1.0))(x, labels).numpy()
+    for im in based:
+        ys, xs = np.nonzero(im > 0.5)
+        assert np.ptp(xs[ys >= 20]) >= 5 and np.ptp(xs[ys < 18]) <= 3  # wide at the foot only
+    sevens = Augmenter(0, only(seven_bar_p=1.0))(x, torch.full((8,), 7)).numpy()
+    assert all(np.ptp(np.nonzero(im[12:16] > 0.5)[1]) >= 5 for im in sevens)  # a bar halfway down
+    others = Augmenter(0, only(one_flag_p=1.0, one_base_p=0.0, seven_bar_p=1.0))(x, torch.full((8,), 4))
+    assert torch.allclose(others, x.float() / 255, atol=1e-5)  # a 4 gets none of them
+    with pytest.raises(ValueError, match="label"):
+        Augmenter(0, only(one_flag_p=1.0))(x)
+
+
+def test_draw_style_is_deterministic_and_keeps_digits_whole() -> None:
+    x = strokes(40)
+    labels = torch.arange(40) % 10
+    a = Augmenter(7, STYLES["draw"])(x, labels)
+    assert torch.equal(a, Augmenter(7, STYLES["draw"], chunk=6)(x, labels))
+    assert float(a.min()) >= 0 and torch.allclose(a.amax((1, 2)), torch.ones(40))
+    corr = [np.corrcoef(p.ravel(), r.ravel())[0, 1] for p, r in zip(a.numpy(), x.float().numpy(), strict=True)]
+    assert np.median(corr) > 0.3  # distorted, still the same figure

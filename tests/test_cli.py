@@ -17,6 +17,7 @@ from PIL import Image
 
 from mnistcore import data as data_mod
 from mnistcore.cli import main
+from mnistcore.config import PRESETS
 from mnistcore.data import RAW_FILES, MnistData, raw_dir
 from mnistcore.evaluate import evaluate
 from mnistcore.runs import RunStore
@@ -255,6 +256,19 @@ def test_train_text_output(tiny_data_dir: Path, tmp_path: Path) -> None:
     run_id = RunStore(tmp_path).list()[0].run_id
     assert out.startswith(f"saved run {run_id} in ") and "test accuracy" in out
     assert "epoch 1/2" in err
+
+
+def test_train_preset_draw_records_the_draw_distortions(tiny_data_dir: Path, tmp_path: Path) -> None:
+    code, out, err = run_cli(
+        "train", "--data-dir", tiny_data_dir, "--runs-dir", tmp_path, "--preset", "draw", *TRAIN_ARGS, "--json"
+    )
+    assert code == 0, err
+    config = json.loads(out)["config"]
+    draw = PRESETS["draw"]
+    assert (config["augment"], config["augment_style"], config["schedule"]) == (True, "draw", draw.schedule)
+    assert config["augment_share"] == draw.augment_share and config["hidden"] == 32  # the option given wins
+    (info,) = RunStore(tmp_path).list()
+    assert info.config.augment_style == "draw"  # saved with the run, and read back
 
 
 def _digit_png(path: Path, label: int, digits) -> Path:

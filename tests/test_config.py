@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from mnistcore.config import PRECISIONS, PRESETS, TrainConfig
+from mnistcore.config import AUGMENT_STYLES, PRECISIONS, PRESETS, TrainConfig
 
 
 def test_precision_defaults_to_auto_and_presets_do_not_hard_code_bf16() -> None:
@@ -36,3 +36,21 @@ def test_saved_configs_from_before_budgets_and_auto_still_load() -> None:
     config = TrainConfig.from_dict(old)
     assert (config.precision, config.budget_seconds) == ("bf16", None)
     assert TrainConfig.from_dict({"hidden": 64}).precision == "auto"
+
+
+def test_draw_preset_is_one_hidden_layer_with_the_draw_distortions_and_the_cli_default_is_unchanged() -> None:
+    draw = PRESETS["draw"]
+    assert TrainConfig.from_dict(draw.to_dict()) == draw
+    assert draw.augment and draw.augment_style == "draw" and 16 <= draw.hidden <= 2048
+    assert draw.holdout == TrainConfig().holdout  # calibration and OOD are fitted per run, as for every preset
+    # The CLI's default stays the seed recipe, so seed comparisons keep their meaning.
+    assert PRESETS["default"] == TrainConfig() and TrainConfig().augment_style == "mnist"
+    assert (TrainConfig().hidden, TrainConfig().epochs, TrainConfig().augment) == (128, 5, False)
+
+
+def test_augment_style_is_validated_and_old_runs_load_with_the_mnist_style() -> None:
+    assert AUGMENT_STYLES == ("mnist", "draw")
+    for bad in ("DRAW", "", None, 1):
+        with pytest.raises(ValueError, match="augment_style must be one of"):
+            TrainConfig(augment_style=bad)  # type: ignore[arg-type]
+    assert TrainConfig.from_dict({"hidden": 64, "augment": True}).augment_style == "mnist"

@@ -393,3 +393,11 @@ def test_budget_scales_the_epochs(tiny_data: MnistData, one_thread: None) -> Non
     short = train(BUDGETED.with_(budget_seconds=1), tiny_data).config.epochs
     long = train(BUDGETED.with_(budget_seconds=3), tiny_data).config.epochs
     assert long > short  # about 3x; loose, as the machine is shared
+
+
+def test_budget_with_the_draw_distortions_measures_them_and_trains(tiny_data: MnistData, one_thread: None) -> None:
+    # The planner distorts a scratch chunk too, and the draw style's strokes need that chunk's labels.
+    config = BUDGETED.with_(hidden=64, augment=True, augment_share=0.6, augment_style="draw", budget_seconds=2)
+    result = train(config, tiny_data)
+    assert result.budget is not None and result.config.epochs == result.budget.epochs >= 1
+    assert result.config.augment_style == "draw" and len(result.history) == result.config.epochs

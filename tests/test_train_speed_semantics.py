@@ -191,17 +191,25 @@ def test_augment_share_distorts_that_share_of_images(tiny_data: MnistData) -> No
     from mnistcore.augment import Augmenter
     from mnistcore.normalize import normalize
 
-    images = tiny_data.train_images[:400]
+    images, labels = tiny_data.train_images[:400], tiny_data.train_labels[:400]
     plain = normalize(images)
-    out = train_module._distorted_chunk(Augmenter(0), images, 0.5, torch.Generator().manual_seed(0), torch.float32)
+    gen = torch.Generator().manual_seed(0)
+    out = train_module._distorted_chunk(Augmenter(0), images, labels, 0.5, gen, torch.float32)
     changed = (out != plain).any(1).float().mean().item()
     assert 0.4 < changed < 0.6
-    every = train_module._distorted_chunk(Augmenter(0), images, 1.0, torch.Generator().manual_seed(0), torch.float32)
+    gen = torch.Generator().manual_seed(0)
+    every = train_module._distorted_chunk(Augmenter(0), images, labels, 1.0, gen, torch.float32)
     assert (every != plain).any(1).float().mean().item() > 0.95
     config = TrainConfig(hidden=32, epochs=2, batch_size=32, lr=3e-3, augment=True, augment_share=0.5, device="cpu")
     first, second = train(config, tiny_data), train(config, tiny_data)
     assert torch.equal(first.model.fc1.weight, second.model.fc1.weight)
     assert first.test_accuracy >= 0.5
+    # The draw style (its strokes need the labels) trains, reproducibly, and is not the mnist style's run.
+    drawn = config.with_(augment_style="draw")
+    third, fourth = train(drawn, tiny_data), train(drawn, tiny_data)
+    assert torch.equal(third.model.fc1.weight, fourth.model.fc1.weight)
+    assert not torch.equal(first.model.fc1.weight, third.model.fc1.weight)
+    assert third.config.augment_style == "draw" and third.test_accuracy >= 0.5
 
 
 def test_augment_share_is_validated() -> None:

@@ -13,7 +13,7 @@ from mnistcore.data import MnistData
 from mnistcore.runs import RunStore
 from mnistcore.train import BatchEvent, EpochEvent
 from ui.background import JobBusyError, JobError, JobLimitError, SlotRegistry, Status
-from ui.jobs import JobRegistry, is_default_recipe
+from ui.jobs import ONE_CLICK_PRESET, JobRegistry, is_one_click_recipe
 
 RUNNING, FINISHED, STOPPED, KEPT, DISCARDED, FAILED = (
     Status.RUNNING,
@@ -181,10 +181,13 @@ def test_a_failing_job_reports_its_error(registry, store):
 
 
 def test_default_seconds_estimate(registry, data, store):
-    assert registry.default_seconds() == 5  # nothing measured yet: the documented guess
+    assert registry.default_seconds() == 15  # nothing measured yet: the documented guess
     assert registry.default_seconds(saved=[2.6, 3.4, 9.0]) == 3
-    assert is_default_recipe(PRESETS["default"].with_(device="cpu", report_every=10))
-    assert not is_default_recipe(PRESETS["default"].with_(hidden=64))
+    # Home's one-click model is the draw preset; the CLI's default (the seed recipe) is not it.
+    assert ONE_CLICK_PRESET == "draw"
+    assert is_one_click_recipe(PRESETS["draw"].with_(device="cpu", report_every=10))
+    assert not is_one_click_recipe(PRESETS["draw"].with_(hidden=64))
+    assert not is_one_click_recipe(PRESETS["default"])
 
 
 def test_forget_stops_a_running_job(registry, data, store):

@@ -49,6 +49,8 @@ def recipe(config: TrainConfig) -> str:
         parts.append(f"dropout {config.dropout:g}")
     if config.augment:
         parts.append(f"augment {config.augment_share:.0%}" if config.augment_share < 1 else "augment")
+        if config.augment_style != "mnist":
+            parts[-1] += f" ({config.augment_style})"
     if config.schedule == "onecycle":
         parts.append("one-cycle")
     if config.precision not in ("fp32", "auto"):  # auto: whatever suits the device, not a choice worth a word

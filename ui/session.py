@@ -13,7 +13,7 @@ import streamlit as st
 from mnistcore.config import TrainConfig
 from ui import cache
 from ui.background import JobError
-from ui.jobs import REGISTRY, JobSnapshot, TrainingJob, browser_key, is_default_recipe
+from ui.jobs import REGISTRY, JobSnapshot, TrainingJob, browser_key, is_one_click_recipe
 
 ACTIVE_RUN = "ui_active_run"  # session_state key: the run id the user has chosen (or None)
 ACTIVE_GONE = "ui_active_gone"  # session_state key: the active run that was deleted elsewhere, to tell the user
@@ -162,6 +162,6 @@ def discard(job: TrainingJob) -> None:
 
 
 def default_train_seconds() -> int:
-    """How long the default recipe takes here: measured on this server, else from saved runs, else a guess."""
-    saved = [r.train_seconds for r in cache.list_runs() if is_default_recipe(r.config)]
+    """How long the one-click model takes here: measured on this server, else from saved runs, else a guess."""
+    saved = [r.train_seconds for r in cache.list_runs() if is_one_click_recipe(r.config)]
     return REGISTRY.default_seconds(saved)

@@ -24,6 +24,7 @@ FIELDS = {  # widget key -> TrainConfig field
     "train_augment": "augment",
 }
 _BEST = PRESETS["best"]
+_DRAW = PRESETS["draw"]
 
 
 def _apply_preset() -> None:
@@ -50,7 +51,9 @@ def form(disabled: bool) -> TrainConfig | None:
         persist_state="session",
         help="default: the seed recipe (784-128-10, Adam, 5 epochs). best: the strongest shallow net we "
         f"know ({_BEST.hidden} hidden, one-cycle schedule, distorted training images, {_BEST.epochs} "
-        f"epochs of batch {_BEST.batch_size}). With a time budget it fits the time you give it.",
+        f"epochs of batch {_BEST.batch_size}). draw: made for digits you draw ({_DRAW.hidden} hidden, "
+        f"{_DRAW.epochs} epochs, training images distorted the way drawn digits differ from MNIST's: slant, "
+        "width, bold or soft strokes, broken loops). With a time budget it fits the time you give it.",
     )
     with st.form("train_form", border=True):
         c = st.columns(3)
@@ -70,7 +73,7 @@ def form(disabled: bool) -> TrainConfig | None:
             help="adam, or sgd with Nesterov momentum 0.9",
         )
         c[2].number_input("Seed", 0, 2**31 - 1, step=1, key="train_seed", persist_state="session")
-        with st.expander("Regularisation (used by the best preset)"):
+        with st.expander("Regularisation (used by the best and draw presets)"):
             c = st.columns(3)
             c[0].slider("Dropout", 0.0, 0.8, step=0.05, key="train_dropout", persist_state="session")
             c[1].selectbox("Learning-rate schedule", SCHEDULES, key="train_schedule", persist_state="session")

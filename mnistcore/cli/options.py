@@ -38,7 +38,8 @@ def train_options(p: argparse.ArgumentParser) -> None:
         "--preset",
         choices=sorted(PRESETS),
         default=None,
-        help="start from a preset (default: the seed recipe; best: the strongest shallow net)",
+        help="start from a preset (default: the seed recipe; best: the strongest shallow net; draw: made for "
+        "digits drawn on a canvas, Home's one-click model)",
     )
     p.add_argument("--epochs", type=int)
     p.add_argument("--hidden", type=int)

@@ -69,7 +69,7 @@ def activations(small_model, app_data_dir):
 def test_network_page_without_a_model(make_app, tmp_path):
     at = open_page(make_app(tmp_path / "empty-runs"), PAGE)
     assert not at.exception
-    assert at.button(key="network_train_default").label.startswith("Train the default model")
+    assert at.button(key="network_train_default").label.startswith("Train a model for drawing")
 
 
 @pytest.mark.slow

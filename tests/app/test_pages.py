@@ -68,7 +68,28 @@ def test_every_page_runs_without_a_model(make_app, tmp_path, page):
     else:  # one obvious button for a new user on every other page
         name = page.split("/")[1].removesuffix(".py")
         button = at.button(key=f"{name}_train_default")
-        assert re.fullmatch(r"Train the default model \(~\d+ s\)", button.label)
+        assert re.fullmatch(r"Train a model for drawing \(~\d+ s\)", button.label)
+        draw = PRESETS["draw"]
+        prompt = " ".join(i.value for i in at.info)  # says in plain words what the button trains
+        assert f"{draw.hidden} units" in prompt and f"{draw.epochs} passes over MNIST" in prompt
+
+
+def test_home_one_click_trains_the_draw_preset_and_the_train_page_lists_it(make_app, tmp_path, monkeypatch):
+    import ui.session
+
+    started = []
+    monkeypatch.setattr(ui.session, "start_job", lambda config: started.append(config))
+    at = open_page(make_app(tmp_path / "empty-runs"), "app_pages/home.py")
+    at.button(key="home_train_default").click().run()
+    assert not at.exception
+    assert started == [PRESETS["draw"]]  # not the CLI's default, the seed recipe
+    at = open_page(make_app(tmp_path / "empty-runs"), "app_pages/train.py")
+    assert "draw" in at.selectbox(key="train_preset").options
+    at.selectbox(key="train_preset").set_value("draw").run()
+    draw = PRESETS["draw"]
+    assert at.number_input(key="train_hidden").value == draw.hidden
+    assert at.slider(key="train_epochs").value == draw.epochs
+    assert at.checkbox(key="train_augment").value is True
 
 
 @pytest.mark.slow
@@ -76,7 +97,7 @@ def test_train_default_button_trains_and_activates_a_model(make_app, tmp_path, m
     import ui.components
 
     quick = TrainConfig(hidden=16, epochs=1, batch_size=512, device="cpu")
-    monkeypatch.setattr(ui.components, "PRESETS", {"default": quick})
+    monkeypatch.setattr(ui.components, "PRESETS", {"draw": quick})
     runs_dir = tmp_path / "runs"
     at = open_page(make_app(runs_dir), "app_pages/draw.py")
     at.button(key="draw_train_default").click().run()

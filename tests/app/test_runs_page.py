@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnistcore.config import TrainConfig
+from mnistcore.config import PRESETS, TrainConfig
 from mnistcore.data import load_mnist
 from mnistcore.evaluate import evaluate
 from mnistcore.experiments import compare_evaluations
@@ -182,3 +182,8 @@ def test_link_to_a_deleted_run_says_so_and_offers_the_active_model(make_app, fam
     assert at.get("plotly_chart")[0].key == "cm"
     assert at.query_params["run"] in (child, [child])
     np.testing.assert_equal(at.sidebar.radio(key="sidebar_model").value, child)
+
+
+def test_recipe_names_the_draw_distortions():
+    assert "augment 60% (draw)" in runs_view.recipe(PRESETS["draw"].with_(augment_share=0.6))
+    assert "(draw)" not in runs_view.recipe(PRESETS["best"])
