@@ -18,7 +18,7 @@ from mnistcore.drawings import (
     fine_tune_on_drawings,
 )
 from mnistcore.preprocess import PreparedDigit
-from ui import cache, session
+from ui import auth, cache, session
 from ui.background import JobError, Status
 from ui.figures import confusion_figure, upscale
 from ui.gallery import html_grid
@@ -30,8 +30,10 @@ PER_ROW = 10
 
 
 def drawing_store() -> DrawingStore:
-    """This browser's collection in the drawings store (one folder per browser)."""
-    return DrawingStore(default_drawings_dir(cache.data_dir()), session.session_id())
+    """This browser's collection in the drawings store (one folder per browser; with sign-in, per person)."""
+    actor = auth.actor()
+    limit = actor.max_drawings if actor is not None else None
+    return DrawingStore(default_drawings_dir(cache.data_dir()), session.session_id(), max_drawings=limit)
 
 
 def counts_text(counts: np.ndarray) -> str:
@@ -223,6 +225,19 @@ def fine_tune(store: DrawingStore, run_id: str) -> None:
             "drawings mixed in (each repeated so they make ~10 % of the images). The result is a new run; "
             "the active model stays as it is."
         )
+        owner = next((r.owner for r in cache.list_runs() if r.run_id == run_id), None)
+        if not auth.may_change(owner):
+            st.caption(
+                "Fine-tuning continues the active model, which is "
+                f"{owner.display if owner else 'not yours'}'s: only its owner (or an instructor) can. "
+                "Make one of your models active to fine-tune it."
+            )
+            if task is not None:
+                _task_progress(task, "dr_ft")
+            return
+        store_runs = cache.store()
+        if session.quota_full(store_runs):
+            return
         c = st.columns([1, 1, 3])
         epochs = c[0].number_input("Epochs", 1, 10, 1, key="dr_ft_epochs")
         if c[1].button(
@@ -234,7 +249,7 @@ def fine_tune(store: DrawingStore, run_id: str) -> None:
         ):
             try:
                 task = TASKS.start(
-                    sid, FINE_TUNE, _fine_tune_work, cache.store(), run_id, cache.get_data(), store, int(epochs)
+                    sid, FINE_TUNE, _fine_tune_work, store_runs, run_id, cache.get_data(), store, int(epochs)
                 )
             except JobError as exc:
                 st.error(str(exc))
