@@ -160,12 +160,17 @@ def session_expired(claims: dict[str, Any], max_age: float, now: float, first_se
     return now - start > max_age
 
 
-def _enforce_session_age() -> None:
+def _sign_out_if_too_old() -> bool:
+    """Sign this tab out when its sign-in is older than the maximum session age; True when it did."""
     claims = st.user.to_dict()
     first_seen = st.session_state.setdefault(SIGNED_IN_AT, time.time())
-    if session_expired(claims, settings().session_max_age, time.time(), first_seen):
-        st.session_state.pop(SIGNED_IN_AT, None)
-        st.logout()  # clears the cookie and reruns signed out; other open tabs keep their view until reloaded
+    max_age = settings().session_max_age
+    if not session_expired(claims, max_age, time.time(), first_seen):
+        return False
+    st.session_state.pop(SIGNED_IN_AT, None)
+    st.logout()  # clears the cookie (the browser is sent to Streamlit's logout route); other tabs keep their view
+    st.info(f"Your sign-in is more than {max_age / 3600:g} hours old: sign in again.", icon=":material/schedule:")
+    return True
 
 
 def _signed_out_home() -> None:
@@ -201,7 +206,9 @@ def gate() -> bool:
     if not st.user.is_logged_in:
         _signed_out_home()
         return False
-    _enforce_session_age()
+    if _sign_out_if_too_old():
+        _signed_out_home()
+        return False
     return True
 
 
