@@ -10,6 +10,8 @@ import numpy as np
 import streamlit as st
 
 from mnistcore.drawings import (
+    MAX_IMAGE_BYTES,
+    MAX_ZIP_BYTES,
     DrawingError,
     DrawingStore,
     FineTuneResult,
@@ -109,6 +111,7 @@ def upload(store: DrawingStore) -> None:
                 type=["png", "jpg", "jpeg"],
                 accept_multiple_files=True,
                 key=f"dr_upload_files_{n}",
+                max_upload_size=MAX_IMAGE_BYTES >> 20,  # each picture, as the store accepts it
             )
         label = st.segmented_control("They all show the digit", list(range(10)), key="dr_upload_label")
         if st.button("Add them", key="dr_upload_add", disabled=not files or label is None):
@@ -316,7 +319,9 @@ def export_import(store: DrawingStore, count: int) -> None:
                 key="dr_export",
                 icon=":material/download:",
             )
-        z = st.file_uploader("Import a zip exported from MNIST Lab", type=["zip"], key="dr_import")
+        z = st.file_uploader(
+            "Import a zip exported from MNIST Lab", type=["zip"], key="dr_import", max_upload_size=MAX_ZIP_BYTES >> 20
+        )
         if z is not None and st.button("Import", key="dr_import_go"):
             try:
                 report = store.import_zip(z.getvalue())
