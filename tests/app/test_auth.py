@@ -7,6 +7,7 @@ The sign-in itself (st.login against a real OIDC provider, in Chromium) is tests
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -169,3 +170,32 @@ def test_settings_from_secrets_and_environment(monkeypatch):
     conf = auth.settings()
     assert (conf.max_runs, conf.max_drawings, conf.instructors) == (7, 30, ("a@x.org",))
     assert conf.session_max_age == 12 * 3600
+
+
+def test_active_model_follows_the_person_to_another_browser(make_app, alices_run):
+    runs, first = alices_run
+    second = "20990101-000000-abcdef"  # a copy of the run under a newer id: the default active model
+    shutil.copytree(Path(runs) / first, Path(runs) / second)
+    one = app_as(make_app, runs, signed_in(ALICE))
+    one.query_params["run"] = first  # Alice picks the older run in her first browser
+    one.run()
+    assert one.sidebar.radio(key="sidebar_model").value == first
+    other_browser = app_as(make_app, runs, signed_in(ALICE)).run()
+    assert not other_browser.exception
+    assert other_browser.sidebar.radio(key="sidebar_model").value == first
+    bob = app_as(make_app, runs, signed_in(BOB)).run()  # someone else: the newest, as always
+    assert bob.session_state["ui_active_run"] == second
+
+
+def test_full_run_quota_refuses_training_and_links_the_runs_page(make_app, alices_run, monkeypatch):
+    runs, _ = alices_run
+    monkeypatch.setenv("MNIST_LAB_MAX_RUNS", "1")
+    at = app_as(make_app, runs, signed_in(ALICE))
+    at.run()
+    at.switch_page("app_pages/train.py")
+    at.run()
+    at.button(key="train_start").click().run()
+    assert not at.exception
+    assert "Training cannot start: you have 1 saved runs" in at.error[0].value
+    assert any("Runs page" in link.label for link in at.get("page_link"))
+    assert len(RunStore(runs).list()) == 1
