@@ -22,7 +22,9 @@ setup: $(VENV)/.installed
 data: setup
 	$(PY) -m mnistcore data
 
+# Off loopback, sign-in must be configured (or MNIST_LAB_OPEN=1 said): ui/serve_check.py says how.
 run: data
+	$(PY) -m ui.serve_check $(HOST)
 	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT)
 
 test: data lint

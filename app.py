@@ -8,11 +8,13 @@ config or sidebar, until some session has loaded "/".
 
 import streamlit as st
 
-from ui import cache, server_gc, session, sidebar, streamlit_fixes
+from ui import auth, cache, server_gc, session, sidebar, streamlit_fixes
 
 streamlit_fixes.install()  # before any fragment can race a page switch (see ui/streamlit_fixes.py)
 
 st.set_page_config(page_title="MNIST Lab", page_icon="✏️", layout="wide")
+if not auth.gate():  # an exposed server without sign-in, or a signed-out visitor: nothing else is shown
+    st.stop()
 
 PAGES = [
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),

@@ -15,6 +15,10 @@ if not runs:
     st.info("No saved runs yet: train one on the Train page.")
     st.page_link("app_pages/train.py", label="Train a network", icon=":material/model_training:")
     st.stop()
+runs = runs_view.scope(runs)  # with sign-in: mine or everyone's, and the best run per person
+if not runs:
+    st.info("You have no saved runs yet: train one on the Train page.")
+    st.stop()
 selected = runs_view.table(runs)
 runs_view.actions(selected)
 if len(selected) > runs_view.MAX_COMPARED:

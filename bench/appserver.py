@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,9 +48,19 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> Non
 class AppServer:
     """A running `streamlit run app.py` on a free loopback port, with its own runs and data dirs."""
 
-    def __init__(self, runs_dir: Path, data_dir: Path, log: Path) -> None:
+    def __init__(
+        self,
+        runs_dir: Path,
+        data_dir: Path,
+        log: Path,
+        *,
+        port: int | None = None,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """`args`: more `streamlit run` options (e.g. --secrets.files F); `env`: more environment variables."""
         self.runs_dir = runs_dir
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log
         env = {
@@ -57,6 +68,7 @@ class AppServer:
             "MNIST_RUNS_DIR": str(runs_dir),
             "MNIST_DATA_DIR": str(data_dir),
             "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+            **(env or {}),
         }
         self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
@@ -74,6 +86,7 @@ class AppServer:
                 "true",
                 "--server.fileWatcherType",
                 "none",
+                *args,
             ],
             cwd=ROOT,
             env=env,

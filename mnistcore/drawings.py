@@ -32,6 +32,7 @@ from PIL import Image, UnidentifiedImageError
 
 from mnistcore.data import MnistData, default_data_dir
 from mnistcore.fileio import FileTooLargeError, NotRegularFileError, atomic_write, atomic_write_json, read_bounded
+from mnistcore.owners import QuotaError
 from mnistcore.preprocess import ImageReadError, PreparedDigit, prepare_digit
 
 DEFAULT_COLLECTION = "default"
@@ -61,6 +62,10 @@ MAX_CACHED_LISTS = 256
 
 class DrawingError(ValueError):
     """A drawing or zip that cannot be stored or read; the message is meant for the user. Nothing changed."""
+
+
+class DrawingQuotaError(DrawingError, QuotaError):
+    """Adding these drawings would pass the person's quota; nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -241,10 +246,17 @@ def _new_id() -> str:
 class DrawingStore:
     """Add, list, relabel, delete, export and import the drawings of one collection."""
 
-    def __init__(self, root: str | os.PathLike | None = None, collection: str = DEFAULT_COLLECTION) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        collection: str = DEFAULT_COLLECTION,
+        max_drawings: int | None = None,
+    ) -> None:
+        """`max_drawings`: the person's quota on a server with sign-in (None: only the store's own cap)."""
         self.root = Path(root) if root is not None else default_drawings_dir()
         self.collection = check_collection(collection)
         self.path = self.root / self.collection
+        self.max_drawings = max_drawings
 
     # ---------------------------------------------------------------- writing
     def _write_drawing(self, drawing_id: str, original: bytes, prepared: np.ndarray, meta: dict[str, Any]) -> None:
@@ -266,6 +278,12 @@ class DrawingStore:
 
     def _check_room(self, adding: int) -> None:
         have = len(self._ids())
+        if self.max_drawings is not None and have + adding > min(self.max_drawings, MAX_DRAWINGS):
+            raise DrawingQuotaError(
+                f"you keep {have} drawings and the most one person may keep on this server is {self.max_drawings}; "
+                f"adding {adding} would pass that. Nothing was saved: delete some of yours (export them first "
+                "to keep a copy) on My drawings"
+            )
         if have + adding > MAX_DRAWINGS:
             raise DrawingError(
                 f"a collection holds at most {MAX_DRAWINGS} drawings; it has {have}, adding {adding} would pass that"

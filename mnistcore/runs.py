@@ -27,6 +27,7 @@ from mnistcore.model import ShallowNet, param_count
 from mnistcore.ood import OodError, OodModel
 from mnistcore.ood import load as load_ood_file
 from mnistcore.ood import save as save_ood
+from mnistcore.owners import Actor, NotAllowedError, Owner, QuotaError, check_change
 from mnistcore.train import OPTIMIZER_STATE_KEYS, PARAM_LAYOUT, RNG_STREAMS, TrainResult, TrainState
 
 WEIGHTS = "model.safetensors"
@@ -43,6 +44,14 @@ _last_cleanup: dict[str, float] = {}  # runs dir -> when list() last cleaned it 
 
 class RunError(ValueError):
     """A run that does not exist or is not a valid saved run; nothing from it was executed."""
+
+
+class RunNotAllowedError(RunError, NotAllowedError):
+    """Renaming, deleting or continuing someone else's run (mnistcore/owners.py); nothing was changed."""
+
+
+class RunQuotaError(RunError, QuotaError):
+    """The person already owns as many saved runs as they may; nothing was trained or written."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,7 @@ class RunInfo:
     # before calibration existed, which load with temperature 1.0.
     calibration: dict[str, Any] | None = None
     ood: dict[str, Any] | None = None  # the "not a digit" score's record (mnistcore/ood.py); None for older runs
+    owner: Owner | None = None  # who trained it on a server with sign-in; None from the CLI or single-user mode
 
     @property
     def label(self) -> str:
@@ -201,10 +211,41 @@ def _expected_shapes(hidden: int) -> dict[str, tuple[int, ...]]:
 
 
 class RunStore:
-    """List, save, load and delete runs in one directory."""
+    """List, save, load and delete runs in one directory, acting for `actor` (mnistcore/owners.py).
 
-    def __init__(self, root: str | os.PathLike | None = None) -> None:
+    With an actor (a server with sign-in), saves are owned by the actor's person, check_writable()
+    enforces their run quota, and rename/delete/load_state (continue) refuse another person's run with
+    RunNotAllowedError. Without one (the command line, single-user dashboard) nothing is owned or refused.
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None, actor: Actor | None = None) -> None:
         self.root = Path(root) if root is not None else default_runs_dir()
+        self.actor = actor
+
+    def _authorize(self, info: RunInfo, action: str) -> None:
+        """Raise RunNotAllowedError unless this store's actor may `action` the run."""
+        try:
+            check_change(
+                self.actor, info.owner, action, f"run {info.run_id}" + (f" ({info.name})" if info.name else "")
+            )
+        except NotAllowedError as exc:
+            raise RunNotAllowedError(str(exc)) from None
+
+    def owned_by(self, owner: Owner) -> builtins.list[RunInfo]:
+        """The runs `owner` trained, newest first."""
+        return [r for r in self.list() if owner.same_person(r.owner)]
+
+    def check_quota(self, adding: int = 1) -> None:
+        """Raise RunQuotaError when the actor's person may not own `adding` more runs (with what to do)."""
+        actor = self.actor
+        if actor is None or actor.owner is None or actor.max_runs is None:
+            return
+        have = len(self.owned_by(actor.owner))
+        if have + adding > actor.max_runs:
+            raise RunQuotaError(
+                f"you have {have} saved runs, the most one person may keep on this server is {actor.max_runs}: "
+                "delete some of yours on the Runs page first (nothing was trained or changed)"
+            )
 
     def save(
         self,
@@ -255,6 +296,7 @@ class RunStore:
             "parent": parent,
             "calibration": check_record(calibration),
             "ood": ood.record(ood_seconds) if ood is not None else None,
+            "owner": self.actor.owner.record() if self.actor is not None and self.actor.owner is not None else None,
         }
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{run_id}-", dir=self.root))
         try:
@@ -321,6 +363,7 @@ class RunStore:
                 parent=_parent(meta.get("parent")),
                 calibration=check_record(meta.get("calibration")),
                 ood=meta.get("ood") if isinstance(meta.get("ood"), dict) else None,
+                owner=Owner.from_record(meta.get("owner")),
             )
         except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             why = "nested too deeply" if isinstance(exc, RecursionError) else exc
@@ -399,6 +442,15 @@ class RunStore:
         if _is_run_id(run_id) and run_id != "latest" and not (self.root / run_id).is_dir():
             raise gone
         path = self._dir(run_id)
+        if self.actor is not None:  # a run whose meta.json cannot be read is an instructor's to delete
+            try:
+                info = self.info(path.name)
+            except RunError:
+                info = None
+            if info is not None:
+                self._authorize(info, "delete")
+            elif not self.actor.instructor:
+                raise RunNotAllowedError(f"Only an instructor can delete {path.name}, which is not a valid run.")
         trash = self.root / f".del-{path.name}-{int(time.time() * 1000)}"
         try:
             os.rename(path, trash)
@@ -456,6 +508,7 @@ class RunStore:
             free = shutil.disk_usage(self.root).free
         except OSError as exc:
             raise RunError(f"cannot save runs in {self.root}: {_why(exc)}") from None
+        self.check_quota()
         need = run_size_estimate(config) if config is not None else 0
         if config is not None and free < need:  # need is 0 without a config
             raise RunError(
@@ -465,7 +518,9 @@ class RunStore:
 
     def rename(self, run_id: str, name: str | None) -> RunInfo:
         """Give a run a name (None or blank clears it); meta.json is rewritten atomically, nothing else changes."""
-        return self._update_meta(run_id, {"name": validate_name(name)})
+        name = validate_name(name)
+        self._authorize(self.info(run_id), "rename")
+        return self._update_meta(run_id, {"name": name})
 
     @staticmethod
     def _cleanup_meta_temps(run_dir: os.DirEntry, before: float) -> builtins.list[str]:
@@ -505,7 +560,11 @@ class RunStore:
         return read_optimizer_file(path, info.config.optimizer, info.config.hidden)
 
     def load_state(self, run_id: str) -> tuple[TrainState, RunInfo]:
-        """Everything needed to continue a run: train(config, data, init=state); refuses damaged files."""
+        """Everything needed to continue a run: train(config, data, init=state); refuses damaged files.
+
+        Continuing is the owner's (or an instructor's): another person's run raises RunNotAllowedError.
+        """
+        self._authorize(self.info(run_id), "continue")
         model, info = self.load(run_id)
         saved = self.read_optimizer(info.run_id)
         state, rng = saved if saved is not None else ({}, {})
@@ -533,7 +592,7 @@ def save_or_fallback(
     except OSError as exc:
         why = f"could not save the run in {store.root} ({_why(exc)})"
     try:
-        fallback = RunStore(tempfile.mkdtemp(prefix="mnist-lab-unsaved-"))
+        fallback = RunStore(tempfile.mkdtemp(prefix="mnist-lab-unsaved-"), actor=store.actor)
         return fallback.save(model, config, **kwargs), why
     except OSError as exc:
         raise RunError(f"{why}, nor in a temporary folder ({_why(exc)}): the trained model is lost") from None

@@ -45,3 +45,11 @@ def test_no_full_garbage_collection_after_every_page_run(monkeypatch: pytest.Mon
         assert frozen == [True]
     finally:
         config.set_option("runner.postScriptGC", before)
+
+
+def test_upload_limit_is_what_the_largest_upload_needs() -> None:
+    from mnistcore.drawings import MAX_IMAGE_BYTES, MAX_ZIP_BYTES
+
+    server = tomllib.loads(CONFIG.read_text())["server"]
+    assert server["maxUploadSize"] == MAX_ZIP_BYTES >> 20 == 200  # the drawings zip import, in MB
+    assert MAX_IMAGE_BYTES >> 20 == 10  # each picture's uploader asks for this (ui/draw_view.py, drawings_view.py)

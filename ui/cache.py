@@ -32,7 +32,10 @@ def runs_dir() -> str:
 
 
 def store() -> RunStore:
-    return RunStore(runs_dir())
+    """The runs store acting for this session's person (ui/auth.py): with sign-in it owns, checks and limits."""
+    from ui import auth
+
+    return RunStore(runs_dir(), actor=auth.actor())
 
 
 @st.cache_resource(show_spinner="Loading MNIST…")

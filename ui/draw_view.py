@@ -9,6 +9,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
+from mnistcore.drawings import MAX_IMAGE_BYTES
 from mnistcore.model import ShallowNet
 from mnistcore.ood import OodModel, assess
 from mnistcore.predict import predict_prepared
@@ -18,6 +19,7 @@ from ui.drawings_view import save_drawing_box
 from ui.explain_view import why_maps
 from ui.figures import answer_html, diverging_rgb, upscale_rgb
 
+UPLOAD_MB = MAX_IMAGE_BYTES >> 20  # an upload on Draw may be saved as a drawing: the store's own limit
 UPLOAD_CACHE = "draw_upload_decoded"  # session_state key: (sha256 of the upload, decoded array or error)
 
 
@@ -107,7 +109,12 @@ def decoded_upload(data: bytes) -> np.ndarray:
 
 def upload(model: ShallowNet, ood: OodModel | None = None) -> None:
     """An uploaded photo or scan of one digit: decoded once, then answered like a drawing."""
-    up = st.file_uploader("A photo or scan of one digit (PNG or JPEG)", type=["png", "jpg", "jpeg"], key="draw_upload")
+    up = st.file_uploader(
+        "A photo or scan of one digit (PNG or JPEG)",
+        type=["png", "jpg", "jpeg"],
+        key="draw_upload",
+        max_upload_size=UPLOAD_MB,
+    )
     if up is None:
         return
     data = up.getvalue()

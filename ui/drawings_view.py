@@ -10,6 +10,8 @@ import numpy as np
 import streamlit as st
 
 from mnistcore.drawings import (
+    MAX_IMAGE_BYTES,
+    MAX_ZIP_BYTES,
     DrawingError,
     DrawingStore,
     FineTuneResult,
@@ -18,7 +20,7 @@ from mnistcore.drawings import (
     fine_tune_on_drawings,
 )
 from mnistcore.preprocess import PreparedDigit
-from ui import cache, session
+from ui import auth, cache, session
 from ui.background import JobError, Status
 from ui.figures import confusion_figure, upscale
 from ui.gallery import html_grid
@@ -30,8 +32,10 @@ PER_ROW = 10
 
 
 def drawing_store() -> DrawingStore:
-    """This browser's collection in the drawings store (one folder per browser)."""
-    return DrawingStore(default_drawings_dir(cache.data_dir()), session.session_id())
+    """This browser's collection in the drawings store (one folder per browser; with sign-in, per person)."""
+    actor = auth.actor()
+    limit = actor.max_drawings if actor is not None else None
+    return DrawingStore(default_drawings_dir(cache.data_dir()), session.session_id(), max_drawings=limit)
 
 
 def counts_text(counts: np.ndarray) -> str:
@@ -107,6 +111,7 @@ def upload(store: DrawingStore) -> None:
                 type=["png", "jpg", "jpeg"],
                 accept_multiple_files=True,
                 key=f"dr_upload_files_{n}",
+                max_upload_size=MAX_IMAGE_BYTES >> 20,  # each picture, as the store accepts it
             )
         label = st.segmented_control("They all show the digit", list(range(10)), key="dr_upload_label")
         if st.button("Add them", key="dr_upload_add", disabled=not files or label is None):
@@ -223,6 +228,19 @@ def fine_tune(store: DrawingStore, run_id: str) -> None:
             "drawings mixed in (each repeated so they make ~10 % of the images). The result is a new run; "
             "the active model stays as it is."
         )
+        owner = next((r.owner for r in cache.list_runs() if r.run_id == run_id), None)
+        if not auth.may_change(owner):
+            st.caption(
+                "Fine-tuning continues the active model, which is "
+                f"{owner.display if owner else 'not yours'}'s: only its owner (or an instructor) can. "
+                "Make one of your models active to fine-tune it."
+            )
+            if task is not None:
+                _task_progress(task, "dr_ft")
+            return
+        store_runs = cache.store()
+        if session.quota_full(store_runs):
+            return
         c = st.columns([1, 1, 3])
         epochs = c[0].number_input("Epochs", 1, 10, 1, key="dr_ft_epochs")
         if c[1].button(
@@ -234,7 +252,7 @@ def fine_tune(store: DrawingStore, run_id: str) -> None:
         ):
             try:
                 task = TASKS.start(
-                    sid, FINE_TUNE, _fine_tune_work, cache.store(), run_id, cache.get_data(), store, int(epochs)
+                    sid, FINE_TUNE, _fine_tune_work, store_runs, run_id, cache.get_data(), store, int(epochs)
                 )
             except JobError as exc:
                 st.error(str(exc))
@@ -301,7 +319,9 @@ def export_import(store: DrawingStore, count: int) -> None:
                 key="dr_export",
                 icon=":material/download:",
             )
-        z = st.file_uploader("Import a zip exported from MNIST Lab", type=["zip"], key="dr_import")
+        z = st.file_uploader(
+            "Import a zip exported from MNIST Lab", type=["zip"], key="dr_import", max_upload_size=MAX_ZIP_BYTES >> 20
+        )
         if z is not None and st.button("Import", key="dr_import_go"):
             try:
                 report = store.import_zip(z.getvalue())

@@ -16,7 +16,7 @@ import streamlit as st
 from mnistcore.config import TrainConfig
 from mnistcore.experiments import EXPORT_FILES, compare_evaluations, confusion_csv, predictions_csv
 from mnistcore.runs import META, NAME_MAX, WEIGHTS, RunError, RunInfo
-from ui import cache, session
+from ui import auth, cache, session
 from ui.figures import recall_bars, run_curves
 from ui.gallery import html_grid
 
@@ -63,8 +63,8 @@ def short_label(info: RunInfo) -> str:
     return info.name or f"{shape(info.config)} {info.created[5:16].replace('T', ' ')}"
 
 
-def table_frame(runs: list[RunInfo]) -> pd.DataFrame:
-    """One row per run (in the given order) with the columns the table shows."""
+def table_frame(runs: list[RunInfo], owners: bool = False) -> pd.DataFrame:
+    """One row per run (in the given order) with the columns the table shows (`owners`: who trained each)."""
     by_id = {r.run_id: r for r in runs}
 
     def parent(r: RunInfo) -> str:
@@ -73,8 +73,10 @@ def table_frame(runs: list[RunInfo]) -> pd.DataFrame:
         p = by_id.get(r.parent)
         return short_label(p) if p is not None else f"{r.parent} (deleted)"
 
+    trained_by = {"trained by": [r.owner.display if r.owner else "(command line)" for r in runs]} if owners else {}
     return pd.DataFrame(
         {
+            **trained_by,
             "name": [r.name or "" for r in runs],
             "accuracy": [r.test_accuracy * 100 for r in runs],
             "shape": [shape(r.config) for r in runs],
@@ -148,10 +150,43 @@ def _store_selection(ids: list[str]) -> None:
         st.query_params[COMPARE_PARAM] = value
 
 
+def scope(runs: list[RunInfo]) -> list[RunInfo]:
+    """With sign-in: "Mine" or "Everyone" (a class board), and the best run per person; else all runs as they are."""
+    me = auth.current_owner()
+    if me is None:
+        return runs
+    choice = st.segmented_control(
+        "Show", ["Mine", "Everyone"], default="Everyone", key="runs_scope", help="Your runs, or the whole class's"
+    )
+    if choice == "Mine":
+        return [r for r in runs if me.same_person(r.owner)]
+    with st.expander("Best run per person", icon=":material/leaderboard:"):
+        st.dataframe(best_per_person(runs), hide_index=True, key="runs_best", width="content")
+    return runs
+
+
+def best_per_person(runs: list[RunInfo]) -> pd.DataFrame:
+    """One row per person (best first): their number of runs, best test accuracy and that run."""
+    best: dict[str, tuple[RunInfo, int]] = {}
+    for r in runs:
+        who = r.owner.display if r.owner else "(command line)"
+        top, count = best.get(who, (r, 0))
+        best[who] = (r if r.test_accuracy > top.test_accuracy else top, count + 1)
+    rows = sorted(best.items(), key=lambda kv: -kv[1][0].test_accuracy)
+    return pd.DataFrame(
+        {
+            "person": [who for who, _ in rows],
+            "runs": [count for _, (_, count) in rows],
+            "best accuracy": [f"{r.test_accuracy:.2%}" for _, (r, _) in rows],
+            "best run": [short_label(r) for _, (r, _) in rows],
+        }
+    )
+
+
 def table(runs: list[RunInfo]) -> list[RunInfo]:
     """The sortable table of all runs with a tick box per row; returns the selected runs (selection order)."""
     selected = _selected(runs)
-    df = table_frame(runs)
+    df = table_frame(runs, owners=auth.configured())
     ids = list(df["run id"])
     # The widget is keyed by the list of runs: when it changes, rows move, so the selection is rebuilt from ids.
     key = "runs_table_" + hashlib.sha1(",".join(ids).encode()).hexdigest()[:10]
@@ -215,6 +250,25 @@ def actions(selected: list[RunInfo]) -> None:
         st.caption("Tick runs in the table to rename, delete, download or compare them (two to four).")
         return
     cols = st.columns([3, 1.3, 1.3, 1.2], vertical_alignment="bottom")
+    mine = all(auth.may_change(r.owner) for r in selected)
+    if len(selected) == 1 and not mine:
+        run = selected[0]
+        cols[0].caption(
+            f"Trained by {run.owner.display if run.owner else 'the operator (command line)'}: only its owner "
+            "(or an instructor) can rename, delete or continue it."
+        )
+        if cols[2].button(
+            "Make active",
+            key="runs_activate",
+            icon=":material/check_circle:",
+            disabled=session.active_run_id() == run.run_id,
+        ):
+            session.set_active(run.run_id)
+            st.rerun()
+        return
+    if not mine:
+        cols[0].markdown(f"**{len(selected)} runs selected**, not all yours: only their owners can delete them.")
+        return
     if len(selected) == 1:
         run = selected[0]
         key = f"runs_name_{run.run_id}"

@@ -1,17 +1,23 @@
 """Per-session state: who this browser is, its active run, and its training job (start, keep, discard).
 
-Nothing here is shared between sessions except through the job registry, which keys jobs by browser.
+Nothing here is shared between sessions except through the job registry, which keys jobs by browser, or,
+with sign-in, by person (ui/auth.py): then a person's job, drawings and active model follow them to every
+browser (the active model is kept in <runs dir>/.users/<key>.json).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from mnistcore.config import TrainConfig
-from ui import cache
+from mnistcore.fileio import atomic_write_json, read_bounded
+from mnistcore.runs import RunQuotaError, RunStore
+from ui import auth, cache
 from ui.background import JobError
 from ui.jobs import REGISTRY, JobSnapshot, TrainingJob, browser_key, is_one_click_recipe
 
@@ -26,21 +32,46 @@ LINK_SEEN = "ui_run_link_seen"  # session_state key: the ?run= value already act
 MISSING_LINK = "ui_missing_link"  # session_state key: a linked run that does not exist, until the user moves on
 
 
+USERS_DIR = ".users"  # in the runs dir: per-person settings (the active model), one small JSON file each
+
+
 def session_id() -> str:
-    """An id for this browser, kept in session state: the same after a reload, private to the browser.
+    """Whose jobs, tasks and drawings these are: the signed-in person's key (ui/auth.py), else this browser's.
+
+    The browser's id is kept in session state: the same after a reload, private to the browser.
 
     Derived from Streamlit's XSRF cookie (one secret per browser, re-masked on every page load), so a
     user who reloads (or whose page got stuck) finds their running job again. Without the cookie
     (AppTest, XSRF protection off) it is a random id that lives as long as the session.
     """
+    if (key := auth.user_key()) is not None:
+        return key
     if SESSION_ID not in st.session_state:
         st.session_state[SESSION_ID] = browser_key(st.context.cookies.get("_streamlit_xsrf")) or uuid.uuid4().hex
     return st.session_state[SESSION_ID]
 
 
+def _prefs_path(key: str) -> Path:
+    return Path(cache.runs_dir()) / USERS_DIR / f"{key}.json"
+
+
+def _saved_active(key: str) -> str | None:
+    """The signed-in person's active model as last chosen on any browser (None: none saved or unreadable)."""
+    try:
+        value = json.loads(read_bounded(_prefs_path(key), 4096)).get("active_run")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
 def active_run_id() -> str | None:
-    """The session's active run: its choice when that run still exists, else the newest run, else None."""
+    """The session's active run: its choice when that run still exists, else the newest run, else None.
+
+    With sign-in, the person's choice on another browser wins over this tab's older one.
+    """
     ids = [r.run_id for r in cache.list_runs()]
+    if (key := auth.user_key()) is not None and (saved := _saved_active(key)) in ids:
+        st.session_state[ACTIVE_RUN] = saved
     _follow_link(ids)
     chosen = st.session_state.get(ACTIVE_RUN)
     if chosen not in ids:
@@ -62,7 +93,7 @@ def _follow_link(ids: list[str]) -> None:
         return
     st.session_state[LINK_SEEN] = linked
     if linked in ids:
-        st.session_state[ACTIVE_RUN] = linked
+        set_active(linked)
         st.session_state.pop(MISSING_LINK, None)
     else:
         st.session_state[MISSING_LINK] = linked
@@ -102,7 +133,14 @@ def link_notice() -> bool:
 
 
 def set_active(run_id: str | None) -> None:
+    """Make `run_id` this session's active model (and, with sign-in, the person's on every browser)."""
     st.session_state[ACTIVE_RUN] = run_id
+    if (key := auth.user_key()) is not None:
+        try:
+            _prefs_path(key).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(_prefs_path(key), {"active_run": run_id})
+        except OSError:  # an unwritable runs dir: the choice still holds in this tab
+            pass
 
 
 def current_job() -> TrainingJob | None:
@@ -120,13 +158,27 @@ def start_job(config: TrainConfig, **job_options: Any) -> TrainingJob | None:
     choice on the Train page unless given.
     """
     job_options.setdefault("keep_if_abandoned", bool(st.session_state.get(KEEP_IF_CLOSED, False)))
+    store = cache.store()
+    if quota_full(store):
+        return None
     try:
         return REGISTRY.start(
-            session_id(), config.with_(report_every=UI_REPORT_EVERY), cache.get_data(), cache.store(), **job_options
+            session_id(), config.with_(report_every=UI_REPORT_EVERY), cache.get_data(), store, **job_options
         )
     except JobError as exc:
         st.error(str(exc))
         return None
+
+
+def quota_full(store: RunStore) -> bool:
+    """With sign-in: when the person already keeps as many runs as allowed, say so, link the Runs page, True."""
+    try:
+        store.check_quota()
+    except RunQuotaError as exc:
+        st.error(f"Training cannot start: {exc}.", icon=":material/inventory_2:")
+        st.page_link("app_pages/runs.py", label="Open the Runs page", icon=":material/table_chart:")
+        return True
+    return False
 
 
 def activate_finished_job(snap: JobSnapshot | None = None) -> bool:

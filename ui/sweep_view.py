@@ -9,7 +9,7 @@ from mnistcore.config import PRESETS, TrainConfig
 from mnistcore.experiments import MAX_SWEEP_VALUES, SWEEPABLE, parse_values
 from mnistcore.runs import RunError, RunInfo
 from mnistcore.train import EpochEvent
-from ui import cache, session
+from ui import auth, cache, session
 from ui.background import JobError, Status
 from ui.figures import sweep_figure
 from ui.jobs import TrainingJob
@@ -111,6 +111,11 @@ def controls(disabled: bool) -> None:
     with left.expander("Continue the active model", icon=":material/resume:"):
         if info is None:
             st.caption("There is no saved model yet.")
+        elif not auth.may_change(info.owner):
+            st.caption(
+                f"The active model is {info.owner.display if info.owner else 'not yours'}'s: only its owner "
+                "(or an instructor) can continue it. Make one of yours active to continue it."
+            )
         else:
             st.caption(
                 f"Train **{info.label}** for more epochs, from its weights and (when it was saved with "

@@ -352,6 +352,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
                         "stopped": r.stopped,
                         "epochs": len(r.history),
                         "config": r.config.to_dict(),
+                        "owner": r.owner.display if r.owner is not None else None,
                     }
                     for r in runs
                 ]
@@ -361,5 +362,5 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not runs:
         print("no saved runs; train one: python -m mnistcore train")
     for r in runs:
-        print(f"{r.run_id}  {r.label}")
+        print(f"{r.run_id}  {r.label}" + (f"  [{r.owner.display}]" if r.owner is not None else ""))
     return 0
