@@ -7,6 +7,7 @@ shows its own sessions, jobs and times, while the disk figures are of the shared
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Any
 
@@ -33,8 +34,8 @@ def _ms(s: float | None) -> str:
 
 
 def _who(owner: str) -> str:
-    """A browser id shortened for a table; an email (sign-in) is shown whole."""
-    return owner if "@" in owner else owner[:8]
+    """A browser id (a long hex hash) shortened for a table; an email or a collection name is shown whole."""
+    return owner[:8] if re.fullmatch(r"[0-9a-f]{16,}", owner) else owner
 
 
 def active_sessions() -> list[Any]:
@@ -89,7 +90,7 @@ def _work_rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             "owner": _who(owner),
             "progress": frac,
             "status": text,
-            "pid": pid or "—",
+            "pid": pid,
             "memory": _mb(health.rss_bytes(pid) if pid else None),
         }
         for kind, owner, frac, text, pid in running
@@ -104,7 +105,7 @@ def work_and_memory() -> None:
     st.subheader(f"{len(rows)} running · {len(queued)} queued")
     cols = st.columns(2)
     cols[0].metric("Server process memory (RSS)", _mb(server_rss))
-    jobs_rss = sum(health.rss_bytes(int(r["pid"])) or 0 for r in rows if r["pid"] != "—")
+    jobs_rss = sum(health.rss_bytes(int(r["pid"])) or 0 for r in rows if r["pid"] is not None)
     cols[1].metric("Job processes' memory (RSS)", _mb(jobs_rss))
     if rows:
         st.dataframe(
@@ -152,7 +153,8 @@ def page_times() -> None:
     with st.container(key=TIMES_KEY):
         st.subheader("Time per page run (last 5 minutes)")
         st.caption(
-            f"All pages: {overall.count} runs, p50 {_ms(overall.p50)}, p95 {_ms(overall.p95)}, max {_ms(overall.max)}"
+            f"All pages: {overall.count} page runs, p50 {_ms(overall.p50)}, p95 {_ms(overall.p95)}, "
+            f"max {_ms(overall.max)}"
         )
         rows = [
             {"page": p or "home", "runs": t.count, "p50": _ms(t.p50), "p95": _ms(t.p95), "max": _ms(t.max)}
