@@ -6,10 +6,14 @@ fresh server in the legacy auto-discovery mode, and a first request for a deep l
 config or sidebar, until some session has loaded "/".
 """
 
+import time
+
 import streamlit as st
 
 from ui import cache, server_gc, session, sidebar, streamlit_fixes, viewer
 from ui.activity import ACTIVITY
+
+started = time.perf_counter()  # a page run's time on the health page starts here (imports are cached after the first)
 
 streamlit_fixes.install()  # before any fragment can race a page switch (see ui/streamlit_fixes.py)
 
@@ -36,5 +40,5 @@ server_gc.configure()  # after the first run's imports: see ui/server_gc.py
 if session.link_notice():  # a ?run= link to a deleted run: say so before showing anything else
     st.stop()
 # Timed for the health page: the server's own time per page run, which a browser cannot see (ui/activity.py).
-with ACTIVITY.timed(page.url_path, viewer.session_id(), viewer.signed_in_user()):
+with ACTIVITY.timed(page.url_path, viewer.session_id(), viewer.signed_in_user(), start=started):
     page.run()

@@ -47,7 +47,7 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> Non
 class AppServer:
     """A running `streamlit run app.py` on a free loopback port, with its own runs and data dirs."""
 
-    def __init__(self, runs_dir: Path, data_dir: Path, log: Path) -> None:
+    def __init__(self, runs_dir: Path, data_dir: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.runs_dir = runs_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -57,6 +57,7 @@ class AppServer:
             "MNIST_RUNS_DIR": str(runs_dir),
             "MNIST_DATA_DIR": str(data_dir),
             "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+            **(env or {}),  # e.g. MNIST_DRAWINGS_DIR shared by replicas
         }
         self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(

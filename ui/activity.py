@@ -42,11 +42,17 @@ class Activity:
         """One page run of `seconds` just ended (monotonic clock for the window, wall clock for people)."""
         with self._lock:
             self._runs.append((time.monotonic(), seconds, page))
-            if session_id is not None:
-                self._sessions.pop(session_id, None)  # re-inserted last: the dict stays ordered by last run
-                self._sessions[session_id] = SessionSeen(session_id, user, page, time.time())
-                while len(self._sessions) > self._max_sessions:
-                    del self._sessions[next(iter(self._sessions))]
+        self.seen(page, session_id, user)
+
+    def seen(self, page: str, session_id: str | None, user: str | None) -> None:
+        """A session is running `page` now (also said at the start of a run: the health page counts its viewer)."""
+        if session_id is None:
+            return
+        with self._lock:
+            self._sessions.pop(session_id, None)  # re-inserted last: the dict stays ordered by last run
+            self._sessions[session_id] = SessionSeen(session_id, user, page, time.time())
+            while len(self._sessions) > self._max_sessions:
+                del self._sessions[next(iter(self._sessions))]
 
     def samples(self) -> list[tuple[float, float, str]]:
         """(ended at, seconds, page) of the page runs kept, oldest first; `ended at` is time.monotonic()."""
@@ -59,9 +65,13 @@ class Activity:
             return list(self._sessions.values())
 
     @contextlib.contextmanager
-    def timed(self, page: str, session_id: str | None = None, user: str | None = None) -> Iterator[None]:
-        """Record how long the block took, also when it ends by st.stop() / st.rerun() (exceptions pass on)."""
-        start = time.perf_counter()
+    def timed(
+        self, page: str, session_id: str | None = None, user: str | None = None, start: float | None = None
+    ) -> Iterator[None]:
+        """Record how long the block took (since `start`, a perf_counter() reading, when given), also when it
+        ends by st.stop() / st.rerun() (exceptions pass on)."""
+        self.seen(page, session_id, user)
+        start = time.perf_counter() if start is None else start
         try:
             yield
         finally:
