@@ -78,12 +78,18 @@ def tree_bytes(path: str | os.PathLike) -> int:
 
 
 def run_owner(run_dir: str | os.PathLike) -> str:
-    """Who a saved run belongs to: its meta.json "owner" when sign-in recorded one, else NO_OWNER."""
+    """Who a saved run belongs to: its meta.json "owner" when sign-in recorded one, else NO_OWNER.
+
+    The owner is a person's email (or provider subject), whether stored as text or as the sign-in record
+    {"iss", "sub", "email"}.
+    """
     try:
         meta = json.loads(read_bounded(Path(run_dir) / "meta.json", _META_MAX))
     except (OSError, ValueError, RecursionError):
         return NO_OWNER
     owner = meta.get("owner") if isinstance(meta, dict) else None
+    if isinstance(owner, dict):
+        owner = owner.get("email") or owner.get("sub")
     return owner if isinstance(owner, str) and owner else NO_OWNER
 
 

@@ -41,7 +41,7 @@ def test_timings_keep_only_the_window_and_split_by_page() -> None:
     assert (empty.count, empty.p50, empty.p95, pages) == (0, None, None, {})
 
 
-def _run(root: Path, name: str, owner: str | None, size: int) -> None:
+def _run(root: Path, name: str, owner: str | dict | None, size: int) -> None:
     (root / name).mkdir(parents=True)
     meta = {"format": 1} | ({"owner": owner} if owner else {})
     (root / name / "meta.json").write_text(json.dumps(meta))
@@ -53,11 +53,13 @@ def test_runs_disk_by_owner(tmp_path: Path) -> None:
     _run(runs, "a", "alice@example.com", 100_000)
     _run(runs, "b", "alice@example.com", 50_000)
     _run(runs, "c", None, 20_000)
+    _run(runs, "f", {"iss": "https://id.example", "sub": "u1", "email": "alice@example.com"}, 10_000)
+    _run(runs, "g", {"iss": "https://id.example", "sub": "u2", "email": None}, 10_000)
     _run(runs, ".tmp-d-x", "bob@example.com", 10_000)  # a save in progress is not a run
     (runs / "e").mkdir()  # no meta.json: counted, without an owner
     got = health.runs_disk_by_owner(runs)
-    assert set(got) == {"alice@example.com", health.NO_OWNER}
-    assert got["alice@example.com"][0] == 2 and got[health.NO_OWNER][0] == 2
+    assert set(got) == {"alice@example.com", "u2", health.NO_OWNER}  # as text, or the sign-in record
+    assert got["alice@example.com"][0] == 3 and got[health.NO_OWNER][0] == 2 and got["u2"][0] == 1
     assert got["alice@example.com"][1] >= 150_000
     assert health.tree_bytes(runs / "a") >= 100_000
     assert health.runs_disk_by_owner(tmp_path / "missing") == {}

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 MAX_SAMPLES = 20_000  # page runs kept (at ~10 runs a second, more than the 5-minute window)
 MAX_SESSIONS = 5_000  # sessions remembered; the oldest seen is dropped first
+FRAGMENT = " (fragment)"  # suffix of a recorded name that is a fragment's rerun (Draw's canvas), not a page run
 
 
 @dataclass(frozen=True)
