@@ -40,5 +40,5 @@ server_gc.configure()  # after the first run's imports: see ui/server_gc.py
 if session.link_notice():  # a ?run= link to a deleted run: say so before showing anything else
     st.stop()
 # Timed for the health page: the server's own time per page run, which a browser cannot see (ui/activity.py).
-with ACTIVITY.timed(page.url_path, viewer.session_id(), viewer.signed_in_user(), start=started):
+with ACTIVITY.timed(page.url_path or "home", viewer.session_id(), viewer.signed_in_user(), start=started):
     page.run()

@@ -159,7 +159,7 @@ def page_times() -> None:
             f"max {_ms(overall.max)}"
         )
         rows = [
-            {"page": p or "home", "runs": t.count, "p50": _ms(t.p50), "p95": _ms(t.p95), "max": _ms(t.max)}
+            {"page": p, "runs": t.count, "p50": _ms(t.p50), "p95": _ms(t.p95), "max": _ms(t.max)}
             for p, t in by_page.items()
         ]
         if rows:
