@@ -701,6 +701,7 @@ async def server_side(env: Env, scenario: str) -> dict[str, str]:
         box = page.locator(".st-key-server_times")
         line = box.get_by_text(re.compile(r"^All pages: "))
         await line.wait_for(timeout=60_000)
+        await box.locator("table").wait_for(timeout=30_000)  # the per-page rows come with the same run
         rows = [("all page runs", (await line.inner_text()).removeprefix("All pages: "))]
         for tr in await box.locator("table tr").all():
             cells = [c.strip() for c in (await tr.locator("th, td").all_inner_texts())]

@@ -118,3 +118,26 @@ def test_activity_times_a_block_that_stops_early() -> None:
     assert page == "draw" and 0 <= seconds < 1
     (seen,) = act.sessions()
     assert (seen.session_id, seen.user, seen.page) == ("sid", "a@b.c", "draw")
+
+
+def test_queued_sweep_steps_are_listed_with_their_owner(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from mnistcore.config import TrainConfig
+    from ui import server_view
+    from ui.background import Status
+    from ui.sweep_job import ChainSnapshot, Step
+
+    steps = tuple(
+        Step(value=v, config=TrainConfig(hidden=v), status=s)
+        for v, s in ((32, Status.FINISHED), (64, Status.RUNNING), (128, Status.WAITING), (256, Status.WAITING))
+    )
+    snap = ChainSnapshot("c1", "sweep", "hidden", steps, running=True, stop_requested=False, message="Training")
+    chain = SimpleNamespace(session_id="f" * 32, snapshot=lambda: snap)
+    monkeypatch.setattr(server_view.CHAINS, "chains", lambda: [chain])
+    monkeypatch.setattr(server_view.REGISTRY, "jobs", lambda: [])
+    monkeypatch.setattr(server_view.TASKS, "tasks", lambda: [])
+    running, queued = server_view._work_rows()
+    assert running == []
+    assert [q["work"] for q in queued] == ["sweep step 3/4 (hidden=128)", "sweep step 4/4 (hidden=256)"]
+    assert {q["owner"] for q in queued} == {"f" * 8}

@@ -17,6 +17,7 @@ from mnistcore import health
 from mnistcore.drawings import default_drawings_dir
 from ui import cache, viewer
 from ui.activity import ACTIVITY, FRAGMENT
+from ui.background import Status
 from ui.jobs import REGISTRY
 from ui.sweep_job import CHAINS
 from ui.tasks import TASKS
@@ -75,15 +76,13 @@ def _work_rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             t = task.snapshot()
             running.append((f"task: {t.kind}", task.owner, t.fraction, t.message, task.pid))
     for chain in CHAINS.chains():
-        snap = chain.snapshot()
-        if not snap.running:
+        c = chain.snapshot()
+        if not c.running:
             continue
-        for i, step in enumerate(snap.steps):
-            if step.status.name == "WAITING":
-                what = f"{snap.kind} step {i + 1}/{len(snap.steps)}" + (
-                    f" ({snap.param}={step.value})" if snap.param else ""
-                )
-                queued.append({"work": what, "owner": _who(chain.session_id), "state": snap.message})
+        for i, step in enumerate(c.steps):
+            if step.status == Status.WAITING:
+                what = f"{c.kind} step {i + 1}/{len(c.steps)}" + (f" ({c.param}={step.value})" if c.param else "")
+                queued.append({"work": what, "owner": _who(chain.session_id), "state": c.message})
     rows = [
         {
             "work": kind,
