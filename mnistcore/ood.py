@@ -198,7 +198,7 @@ def load(directory: Path, record: Any) -> OodModel | None:
         if not stat.S_ISREG(st.st_mode) or st.st_size > 4 * 10 * 784 * (k + 1) + (1 << 16):
             raise ValueError("not a regular file of the expected size")
         t = load_file(str(path))
-    except (KeyError, TypeError, ValueError, OSError, SafetensorError) as exc:
+    except (KeyError, TypeError, ValueError, OSError, SafetensorError, RuntimeError) as exc:  # see RunStore.load
         raise OodError(f"{path}: not a valid OOD record ({exc})") from None
     shapes = {name: tuple(v.shape) for name, v in t.items()}
     if shapes != {"means": (10, 784), "bases": (10, 784, k)} or any(v.dtype != torch.float32 for v in t.values()):

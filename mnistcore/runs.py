@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -11,12 +13,18 @@ import shutil
 import stat
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
+
+try:
+    import fcntl
+except ImportError:  # not on POSIX: one server process per runs dir there
+    fcntl = None  # type: ignore[assignment]
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
@@ -37,6 +45,7 @@ FORMAT_VERSION = 1
 NAME_MAX = 40  # characters in a user-given run name
 META_MAX_BYTES = 4 << 20  # ours are ~100 KB even at 200 epochs; larger is not ours (or /dev/zero)
 STALE_SECONDS = 30 * 60  # .tmp-*/.del-* folders untouched this long are leftovers of killed saves/deletes
+ID_TRIES = 5  # fresh run ids tried when another process took the same one (same second, same 24 random bits)
 _log = logging.getLogger(__name__)
 _skips_logged: set[tuple[str, str]] = set()  # (path, reason) already logged: list() runs on every page view
 _last_cleanup: dict[str, float] = {}  # runs dir -> when list() last cleaned it up
@@ -161,7 +170,7 @@ def read_optimizer_file(
         with safe_open(str(path), "pt") as f:
             metadata = f.metadata() or {}
         tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:  # RuntimeError: see RunStore.load
         raise RunError(f"{path} is not a valid optimizer state file ({exc})") from None
 
     def bad(why: str) -> RunError:
@@ -311,11 +320,45 @@ class RunStore:
                 with open(file, "rb") as f:
                     os.fsync(f.fileno())
             os.chmod(tmp, 0o755)
-            os.rename(tmp, self.root / run_id)
+            run_id = self._publish(tmp, meta)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return self.info(run_id)
+
+    def _publish(self, tmp: Path, meta: dict[str, Any]) -> str:
+        """Rename a complete temp run dir into place under its id, or a fresh id if another save took that one.
+
+        os.rename never replaces a run: onto an existing (never empty) run folder it fails with ENOTEMPTY or
+        EEXIST, and this save then takes a new id (two servers sharing one runs dir can save in the same second).
+        """
+        for _ in range(ID_TRIES):
+            try:
+                os.rename(tmp, self.root / meta["run_id"])
+                return str(meta["run_id"])
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+            meta["run_id"] = f"{meta['run_id'].rsplit('-', 1)[0]}-{secrets.token_hex(3)}"
+            atomic_write_json(tmp / META, meta, indent=2)
+        raise RunError(f"could not find a free run id in {self.root} after {ID_TRIES} tries")
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold an exclusive lock on the runs dir (flock on the folder itself: no lock file to list or clean).
+
+        Renames and deletes take it, so that processes sharing the dir (several servers, the CLI) never
+        rewrite a run's metadata while another deletes that run, nor lose one rename to another.
+        """
+        if fcntl is None:
+            yield
+            return
+        fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
 
     def _dir(self, run_id: str) -> Path:
         if run_id == "latest":
@@ -382,6 +425,8 @@ class RunStore:
                 try:
                     runs.append(self.info(p.name))
                 except RunError as exc:
+                    if not p.is_dir():  # deleted meanwhile (another session or process): not a bad run
+                        continue
                     # One bad run must not hide the others; its reason is logged once, not on every view.
                     if (str(p), str(exc)) not in _skips_logged:
                         _skips_logged.add((str(p), str(exc)))
@@ -402,7 +447,10 @@ class RunStore:
                 raise ValueError(f"{st.st_size} bytes, too large for a 784-{info.config.hidden}-10 net")
             # safetensors holds raw tensors only: a pickle (or anything else) cannot execute here.
             state = load_file(str(weights))
-        except (SafetensorError, OSError, ValueError) as exc:
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            # RuntimeError: torch maps the file after safetensors checked it; deleted in between, it says so
+            if not info.path.is_dir():
+                raise RunError(f"no run {info.run_id!r} in {self.root}: it was deleted elsewhere meanwhile") from None
             raise RunError(f"{weights} is not a valid safetensors weights file ({exc})") from None
         expected = _expected_shapes(info.config.hidden)
         got = {k: tuple(v.shape) for k, v in state.items()}
@@ -451,9 +499,10 @@ class RunStore:
                 self._authorize(info, "delete")
             elif not self.actor.instructor:
                 raise RunNotAllowedError(f"Only an instructor can delete {path.name}, which is not a valid run.")
-        trash = self.root / f".del-{path.name}-{int(time.time() * 1000)}"
+        trash = self.root / f".del-{path.name}-{int(time.time() * 1000)}-{secrets.token_hex(2)}"
         try:
-            os.rename(path, trash)
+            with self._locked():
+                os.rename(path, trash)
         except FileNotFoundError:  # lost the race to another delete
             raise gone from None
         except OSError as exc:
@@ -541,13 +590,26 @@ class RunStore:
 
     def _update_meta(self, run_id: str, changes: dict[str, Any]) -> RunInfo:
         """Rewrite some top-level fields of a valid run's meta.json atomically (temp file + rename)."""
+        if _is_run_id(run_id) and run_id != "latest" and not (self.root / run_id).is_dir():
+            raise RunError(
+                f"no run {run_id!r} in {self.root}: it does not exist or was deleted elsewhere (another tab, "
+                f"session or process)"
+            )
         info = self.info(run_id)  # refuses a run whose meta.json is not ours before touching it
         path = info.path / META
         try:
-            meta = json.loads(read_bounded(path, META_MAX_BYTES))
-            meta.update(changes)
-            atomic_write_json(path, meta, indent=2)
+            with self._locked():  # read-modify-write: no other process renames or deletes it meanwhile
+                if not info.path.is_dir():
+                    raise RunError(
+                        f"no run {info.run_id!r} in {self.root}: it was deleted elsewhere (another tab, session "
+                        f"or process)"
+                    )
+                meta = json.loads(read_bounded(path, META_MAX_BYTES))
+                meta.update(changes)
+                atomic_write_json(path, meta, indent=2)
         except (OSError, ValueError) as exc:
+            if isinstance(exc, RunError):
+                raise
             raise RunError(f"cannot update {info.run_id}: {exc}") from None
         return self.info(info.run_id)
 

@@ -95,14 +95,26 @@ def settings() -> LabSettings:
     )
 
 
+# Person key -> how they are shown, for people seen signed in on this server since it started: the health
+# page's jobs and drawings are keyed by person, and only a page run of theirs knows the email.
+_SHOWN_AS: dict[str, str] = {}
+
+
 def current_owner() -> Owner | None:
     """The signed-in person (from the provider's iss, sub and email), or None: signed out or no sign-in here."""
     if not configured() or not st.user.is_logged_in:
         return None
     try:
-        return Owner.from_claims(st.user.to_dict())
+        owner = Owner.from_claims(st.user.to_dict())
     except ValueError:  # a provider that sends no iss/sub is not usable for ownership
         return None
+    _SHOWN_AS[owner.key] = owner.display
+    return owner
+
+
+def shown_as(key: str) -> str | None:
+    """How the person with this key was shown when last seen signed in here, or None."""
+    return _SHOWN_AS.get(key)
 
 
 def actor() -> Actor | None:

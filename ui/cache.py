@@ -6,6 +6,7 @@ used under no_grad, evaluation arrays are made read-only. Per-session state live
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -17,7 +18,7 @@ from mnistcore.model import ShallowNet
 from mnistcore.ood import OodModel
 from mnistcore.predict import predict_prepared
 from mnistcore.preprocess import prepare_digit
-from mnistcore.runs import RunError, RunInfo, RunStore, default_runs_dir
+from mnistcore.runs import META, RunError, RunInfo, RunStore, default_runs_dir
 from ui.background import process
 from ui.figures import mosaic, upscale
 from ui.gallery import html_grid
@@ -74,6 +75,7 @@ def _load_ood(root: str, run_id: str) -> OodModel | None:
 def get_ood(run_id: str) -> OodModel | None:
     """The run's "not a digit" model (read-only, shared), or None: an older run, or one gone meanwhile."""
     try:
+        _check_exists(runs_dir(), run_id)
         return _load_ood(runs_dir(), run_id)
     except RunError:
         return None
@@ -112,10 +114,43 @@ def list_runs() -> list[RunInfo]:
     return store().list()
 
 
-def get_model(run_id: str) -> tuple[ShallowNet, RunInfo] | None:
-    """The saved model (shared, read-only), or None after showing why it cannot be loaded."""
+def _meta_stamp(root: str, run_id: str) -> tuple[int, int, int]:
+    """(inode, mtime ns, size) of the run's meta.json: changes with every rename; RunError once it is deleted.
+
+    Another server process may share the runs dir: the caches below are keyed by run id (whose weights never
+    change), so each use first checks here that the run still exists, and its info is re-read when this
+    stamp changes, so a rename or delete made elsewhere shows at the next page run.
+    """
+    if not run_id or run_id.startswith(".") or "/" in run_id or "\\" in run_id:
+        raise RunError(f"{run_id!r} is not a run id")
     try:
-        return _load_model(runs_dir(), run_id)
+        st_ = os.stat(os.path.join(root, run_id, META))
+    except OSError:
+        raise RunError(f"no run {run_id!r} in {root}: it has been deleted (here or by another server)") from None
+    return st_.st_ino, st_.st_mtime_ns, st_.st_size
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _run_info(root: str, run_id: str, stamp: tuple[int, int, int]) -> RunInfo:
+    return RunStore(root).info(run_id)
+
+
+def _check_exists(root: str, run_id: str) -> tuple[int, int, int]:
+    """The run's meta stamp; a run deleted elsewhere is dropped from the caches and RunError raised."""
+    try:
+        return _meta_stamp(root, run_id)
+    except RunError:
+        forget_run(run_id)
+        raise
+
+
+def get_model(run_id: str) -> tuple[ShallowNet, RunInfo] | None:
+    """The saved model (shared, read-only) with its current info, or None after showing why it cannot be loaded."""
+    root = runs_dir()
+    try:
+        stamp = _check_exists(root, run_id)
+        model, _ = _load_model(root, run_id)
+        return model, _run_info(root, run_id, stamp)
     except RunError as exc:
         st.error(f"That saved model cannot be loaded: {exc}")
         return None
@@ -125,6 +160,7 @@ def get_evaluation(run_id: str) -> Evaluation | None:
     """The run's evaluation on the test set (shared, read-only), or None after showing why not."""
     get_data()
     try:
+        _check_exists(runs_dir(), run_id)
         return _evaluation(runs_dir(), run_id, data_dir())
     except RunError as exc:
         st.error(f"That saved model cannot be evaluated: {exc}")
@@ -133,12 +169,14 @@ def get_evaluation(run_id: str) -> Evaluation | None:
 
 def cell_grid(run_id: str, true: int, pred: int) -> tuple[str, int]:
     """HTML grid of the test images in one confusion cell (most confident first) and how many there are."""
+    _check_exists(runs_dir(), run_id)
     return _cell_grid(runs_dir(), run_id, data_dir(), int(true), int(pred))
 
 
 def forget_run(run_id: str) -> None:
     """Drop a deleted run from the caches."""
     _load_model.clear(runs_dir(), run_id)
+    _load_ood.clear(runs_dir(), run_id)
     _evaluation.clear(runs_dir(), run_id, data_dir())
 
 

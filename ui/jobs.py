@@ -304,10 +304,12 @@ class TrainingJob(Work):
                 raise JobError("only a stopped job's partial model can be discarded (it may have been kept)")
             self._result, self._status = None, Status.DISCARDED
 
-    def snapshot(self) -> JobSnapshot:
-        """A consistent copy of the job's state; also counts as a sign that its browser is there."""
+    def snapshot(self, touch: bool = True) -> JobSnapshot:
+        """A consistent copy of the job's state; also counts as a sign that its browser is there (unless not `touch`:
+        the health page looks without keeping an abandoned job alive)."""
         with self._lock:
-            self._last_seen = self._clock()
+            if touch:
+                self._last_seen = self._clock()
             events = tuple(self._events)
             status, result = self._status, self._result
             acc = None
@@ -375,6 +377,10 @@ class JobRegistry:
         )
         self._board.put(session_id, job)
         return job.start()
+
+    def jobs(self) -> list[TrainingJob]:
+        """Every browser's current (or last) job, for the health page."""
+        return self._board.values()
 
     def forget(self, session_id: str) -> None:
         """Drop a browser's job (a running one is stopped first)."""

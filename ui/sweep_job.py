@@ -284,6 +284,11 @@ class ChainRegistry:
             )
         )
 
+    def chains(self) -> list[Chain]:
+        """Every browser's current (or last) chain, for the health page."""
+        with self._lock:
+            return list(self._chains.values())
+
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop every chain after its current step and wait for them (tests, server shutdown)."""
         with self._lock:

@@ -144,6 +144,10 @@ class TaskRegistry:
         self._board.put((session_id, kind), task)
         return task.start()
 
+    def tasks(self) -> list[Task]:
+        """Every browser's current (or last) task of each kind, for the health page."""
+        return self._board.values()
+
     def forget(self, session_id: str, kind: str) -> None:
         """Drop a finished task (a running one is stopped first)."""
         self._board.forget((session_id, kind))

@@ -65,6 +65,17 @@ class Work:
             self._slot.release()
 
     @property
+    def owner(self) -> str:
+        """The browser (or user) it runs for: the owner of its slot."""
+        return self._slot.owner
+
+    @property
+    def pid(self) -> int | None:
+        """Its process id while it has one (the local executor), else None."""
+        pid = getattr(self._handle, "pid", None)
+        return pid if isinstance(pid, int) else None
+
+    @property
     def status(self) -> Status:
         with self._lock:
             return self._status
