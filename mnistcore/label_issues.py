@@ -69,6 +69,10 @@ class Stopped(LabelIssuesError):
     """The computation was stopped on request; nothing was cached."""
 
 
+# TrainConfig fields added after results were cached and shipped, at the value that trains exactly as before.
+AS_BEFORE: dict[str, Any] = {"holdout": 0, "augment_style": "mnist"}
+
+
 @dataclass(frozen=True)
 class Recipe:
     """How the out-of-fold probabilities are made."""
@@ -87,12 +91,13 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-ready, the cache key's input). Left out: the device and the report interval, which
         do not change what is found, and unset (None) settings, so that a TrainConfig field added later with
-        a None default leaves existing caches valid; likewise a holdout of 0, which trains as before it existed."""
+        a None default leaves existing caches valid; likewise fields added later at the value that trains as
+        before they existed (AS_BEFORE)."""
         d = asdict(self)
         d["config"] = {
             k: v
             for k, v in self.config.to_dict().items()
-            if k not in ("device", "report_every") and v is not None and not (k == "holdout" and v == 0)
+            if k not in ("device", "report_every") and v is not None and not (k in AS_BEFORE and v == AS_BEFORE[k])
         }
         return d
 
