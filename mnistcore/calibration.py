@@ -262,12 +262,19 @@ def calibrate(model: torch.nn.Module, data: MnistData, held: int, requested: int
     )
 
 
+def reliability_pair(logits: np.ndarray, labels: np.ndarray, temperature: float) -> tuple[Reliability, Reliability]:
+    """(with the temperature, without it): the reliability of logits (N, 10) on labels (N,), as shown and raw."""
+    return (
+        reliability(shown_probabilities(logits, temperature), labels),
+        reliability(shown_probabilities(logits, 1.0), labels),
+    )
+
+
 def evaluation_report(
     logits: np.ndarray, labels: np.ndarray, temperature: float, note: str | None = None
 ) -> dict[str, Any]:
     """`evaluate --json`'s "calibration": ECE and bins with the run's temperature, and the ECE without it."""
-    after = reliability(shown_probabilities(logits, temperature), labels)
-    before = reliability(shown_probabilities(logits, 1.0), labels)
+    after, before = reliability_pair(logits, labels, temperature)
     out: dict[str, Any] = {
         "ece": after.ece,
         "temperature": float(temperature),
