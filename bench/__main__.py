@@ -9,11 +9,21 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench import attribution, best_preset, drawn_digits, finetune_drawings, inference, memory, ood, train_speed
+from bench import (
+    attribution,
+    best_preset,
+    calibration,
+    drawn_digits,
+    finetune_drawings,
+    inference,
+    memory,
+    ood,
+    train_speed,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run memory, train_speed, best_preset, inference, drawn_digits, attribution, finetune_drawings and ood."""
+    """Run every benchmark below in turn (memory first) and return 1 if any missed its target."""
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="one repeat of train_speed, no best preset")
     p.add_argument("--repeats", type=int, default=3, help="train_speed repeats (default 3)")
@@ -37,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     status |= attribution.main(["--digits", "100"] if args.quick else []) or 0
     print()
     status |= finetune_drawings.main(["--seeds", "1"] if args.quick else []) or 0
+    print()
+    status |= calibration.main([])
     print()
     status |= ood.main(["--quick"] if args.quick else [])
     print()
