@@ -10,7 +10,8 @@ if run_id is None:
     components.train_default_prompt("confusion")
     st.stop()
 ev = cache.get_evaluation(run_id)
-if ev is None:
+loaded = cache.get_model(run_id)
+if ev is None or loaded is None:
     st.stop()
 st.caption(
     f"Rows: the true digit; columns: what the model predicted, on the {len(ev.labels):,} test images "
@@ -28,3 +29,4 @@ confusion_view.matrix(ev, normalize, cell)
 confusion_view.cell_images(run_id, cell)
 st.subheader("Per-class precision and recall")
 confusion_view.metrics_table(ev)
+confusion_view.reliability(ev, loaded[1].calibration)

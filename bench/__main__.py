@@ -12,6 +12,7 @@ import time
 from bench import (
     attribution,
     best_preset,
+    calibration,
     draw_preset,
     drawn_digits,
     finetune_drawings,
@@ -23,7 +24,7 @@ from bench import (
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run every benchmark listed in the imports, memory first, the draw preset last."""
+    """Run every benchmark below in turn (memory first, the draw preset last); 1 if any missed its target."""
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="one repeat of train_speed, no best preset")
     p.add_argument("--repeats", type=int, default=3, help="train_speed repeats (default 3)")
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     status |= attribution.main(["--digits", "100"] if args.quick else []) or 0
     print()
     status |= finetune_drawings.main(["--seeds", "1"] if args.quick else []) or 0
+    print()
+    status |= calibration.main([])
     print()
     status |= ood.main(["--quick"] if args.quick else [])
     print()

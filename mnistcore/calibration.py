@@ -236,18 +236,32 @@ def model_logits(model: torch.nn.Module, images: torch.Tensor, chunk: int = 8192
     return torch.cat(out).numpy() if out else np.zeros((0, 10))
 
 
+def drawn_temperature(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: np.ndarray,
+    logits: np.ndarray,
+    share: float = DRAWN_SHARE,
+) -> tuple[float, int]:
+    """(drawn-digit temperature, copies used): fit on held-out uint8 images + distorted copies making `share`."""
+    from mnistcore.augment import Augmenter
+
+    held = len(labels)
+    k = min(held, round(held * share / (1 - share))) if share < 1 else held
+    if not k:
+        return fit_temperature(logits, labels), 0
+    distorted = model_logits(model, Augmenter(seed=DRAWN_SEED)(images[:k]))
+    return fit_temperature(np.concatenate([logits, distorted]), np.concatenate([labels, labels[:k]])), k
+
+
 def calibrate(model: torch.nn.Module, data: MnistData, held: int, requested: int, note: str | None) -> Calibration:
     """Fit the temperature on the last `held` training images of `data` (those held out of training)."""
     if not held:
         return Calibration(temperature=1.0, holdout=0, holdout_requested=requested, note=note)
-    from mnistcore.augment import Augmenter
-
     images, labels = data.train_images[-held:], data.train_labels[-held:].numpy()
     logits = model_logits(model, images)
     t = fit_temperature(logits, labels)
-    k = min(held, round(held * DRAWN_SHARE / (1 - DRAWN_SHARE)))
-    distorted = model_logits(model, Augmenter(seed=DRAWN_SEED)(images[:k]))
-    t_drawn = fit_temperature(np.concatenate([logits, distorted]), np.concatenate([labels, labels[:k]]))
+    t_drawn, k = drawn_temperature(model, images, labels, logits)
     return Calibration(
         temperature=t,
         holdout=held,
@@ -262,12 +276,19 @@ def calibrate(model: torch.nn.Module, data: MnistData, held: int, requested: int
     )
 
 
+def reliability_pair(logits: np.ndarray, labels: np.ndarray, temperature: float) -> tuple[Reliability, Reliability]:
+    """(with the temperature, without it): the reliability of logits (N, 10) on labels (N,), as shown and raw."""
+    return (
+        reliability(shown_probabilities(logits, temperature), labels),
+        reliability(shown_probabilities(logits, 1.0), labels),
+    )
+
+
 def evaluation_report(
     logits: np.ndarray, labels: np.ndarray, temperature: float, note: str | None = None
 ) -> dict[str, Any]:
     """`evaluate --json`'s "calibration": ECE and bins with the run's temperature, and the ECE without it."""
-    after = reliability(shown_probabilities(logits, temperature), labels)
-    before = reliability(shown_probabilities(logits, 1.0), labels)
+    after, before = reliability_pair(logits, labels, temperature)
     out: dict[str, Any] = {
         "ece": after.ece,
         "temperature": float(temperature),

@@ -1,10 +1,13 @@
 """'That is not a digit': an out-of-distribution score for a trained net, calibrated on MNIST itself.
 
 The score is how badly the input is rebuilt from the MNIST training digits of the class the network
-predicts: each digit class keeps its mean image and its top COMPONENTS principal directions (from MNIST
-training images), and the score is the squared distance from the input to that class's subspace. A
-letter read as "4" is far from every real 4; a real 4 drawn in another hand is close. The per-pixel
-squared residual adds up to the score, so it is also the map of which part of a drawing is unlike MNIST.
+predicts. Each digit class is split (k-means) into CENTRES groups of similar training images (7s with and
+without a bar, open and closed 4s, ...), and each group keeps its mean image and its top COMPONENTS
+principal directions; the score is the squared distance from the input to the nearest of its predicted
+class's group subspaces. A letter read as "4" is far from every kind of real 4; a real 4 drawn in another
+hand is close to one. The per-pixel squared residual adds up to the score, so it is also the map of which
+part of a drawing is unlike MNIST. (Runs saved with the first version, one subspace per class of 20
+directions, "class-pca-residual", still load and score as they were fitted.)
 
 The threshold is a quantile (QUANTILE) of the scores of held-out MNIST training digits pushed through
 prepare_digit, as a drawing is: so it is calibrated on MNIST alone, in the form the Draw page produces.
@@ -29,9 +32,12 @@ from safetensors.torch import load_file, save_file
 from mnistcore.model import ShallowNet
 from mnistcore.normalize import normalize
 
-METHOD = "class-pca-residual"
+METHOD = "class-mixture-pca-residual"
+METHODS = (METHOD, "class-pca-residual")  # the first version: one subspace per class (CENTRES = 1), still loaded
 FILE = "ood.safetensors"
-COMPONENTS = 20  # principal directions kept per class (10 and 35 measured alike; see bench/OOD_RESULTS.md)
+CENTRES = 10  # k-means groups per class, each with its own subspace (5 and 1 separated letters worse: OOD_RESULTS.md)
+COMPONENTS = 10  # principal directions kept per group
+KMEANS_ITERATIONS = 20
 QUANTILE = 0.985  # share of prepared MNIST training digits scored below the threshold
 CALIBRATION_IMAGES = 2000  # held out of the fit; each goes through prepare_digit (~0.65 ms)
 PER_CLASS = 4000  # fit images per class at most (more changes the directions little, costs more)
@@ -44,19 +50,26 @@ class OodError(ValueError):
 
 @dataclass(frozen=True)
 class OodModel:
-    """Per-class mean images and principal directions, and the calibrated threshold."""
+    """Per-group mean images and principal directions, the class of each group, and the calibrated threshold."""
 
-    means: np.ndarray  # (10, 784) float32, pixels in [0, 1]
-    bases: np.ndarray  # (10, 784, k) float32, orthonormal columns
+    means: np.ndarray  # (G, 784) float32, pixels in [0, 1]: G = 10 x groups per class
+    bases: np.ndarray  # (G, 784, k) float32, orthonormal columns
     threshold: float
     quantile: float
     calibration_images: int
+    owners: np.ndarray | None = None  # (G,) the digit each group belongs to; None: group c is digit c (G = 10)
+
+    @property
+    def classes(self) -> np.ndarray:
+        """(G,) the digit of each group."""
+        return np.arange(len(self.means)) if self.owners is None else self.owners
 
     def record(self, fit_seconds: float = 0.0) -> dict[str, Any]:
         """What meta.json keeps under "ood" (the arrays live in FILE)."""
         return {
-            "method": METHOD,
+            "method": METHOD if self.owners is not None else METHODS[1],
             "file": FILE,
+            "centres": int(np.bincount(self.classes, minlength=10).max()),  # groups per class, at most
             "components": int(self.bases.shape[2]),
             "threshold": self.threshold,
             "quantile": self.quantile,
@@ -67,7 +80,15 @@ class OodModel:
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The arrays, as FILE holds them."""
-        return {"means": torch.from_numpy(self.means), "bases": torch.from_numpy(self.bases)}
+        pairs = (("means", self.means), ("bases", self.bases))
+        out = {name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in pairs}
+        if self.owners is not None:
+            out["owners"] = torch.from_numpy(np.ascontiguousarray(self.owners, dtype=np.int64))
+        return out
+
+    def scores(self, model: ShallowNet, pixels: np.ndarray) -> np.ndarray:
+        """OOD scores (N,) of images (N, 28, 28) in [0, 1] (see `scores`)."""
+        return scores(model, self.means, self.bases, pixels, self.owners)
 
 
 @dataclass(frozen=True)
@@ -80,35 +101,84 @@ class OodResult:
     residual: np.ndarray  # (28, 28) signed: + ink where the class's digits have less, - ink missing
 
 
+def _subspace(x: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mean (784,), top-k principal directions (784, k), orthonormal) of images x (n, 784)."""
+    m = x.mean(0)
+    d = (x - m).double()
+    if len(d) >= d.shape[1]:  # eigenvectors of the 784x784 covariance: cheaper than an SVD of thousands of images
+        return m.numpy(), torch.linalg.eigh(d.T @ d)[1][:, -k:].float().numpy()
+    # Fewer images than pixels (a k-means group): the same directions from the smaller n x n Gram matrix.
+    w, u = torch.linalg.eigh(d @ d.T)
+    w, u = w[-k:], u[:, -k:]
+    v = d.T @ u / w.clamp(min=1e-12).sqrt()
+    v[:, w <= 1e-9 * max(float(w.max()), 1e-12)] = 0.0  # fewer than k directions with any spread: no more
+    return m.numpy(), v.float().numpy()
+
+
+def _kmeans(x: torch.Tensor, groups: int, iterations: int = KMEANS_ITERATIONS) -> torch.Tensor:
+    """Group labels (n,) of images x (n, 784) by k-means: k-means++ seeding from a fixed generator, then Lloyd."""
+    g = torch.Generator().manual_seed(_SPLIT_SEED)
+    centres = x[torch.randint(len(x), (1,), generator=g)]
+    for _ in range(groups - 1):  # k-means++: each next centre drawn in proportion to its squared distance
+        d = torch.cdist(x, centres).min(1).values.square()
+        centres = torch.cat([centres, x[torch.multinomial(d / d.sum(), 1, generator=g)]])
+    found = torch.zeros(len(x), dtype=torch.int64)
+    for _ in range(iterations):
+        found = torch.cdist(x, centres).argmin(1)
+        sums = torch.zeros_like(centres).index_add_(0, found, x)
+        counts = torch.bincount(found, minlength=groups).clamp(min=1).unsqueeze(1).to(x.dtype)
+        centres = sums / counts
+    return found
+
+
 def class_subspaces(
-    images: np.ndarray, labels: np.ndarray, k: int = COMPONENTS, per_class: int = PER_CLASS
-) -> tuple[np.ndarray, np.ndarray]:
-    """(means (10, 784), bases (10, 784, k)) of each class's images (N, 28, 28) uint8 or [0, 1] floats."""
+    images: np.ndarray, labels: np.ndarray, k: int = COMPONENTS, per_class: int = PER_CLASS, centres: int = CENTRES
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(means (G, 784), bases (G, 784, k), owners (G,)): `centres` k-means groups per class of images (N, 28, 28).
+
+    Images are uint8 or [0, 1] floats. A class never seen keeps one group: the zero image (everything is far).
+    """
     x = torch.as_tensor(np.asarray(images)).reshape(len(images), -1).to(torch.float32)
     if x.numel() and float(x.max()) > 1.0:
         x = x / 255.0
     y = torch.as_tensor(np.asarray(labels))
-    means = np.zeros((10, 784), np.float32)
-    bases = np.zeros((10, 784, k), np.float32)
+    means: list[np.ndarray] = []
+    bases: list[np.ndarray] = []
+    owners: list[int] = []
     for c in range(10):
         xc = x[y == c][:per_class]
-        if len(xc) == 0:
-            continue  # a class never seen: its subspace is the zero image (everything is far from it)
-        m = xc.mean(0)
-        d = (xc - m).double()
-        # Eigenvectors of the 784x784 covariance: cheaper than an SVD of thousands of images.
-        _, vecs = torch.linalg.eigh(d.T @ d)
-        means[c], bases[c] = m.numpy(), vecs[:, -k:].float().numpy()
-    return means, bases
+        groups = min(centres, len(xc) // max(2 * k, 1))
+        if groups <= 1:
+            parts = [xc] if len(xc) else []
+        else:
+            found = _kmeans(xc, groups)
+            parts = [xc[found == g] for g in range(groups) if int((found == g).sum()) > k]
+        fitted = [_subspace(part, k) for part in parts] or [(np.zeros(784, np.float32), np.zeros((784, k), np.float32))]
+        means += [m for m, _ in fitted]
+        bases += [b for _, b in fitted]
+        owners += [c] * len(fitted)
+    return np.stack(means), np.stack(bases), np.array(owners, np.int64)
 
 
-def residuals(means: np.ndarray, bases: np.ndarray, pixels: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Signed residuals (N, 784) of images (N, 784) in [0, 1] from their classes' subspaces."""
+def residuals(
+    means: np.ndarray, bases: np.ndarray, pixels: np.ndarray, classes: np.ndarray, owners: np.ndarray | None = None
+) -> np.ndarray:
+    """Signed residuals (N, 784) of images (N, 784) in [0, 1] from the nearest subspace of their classes.
+
+    owners: the digit of each subspace (None: subspace c is digit c's only one).
+    """
+    owners = np.arange(len(means)) if owners is None else owners
     out = np.empty_like(pixels, dtype=np.float32)
     for c in np.unique(classes):
-        rows = classes == c
-        d = pixels[rows].astype(np.float32) - means[c]
-        out[rows] = d - (d @ bases[c]) @ bases[c].T
+        rows = np.flatnonzero(classes == c)
+        best = np.full(len(rows), np.inf, np.float32)
+        for g in np.flatnonzero(owners == c):
+            d = pixels[rows].astype(np.float32) - means[g]
+            r = d - (d @ bases[g]) @ bases[g].T
+            s = (r * r).sum(1)
+            closer = s < best
+            best[closer] = s[closer]
+            out[rows[closer]] = r[closer]
     return out
 
 
@@ -118,12 +188,14 @@ def _predicted(model: ShallowNet, pixels: np.ndarray) -> np.ndarray:
     return model(x.to(next(model.parameters()).device)).argmax(1).cpu().numpy()
 
 
-def scores(model: ShallowNet, means: np.ndarray, bases: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-    """OOD scores (N,) of images (N, 28, 28) in [0, 1]: squared residual from the predicted class's subspace."""
+def scores(
+    model: ShallowNet, means: np.ndarray, bases: np.ndarray, pixels: np.ndarray, owners: np.ndarray | None = None
+) -> np.ndarray:
+    """OOD scores (N,) of images (N, 28, 28) in [0, 1]: squared residual from the predicted class's nearest subspace."""
     flat = pixels.reshape(len(pixels), -1).astype(np.float32)
     if len(flat) == 0:
         return np.zeros(0, np.float32)
-    r = residuals(means, bases, flat, _predicted(model, flat))
+    r = residuals(means, bases, flat, _predicted(model, flat), owners)
     return (r * r).sum(1)
 
 
@@ -148,6 +220,7 @@ def fit(
     labels: torch.Tensor | np.ndarray,
     *,
     k: int = COMPONENTS,
+    centres: int = CENTRES,
     quantile: float = QUANTILE,
     calibration: int = CALIBRATION_IMAGES,
 ) -> OodModel:
@@ -155,11 +228,11 @@ def fit(
     x = np.asarray(images)
     y = np.asarray(labels)
     cal, rest = calibration_split(len(x), calibration)
-    means, bases = class_subspaces(x[rest], y[rest], k)
-    cal_scores = scores(model.eval(), means, bases, prepared_mnist(x[cal]))
+    means, bases, owners = class_subspaces(x[rest], y[rest], k, centres=centres)
+    cal_scores = scores(model.eval(), means, bases, prepared_mnist(x[cal]), owners)
     # No calibration image survived (a degenerate data set): a threshold nothing reaches, kept finite for JSON.
     threshold = float(np.quantile(cal_scores, quantile)) if len(cal_scores) else float(np.finfo(np.float32).max)
-    return OodModel(means, bases, threshold, quantile, len(cal_scores))
+    return OodModel(means, bases, threshold, quantile, len(cal_scores), owners)
 
 
 def fit_record(model: ShallowNet, images: torch.Tensor, labels: torch.Tensor) -> tuple[dict[str, Any], OodModel]:
@@ -172,7 +245,7 @@ def fit_record(model: ShallowNet, images: torch.Tensor, labels: torch.Tensor) ->
 def assess(model: ShallowNet, ood: OodModel, pixels: np.ndarray) -> OodResult:
     """Score one prepared 28x28 image (pixels in [0, 1]) against the calibrated threshold."""
     flat = pixels.reshape(1, 784).astype(np.float32)
-    r = residuals(ood.means, ood.bases, flat, _predicted(model, flat))[0]
+    r = residuals(ood.means, ood.bases, flat, _predicted(model, flat), ood.owners)[0]
     score = float((r * r).sum())
     return OodResult(score, score > ood.threshold, ood.threshold, r.reshape(28, 28))
 
@@ -182,33 +255,51 @@ def save(directory: Path, ood: OodModel) -> None:
     save_file(ood.tensors(), str(directory / FILE))
 
 
+MAX_CENTRES = 64  # a stored record with more groups per class is refused (it is not one of ours)
+
+
 def load(directory: Path, record: Any) -> OodModel | None:
     """The OOD model of a run from its meta.json record and FILE; None without a record; OodError if damaged."""
     if record is None:
         return None
-    if not isinstance(record, dict) or record.get("method") != METHOD:
+    if not isinstance(record, dict) or record.get("method") not in METHODS:
         raise OodError(f"unknown OOD record {record!r:.80}")
+    grouped = record["method"] == METHOD
     path = directory / FILE
     try:
         k = int(record["components"])
+        centres = int(record["centres"]) if grouped else 1
         threshold = float(record["threshold"])
-        if not 1 <= k <= 784 or math.isnan(threshold):
-            raise ValueError(f"components {k}, threshold {threshold}")
+        if not 1 <= k <= 784 or not 1 <= centres <= MAX_CENTRES or math.isnan(threshold):
+            raise ValueError(f"components {k}, centres {centres}, threshold {threshold}")
         st = path.stat()
-        if not stat.S_ISREG(st.st_mode) or st.st_size > 4 * 10 * 784 * (k + 1) + (1 << 16):
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 4 * 10 * centres * (784 * (k + 1) + 2) + (1 << 16):
             raise ValueError("not a regular file of the expected size")
         t = load_file(str(path))
     except (KeyError, TypeError, ValueError, OSError, SafetensorError, RuntimeError) as exc:  # see RunStore.load
         raise OodError(f"{path}: not a valid OOD record ({exc})") from None
-    shapes = {name: tuple(v.shape) for name, v in t.items()}
-    if shapes != {"means": (10, 784), "bases": (10, 784, k)} or any(v.dtype != torch.float32 for v in t.values()):
-        raise OodError(f"{path} holds {shapes}, expected means (10, 784) and bases (10, 784, {k}) float32")
-    if not all(bool(torch.isfinite(v).all()) for v in t.values()):
-        raise OodError(f"{path} holds non-finite values")
+    _check_arrays(path, t, k, centres, grouped)
     return OodModel(
         t["means"].numpy(),
         t["bases"].numpy(),
         threshold,
         float(record.get("quantile", QUANTILE)),
         int(record.get("calibration_images", 0)),
+        t["owners"].numpy() if grouped else None,
     )
+
+
+def _check_arrays(path: Path, t: dict[str, torch.Tensor], k: int, centres: int, grouped: bool) -> None:
+    """OodError unless FILE's arrays have our shapes, dtypes and finite values, and every digit has a group."""
+    g = len(t["means"]) if "means" in t else 0
+    want = {"means": (g, 784), "bases": (g, 784, k), **({"owners": (g,)} if grouped else {})}
+    shapes = {name: tuple(v.shape) for name, v in t.items()}
+    floats = [t[n] for n in ("means", "bases") if n in t]
+    if shapes != want or not (10 <= g <= 10 * centres) or (not grouped and g != 10):
+        raise OodError(f"{path} holds {shapes}, expected {want} with 10 to {10 * centres} groups")
+    if any(v.dtype != torch.float32 for v in floats) or (grouped and t["owners"].dtype != torch.int64):
+        raise OodError(f"{path}: means and bases must be float32, owners int64")
+    if not all(bool(torch.isfinite(v).all()) for v in floats):
+        raise OodError(f"{path} holds non-finite values")
+    if grouped and sorted(set(t["owners"].tolist())) != list(range(10)):
+        raise OodError(f"{path}: every digit 0-9 needs at least one group, and no other owner")

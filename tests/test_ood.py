@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from mnistcore import ood
 from mnistcore.config import TrainConfig
 from mnistcore.data import MnistData
 from mnistcore.model import ShallowNet
+from mnistcore.normalize import normalize
 from mnistcore.runs import META, RunStore, save_result
 from mnistcore.train import train
 from tests.test_cli import run_cli
@@ -36,16 +38,34 @@ def _bars(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 def test_class_subspaces_rebuild_their_class_and_not_a_new_shape() -> None:
     rng = np.random.default_rng(0)
     x, y = _bars(400, rng)
-    means, bases = ood.class_subspaces(x, y, k=12)
-    assert means.shape == (10, 784) and bases.shape == (10, 784, 12)
-    assert np.allclose(bases[0].T @ bases[0], np.eye(12), atol=1e-4)  # orthonormal directions
+    means, bases, owners = ood.class_subspaces(x, y, k=12, centres=5)
+    # 200 bars per seen class: 5 groups each; the 8 digits never seen keep one (zero) group each
+    assert list(owners) == [0] * 5 + [1] * 5 + list(range(2, 10))
+    assert means.shape == (18, 784) and bases.shape == (18, 784, 12)
+    for g in range(10):  # orthonormal directions; a group of few distinct bars has fewer than 12 (the rest are 0)
+        gram = bases[g].T @ bases[g]
+        assert np.allclose(gram, np.diag(np.diag(gram)), atol=1e-4)
+        assert all(min(abs(v), abs(v - 1)) < 1e-4 for v in np.diag(gram))
     seen, _ = _bars(20, np.random.default_rng(1))
     cross = np.zeros((1, 28, 28), np.float32)
     cross[0, 4:24, 13:16] = cross[0, 13:16, 4:24] = 1.0
-    own = ood.residuals(means, bases, seen[::2].reshape(10, -1) / 255.0, np.zeros(10, int))
-    other = ood.residuals(means, bases, cross.reshape(1, -1), np.zeros(1, int))
-    # A vertical bar is (nearly) in the span of vertical bars; a cross is not.
+    own = ood.residuals(means, bases, seen[::2].reshape(10, -1) / 255.0, np.zeros(10, int), owners)
+    other = ood.residuals(means, bases, cross.reshape(1, -1), np.zeros(1, int), owners)
+    # A vertical bar is (nearly) in the span of one group of vertical bars; a cross is not.
     assert (own**2).sum(1).max() < 0.2 * (other**2).sum()
+
+
+def test_the_residual_is_the_one_from_the_nearest_group_of_the_class() -> None:
+    rng = np.random.default_rng(2)
+    means = rng.random((4, 784)).astype(np.float32)
+    bases = np.linalg.qr(rng.normal(size=(4, 784, 3)))[0].astype(np.float32)
+    owners = np.array([0, 0, 1, 1])
+    px = (means[1] + 0.01 * rng.random(784)).astype(np.float32)[None]  # next to group 1, of digit 0
+    r = ood.residuals(means, bases, px, np.array([0]), owners)[0]
+    d = px[0] - means[1]
+    assert np.allclose(r, d - bases[1] @ (bases[1].T @ d), atol=1e-5)
+    far = ood.residuals(means, bases, px, np.array([1]), owners)[0]  # read as digit 1: only groups 2 and 3 count
+    assert (far**2).sum() > 10 * (r**2).sum()
 
 
 def test_fit_threshold_is_the_quantile_of_held_out_prepared_digits(tiny_data: MnistData) -> None:
@@ -54,7 +74,7 @@ def test_fit_threshold_is_the_quantile_of_held_out_prepared_digits(tiny_data: Mn
     fitted = ood.fit(model, x, y, quantile=0.9, calibration=100)
     cal, rest = ood.calibration_split(len(x), 100)
     assert len(cal) == 100 and len(set(cal) & set(rest)) == 0 and len(cal) + len(rest) == len(x)
-    scores = ood.scores(model, fitted.means, fitted.bases, ood.prepared_mnist(x[cal]))
+    scores = fitted.scores(model, ood.prepared_mnist(x[cal]))
     assert fitted.threshold == pytest.approx(float(np.quantile(scores, 0.9)))
     assert fitted.calibration_images == len(scores) and (scores > fitted.threshold).mean() == pytest.approx(
         0.1, abs=0.02
@@ -82,7 +102,36 @@ def test_the_threshold_is_stored_with_the_run_and_reloaded(run_with_ood: tuple[R
     assert meta["ood"] == info.ood and info.ood["method"] == ood.METHOD and info.ood["file"] == ood.FILE
     loaded = store.load_ood(info)
     assert loaded is not None and loaded.threshold == meta["ood"]["threshold"]
-    assert loaded.bases.shape == (10, 784, meta["ood"]["components"])
+    assert loaded.bases.shape[1:] == (784, meta["ood"]["components"]) and loaded.owners is not None
+    assert np.array_equal(loaded.owners, store.load_ood(info).owners) and set(loaded.owners) == set(range(10))
+    assert len(loaded.means) <= 10 * meta["ood"]["centres"]
+
+
+def test_a_run_with_the_first_version_of_the_score_still_loads(run_with_ood: tuple[RunStore, str], tmp_path) -> None:
+    """Runs saved with one subspace per class ("class-pca-residual", no owners) load and score as before."""
+    store, run_id = run_with_ood
+    info = store.info(run_id)
+    first = tmp_path / "first"
+    first.mkdir()
+    rng = np.random.default_rng(3)
+    means = rng.random((10, 784)).astype(np.float32)
+    bases = np.linalg.qr(rng.normal(size=(10, 784, 4)))[0].astype(np.float32)
+    old = ood.OodModel(means, bases, 1.5, 0.985, 100)
+    ood.save(first, old)
+    record = old.record()
+    assert record["method"] == "class-pca-residual" and "owners" not in old.tensors()
+    loaded = ood.load(first, record)
+    assert loaded is not None and loaded.owners is None and list(loaded.classes) == list(range(10))
+    model, _ = store.load(run_id)
+    px = rng.random((5, 28, 28)).astype(np.float32)
+    pred = model(normalize(torch.from_numpy(px))).argmax(1).numpy()
+    d = px.reshape(5, -1) - means[pred]
+    r = np.stack([d[i] - bases[c] @ (bases[c].T @ d[i]) for i, c in enumerate(pred)])
+    assert np.allclose(loaded.scores(model, px), (r**2).sum(1), rtol=1e-4)
+    bad = {**record, "method": ood.METHOD, "centres": 1}  # a grouped record needs its owners
+    with pytest.raises(ood.OodError):
+        ood.load(first, bad)
+    assert info.ood["method"] == ood.METHOD
 
 
 def test_a_damaged_ood_file_is_ignored_not_fatal(run_with_ood: tuple[RunStore, str], tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
+from mnistcore.calibration import reliability, reliability_pair
 from mnistcore.train import BatchEvent, EpochEvent
 from ui.figures import (
     CORRECT_COLOR,
@@ -31,6 +32,7 @@ from ui.figures import (
     pick_from_selection,
     png_data_uri,
     probability_bars,
+    reliability_figure,
     rgb_png_data_uri,
     scale_legend,
     templates_picture,
@@ -425,3 +427,29 @@ def test_sweep_figure():
     lone = sweep_figure("hidden", [32, 64], [0.95, None])
     assert lone.layout.yaxis.range == pytest.approx((0.94, 0.96))  # not plotly's 0-150 % for a lone point
     assert sweep_figure("hidden", [32, 64], [0.9, 0.95]).layout.yaxis.range is None
+
+
+def test_reliability_figure_plots_the_engine_bins_after_and_before() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 2000)
+    logits = rng.normal(size=(2000, 10)) * 3
+    logits[np.arange(2000), labels] += rng.normal(2.0, 2.0, 2000)  # right more often than chance, not always
+    after, before = reliability_pair(logits, labels, 1.7)
+    fig = reliability_figure(after, before)
+    diagonal, raw, shown = fig.data
+    assert list(diagonal.x) == [0, 1] and list(diagonal.y) == [0, 1]
+    for trace, r in ((raw, before), (shown, after)):
+        full = [b for b in r.bins if b.count]
+        assert np.allclose(trace.x, [b.confidence for b in full]) and np.allclose(trace.y, [b.accuracy for b in full])
+        assert [int(c[0]) for c in trace.customdata] == [b.count for b in full]
+        assert sum(int(c[0]) for c in trace.customdata) == 2000
+    assert f"{before.ece:.2%}" in raw.name and f"{after.ece:.2%}" in shown.name
+    assert after.ece != before.ece  # the temperature changed the confidences, so the two curves differ
+    assert fig.layout.xaxis.tickformat == ".0%" and tuple(fig.layout.yaxis.range) == (0, 1.02)
+
+
+def test_reliability_figure_for_an_uncalibrated_run_has_one_curve() -> None:
+    probs = np.array([[0.95] + [0.05 / 9] * 9, [0.55] + [0.45 / 9] * 9])
+    fig = reliability_figure(reliability(probs, np.array([0, 3])))
+    assert len(fig.data) == 2 and "uncalibrated" in fig.data[1].name
+    assert list(fig.data[1].y) == [0.0, 1.0]  # the 0.55 bin was wrong, the 0.95 one right

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from mnistcore.calibration import Reliability, reliability_pair
 from mnistcore.evaluate import Evaluation, cell_indices
 from ui import cache
 from ui.explain_view import why_maps
-from ui.figures import cell_from_selection, confusion_figure, parse_cell, upscale
+from ui.figures import cell_from_selection, confusion_figure, parse_cell, reliability_figure, upscale
 
 CHART = "cm"  # plotly chart key (its selection state)
 LAST_CELL = "cm_cell"  # session copy of the cell, restored when coming back from another page
@@ -112,3 +115,48 @@ def metrics_table(ev: Evaluation) -> None:
         width="content",
         column_config={"precision": pct, "recall": pct, "F1": pct},
     )
+
+
+def _top_bin_sentence(r: Reliability) -> str:
+    """The fullest confidence bin in words: where it said X, it was right Y of the time."""
+    top = max((b for b in r.bins if b.count), key=lambda b: b.count)
+    return (
+        f"For the {top.count:,} test images where it said between {top.lower:.0%} and {top.upper:.0%} "
+        f"({top.confidence:.1%} on average), it was right {top.accuracy:.1%} of the time."
+    )
+
+
+def reliability(ev: Evaluation, record: dict[str, Any] | None) -> None:
+    """The reliability diagram of the probabilities shown (and, for a calibrated run, of the raw ones).
+
+    record: the run's stored calibration (RunInfo.calibration); None for a run saved before calibration.
+    """
+    st.subheader("Can you trust how sure it says it is?")
+    if ev.logits is None or not len(ev.labels):
+        st.caption("No test images to measure it on.")
+        return
+    after, before = reliability_pair(ev.logits, ev.labels, ev.temperature)
+    st.markdown(
+        "When it says 90 %, it should be right about 9 times in 10. Each dot groups the test images by how "
+        "sure the model said it was (across) and shows how often it was right (up): on the dotted line, "
+        "what it says is what it gets; below it, it is more sure than right. " + _top_bin_sentence(after)
+    )
+    held = int(record.get("holdout", 0)) if record else 0
+    if record is None:
+        st.info(
+            "This model was saved before calibration existed: its probabilities are the network's own "
+            "(temperature 1), never checked against held-out images. Train a new model to get calibrated ones."
+        )
+    elif not held:
+        st.info(f"This model was not calibrated: {record.get('note') or 'no images were held out of training'}.")
+    _, mid, _ = st.columns([1, 6, 1])
+    with mid:
+        fig = reliability_figure(after, before if held else None)
+        st.plotly_chart(fig, key="cm_reliability", config={"displayModeBar": False})
+    if held:
+        st.caption(
+            f"Expected calibration error (the average gap between the dots and the line, weighted by how many "
+            f"images each holds; 15 equal bins): {after.ece:.2%} as shown, {before.ece:.2%} before. Every "
+            f"logit is divided by a temperature T = {ev.temperature:.2f} fitted on {held:,} training images "
+            "held out of training (T above 1 makes it less sure, below 1 more); the answer never changes."
+        )

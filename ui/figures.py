@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
+from mnistcore.calibration import Reliability
 from mnistcore.train import BatchEvent, EpochEvent
 
 DIGITS = list(range(10))
@@ -250,6 +251,60 @@ def probability_bars(probs: np.ndarray, true: int | None = None, height: int = 2
         yaxis=dict(range=[0, 1.12], tickformat=".0%", title="probability"),
         xaxis=dict(tickmode="array", tickvals=DIGITS, title="digit", fixedrange=True),
         bargap=0.25,
+    )
+    return fig
+
+
+# ---------------------------------------------------------------- reliability diagram
+
+CALIBRATED_COLOR = "#1D4ED8"
+
+
+def _reliability_trace(r: Reliability, name: str, color: str, dash: str) -> go.Scatter:
+    """One curve: a marker per non-empty bin at (mean confidence, accuracy), its size growing with its count."""
+    full = [b for b in r.bins if b.count]
+    counts = np.array([b.count for b in full], dtype=np.float64)
+    return go.Scatter(
+        x=[b.confidence for b in full],
+        y=[b.accuracy for b in full],
+        name=name,
+        mode="lines+markers",
+        line=dict(color=color, dash=dash, width=2),
+        marker=dict(color=color, size=6 + 4 * np.log10(np.maximum(counts, 1)), line=dict(width=0)),
+        customdata=np.stack([counts, [b.lower for b in full], [b.upper for b in full]], axis=1) if full else None,
+        hovertemplate=(
+            "said %{customdata[1]:.0%}–%{customdata[2]:.0%} (mean %{x:.1%}): right %{y:.1%} "
+            "of %{customdata[0]:,.0f} images<extra>" + name + "</extra>"
+        ),
+    )
+
+
+def reliability_figure(after: Reliability, before: Reliability | None = None, height: int = 380) -> go.Figure:
+    """Reliability diagram: accuracy against confidence per bin, as shown (after) and without the temperature.
+
+    A perfectly calibrated model sits on the diagonal; points below it are over-confident. The bins are
+    mnistcore.calibration's (15 equal-width bins), so the figure is exactly what `evaluate --json` reports.
+    """
+    diagonal = go.Scatter(
+        x=[0, 1],
+        y=[0, 1],
+        name="says what it gets",
+        mode="lines",
+        line=dict(color=NEUTRAL_COLOR, dash="dot", width=1),
+        hoverinfo="skip",
+    )
+    traces = [diagonal]
+    if before is not None:
+        traces.append(_reliability_trace(before, f"before calibration (ECE {before.ece:.2%})", ERROR_COLOR, "dash"))
+    label = "shown, calibrated" if before is not None else "shown (uncalibrated)"
+    traces.append(_reliability_trace(after, f"{label} (ECE {after.ece:.2%})", CALIBRATED_COLOR, "solid"))
+    fig = go.Figure(traces)
+    fig.update_layout(
+        height=height,
+        margin=dict(l=50, r=10, t=20, b=45),
+        xaxis=dict(range=[0, 1.02], tickformat=".0%", title="how sure the model said it was", dtick=0.1),
+        yaxis=dict(range=[0, 1.02], tickformat=".0%", title="how often it was right", dtick=0.1),
+        legend=dict(x=0.02, y=0.98, bgcolor="rgba(255,255,255,0.8)"),
     )
     return fig
 

@@ -189,10 +189,8 @@ def _flagged(model: Any, ood: Any, store: DrawingStore) -> int | None:
     """How many of the store's drawings the OOD score calls "not a digit"; None without an OOD record."""
     if ood is None:
         return None
-    from mnistcore.ood import scores
-
     images = store.arrays()[0]
-    return int((scores(model, ood.means, ood.bases, images.astype("float32") / 255.0) > ood.threshold).sum())
+    return int((ood.scores(model, images.astype("float32") / 255.0) > ood.threshold).sum())
 
 
 def evaluate_drawings(args: argparse.Namespace) -> int:
