@@ -81,8 +81,10 @@ def replay(run_id: str, info: RunInfo) -> None:
         units = watched_units(info.config.hidden)
         acc, before = _accuracy(info, epoch), _accuracy(info, epoch - 1)
         c = st.columns([1, 3])
-        if acc is None:
-            c[0].metric(f"Test accuracy after epoch {epoch}", "—", help="Not measured before the first epoch.")
+        if epoch == 0:
+            c[0].metric("Test accuracy before training", "—", help="Measured after each epoch, not before the first.")
+        elif acc is None:
+            c[0].metric(f"Test accuracy after epoch {epoch}", "—", help="Not in this run's history.")
         else:
             delta = f"{(acc - before) * 100:+.2f} points" if before is not None else None
             c[0].metric(f"Test accuracy after epoch {epoch}", f"{acc:.2%}", delta=delta)
