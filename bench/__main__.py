@@ -1,7 +1,8 @@
 """`python -m bench` (`make bench`): every benchmark in turn; --quick takes a few minutes.
 
 Not in this list (each runs alone, minutes long): `python -m bench.load` (several browsers against a real
-server), `python -m bench.label_issues` (k-fold nets over MNIST), `python -m bench.experiments`.
+server), `python -m bench.label_issues` (k-fold nets over MNIST), `python -m bench.experiments`,
+`python -m bench.live_units` (training jobs with and without the Train page's live grid of hidden units).
 """
 
 from __future__ import annotations

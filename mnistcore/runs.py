@@ -36,6 +36,9 @@ from mnistcore.ood import OodError, OodModel
 from mnistcore.ood import load as load_ood_file
 from mnistcore.ood import save as save_ood
 from mnistcore.owners import Actor, NotAllowedError, Owner, QuotaError, check_change
+from mnistcore.snapshots import WATCHED, SnapshotError, UnitSnapshots
+from mnistcore.snapshots import load as load_snapshots_file
+from mnistcore.snapshots import save as save_snapshots
 from mnistcore.train import OPTIMIZER_STATE_KEYS, PARAM_LAYOUT, RNG_STREAMS, TrainResult, TrainState
 
 WEIGHTS = "model.safetensors"
@@ -210,9 +213,10 @@ def _why(exc: OSError) -> str:
 
 
 def run_size_estimate(config: TrainConfig) -> int:
-    """Bytes a saved run of this config takes: weights, optimizer state and metadata (an upper bound)."""
+    """Bytes a saved run of this config takes: weights, optimizer state, unit snapshots, metadata (an upper bound)."""
     n = param_count(config.hidden)
-    return 4 * n * (1 + len(OPTIMIZER_STATE_KEYS[config.optimizer])) + (1 << 20)
+    snapshots = (config.epochs + 1) * (min(WATCHED, config.hidden) * 784 * 2 + 4)
+    return 4 * n * (1 + len(OPTIMIZER_STATE_KEYS[config.optimizer])) + snapshots + (1 << 20)
 
 
 def _expected_shapes(hidden: int) -> dict[str, tuple[int, ...]]:
@@ -274,6 +278,7 @@ class RunStore:
         calibration: dict[str, Any] | None = None,
         ood: OodModel | None = None,
         ood_seconds: float = 0.0,
+        unit_snapshots: UnitSnapshots | None = None,
     ) -> RunInfo:
         """Save weights + metadata (+ optimizer state) into a temp dir, then rename it into place (all or nothing)."""
         name = validate_name(name)
@@ -316,6 +321,8 @@ class RunStore:
                 _write_optimizer(tmp / OPTIMIZER, config, optimizer_state, rng_state or {})
             if ood is not None:
                 save_ood(tmp, ood)
+            if unit_snapshots is not None and len(unit_snapshots.epochs):
+                save_snapshots(tmp, unit_snapshots)
             for file in tmp.iterdir():
                 with open(file, "rb") as f:
                     os.fsync(f.fileno())
@@ -479,6 +486,13 @@ class RunStore:
             _log.warning("run %s: ignoring its OOD record: %s", info.run_id, exc)
             return None
 
+    def load_snapshots(self, info: RunInfo) -> UnitSnapshots | None:
+        """The run's per-epoch pictures of its watched units; None for a run saved without them; RunError if damaged."""
+        try:
+            return load_snapshots_file(info.path, info.config.hidden)
+        except SnapshotError as exc:
+            raise RunError(str(exc)) from None
+
     def delete(self, run_id: str) -> None:
         """Delete a run (by id); renamed away first so a half-deleted run is never listed.
 
@@ -630,6 +644,11 @@ class RunStore:
         model, info = self.load(run_id)
         saved = self.read_optimizer(info.run_id)
         state, rng = saved if saved is not None else ({}, {})
+        try:
+            snapshots = self.load_snapshots(info)
+        except RunError as exc:  # the replay starts afresh; the weights and optimizer state are what matter
+            _log.warning("run %s: its snapshots are not continued: %s", info.run_id, exc)
+            snapshots = None
         return TrainState(
             model=model,
             optimizer=info.config.optimizer if saved else None,
@@ -638,6 +657,7 @@ class RunStore:
             seed=info.config.seed,
             history=info.history,
             train_seconds=info.train_seconds,
+            unit_snapshots=snapshots,
         ), info
 
 
@@ -697,4 +717,5 @@ def save_result(
         calibration=result.calibration,
         ood=result.ood,
         ood_seconds=result.ood_seconds,
+        unit_snapshots=result.unit_snapshots,
     )

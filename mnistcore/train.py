@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -27,6 +28,7 @@ from mnistcore.data import MnistData
 from mnistcore.hardware import PrecisionChoice, choose_precision
 from mnistcore.model import ShallowNet
 from mnistcore.normalize import normalize
+from mnistcore.snapshots import Recorder, UnitSnapshots
 
 # Knuth's MMIX LCG (multiplier, increment, 2**64): mixes a seed with a stream number into a new 64-bit seed
 # whose stream is unrelated to the seed's own, so no two random streams of a run (or of its continuations)
@@ -52,6 +54,9 @@ class BatchEvent:
     train_accuracy: float  # running training accuracy over this epoch so far
     elapsed: float  # seconds since training started
     eta: float  # estimated seconds left
+    # The watched hidden units' input weights now, (K, 784) float16 (mnistcore/snapshots.py), on the events
+    # that train(units_every=...) picked; None on the others.
+    units: np.ndarray | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,8 @@ class TrainResult:
     calibration: dict[str, Any] | None = None
     ood: Any = None  # mnistcore.ood.OodModel fitted on the training data (the "not a digit" score), or None
     ood_seconds: float = 0.0  # what fitting it took (not part of train_seconds)
+    # The watched units' weights after each epoch (and before the first), the parent's first for a continued run.
+    unit_snapshots: UnitSnapshots | None = None
 
     def run_record(self) -> dict[str, Any]:
         """How this run was fitted to the machine, for the saved run's metadata: precision and budget."""
@@ -147,6 +154,7 @@ class TrainState:
     seed: int | None = None  # the seed the saved random streams started from
     history: list[dict[str, Any]] = field(default_factory=list)  # the parent's epochs
     train_seconds: float = 0.0  # the parent's training time
+    unit_snapshots: UnitSnapshots | None = None  # the parent's, extended by the continued run
 
 
 def resolve_device(device: str) -> torch.device:
@@ -542,15 +550,18 @@ def train(
     on_event: Callable[[Event], None] | None = None,
     stop: threading.Event | None = None,
     init: TrainState | None = None,
+    units_every: float | None = None,
 ) -> TrainResult:
     """Train a ShallowNet on `data` (or continue `init`); report events to `on_event`; end within a batch of `stop`.
 
     A continued run's history is `init.history` followed by the new epochs, numbered on from it. The last
     `config.holdout` training images are held out of training and fit the model's calibration temperature.
+    With `units_every` (seconds), a progress event carries the watched units' weights (BatchEvent.units)
+    when at least that long has passed since the last one that did (a live picture, mnistcore/snapshots.py).
     """
     kept, held, note = split_holdout(data, config.holdout)
     with torch.inference_mode():  # no autograd anywhere: skips version-counter bookkeeping on every op
-        result, params = _train(config, kept, on_event, stop, init)
+        result, params = _train(config, kept, on_event, stop, init, units_every)
     # Built outside inference mode, so the returned model is an ordinary one (it can be fine-tuned).
     result.model = _to_model(params, config)
     fitted = calibrate(result.model, data, held, config.holdout, note)
@@ -582,6 +593,7 @@ class _Setup:
     params: _Params
     opt: _Optimizer
     stepper: _Stepper
+    recorder: Recorder  # the watched units' snapshots and live pictures
 
 
 @dataclass
@@ -601,7 +613,7 @@ class _Staged:
     augmenter: Augmenter | None
 
 
-def _setup(config: TrainConfig, init: TrainState | None) -> _Setup:
+def _setup(config: TrainConfig, init: TrainState | None, units_every: float | None = None) -> _Setup:
     """Resolve device and precision; the initial (or continued) weights, optimizer and random streams."""
     device = resolve_device(config.device)
     clock = time.perf_counter()
@@ -633,6 +645,7 @@ def _setup(config: TrainConfig, init: TrainState | None) -> _Setup:
         params=params,
         opt=opt,
         stepper=stepper,
+        recorder=Recorder(config.hidden, init.unit_snapshots if init is not None else None, done, units_every),
     )
 
 
@@ -739,6 +752,7 @@ def _train_epoch(
                     train_accuracy=correct / seen,
                     elapsed=elapsed,
                     eta=elapsed / step * (total_steps - step),
+                    units=s.recorder.live(s.params.w1),
                 )
             )
             window_start = seen
@@ -752,12 +766,14 @@ def _train_epochs(
     config = s.config
     total_steps = math.ceil(d.n / config.batch_size) * config.epochs
     step = 0
+    s.recorder.epoch(s.done, s.params.w1)  # where training starts from
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.perf_counter()
         loss_sum, correct, seen, step = _train_epoch(s, d, result, epoch, step, total_steps, emit, stop)
         if result.stopped:
             break
         test_loss, test_acc = _test_metrics(s.params, d.x_test, d.y_test, s.stepper.dtype)
+        s.recorder.epoch(s.done + epoch, s.params.w1)
         event = EpochEvent(
             epoch=s.done + epoch,
             epochs=s.done + config.epochs,
@@ -785,6 +801,7 @@ def _finish(s: _Setup, d: _Staged, result: TrainResult, step: int) -> None:
         "augment": d.augmenter.generator if d.augmenter is not None else None,
     }
     result.rng_state = {name: g.get_state() for name, g in streams.items() if g is not None}
+    result.unit_snapshots = s.recorder.result()
     if result.history and not result.stopped:
         result.test_loss, result.test_accuracy = result.history[-1]["test_loss"], result.history[-1]["test_accuracy"]
     else:
@@ -797,8 +814,9 @@ def _train(
     on_event: Callable[[Event], None] | None,
     stop: threading.Event | None,
     init: TrainState | None = None,
+    units_every: float | None = None,
 ) -> tuple[TrainResult, _Params]:
-    s = _setup(config, init)
+    s = _setup(config, init, units_every)
     d = _stage(s, data, init)
     plan = None
     if s.config.budget_seconds is not None:

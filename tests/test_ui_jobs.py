@@ -344,3 +344,15 @@ def test_a_dashboard_run_can_be_continued_exactly(registry, data, store):
     assert saved.name == "first try"
     assert state.optimizer == "adam" and state.optimizer_state and state.rng_state
     assert saved.train_seconds > 0
+
+
+def test_a_job_keeps_only_the_latest_picture_of_its_units_and_saves_their_snapshots(registry, data, store):
+    job = registry.start("s1", TINY, data, store)
+    assert job.wait(60)
+    snap = job.snapshot()
+    assert snap.units is not None and snap.units.units is not None and snap.units.units.shape == (16, 784)
+    # The events list (kept for the curves) holds no pictures: only the latest one is kept, apart from it.
+    assert all(e.units is None for e in snap.events if isinstance(e, BatchEvent))
+    assert any(e.step == snap.units.step for e in snap.events if isinstance(e, BatchEvent))
+    saved = store.load_snapshots(snap.run_info)
+    assert saved is not None and saved.epochs.tolist() == [0, 1, 2]

@@ -19,6 +19,7 @@ from mnistcore.ood import OodModel
 from mnistcore.predict import predict_prepared
 from mnistcore.preprocess import prepare_digit
 from mnistcore.runs import META, RunError, RunInfo, RunStore, default_runs_dir
+from mnistcore.snapshots import UnitSnapshots
 from ui.background import process
 from ui.figures import mosaic, upscale
 from ui.gallery import html_grid
@@ -79,6 +80,25 @@ def get_ood(run_id: str) -> OodModel | None:
         return _load_ood(runs_dir(), run_id)
     except RunError:
         return None
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _load_snapshots(root: str, run_id: str) -> UnitSnapshots | None:
+    store = RunStore(root)
+    snaps = store.load_snapshots(store.info(run_id))
+    if snaps is not None:
+        for arr in (snaps.units, snaps.epochs, snaps.weights):
+            arr.setflags(write=False)
+    return snaps
+
+
+def get_snapshots(run_id: str) -> tuple[UnitSnapshots | None, str | None]:
+    """The run's per-epoch pictures of its watched units (read-only, shared): (snapshots, None); (None, None)
+    for a run saved without them; (None, why) when its file is damaged."""
+    try:
+        return _load_snapshots(runs_dir(), run_id), None
+    except RunError as exc:
+        return None, str(exc)
 
 
 def _warm_up(model: ShallowNet) -> None:
@@ -178,6 +198,7 @@ def forget_run(run_id: str) -> None:
     _load_model.clear(runs_dir(), run_id)
     _load_ood.clear(runs_dir(), run_id)
     _evaluation.clear(runs_dir(), run_id, data_dir())
+    _load_snapshots.clear(runs_dir(), run_id)
 
 
 def test_images() -> np.ndarray:

@@ -6,14 +6,15 @@ import streamlit as st
 
 from mnistcore.config import PRESETS
 from mnistcore.runs import RunInfo
-from ui import session
+from ui import session, units_view
 from ui.background import Status
 from ui.figures import training_curves
 from ui.jobs import ONE_CLICK_PRESET, TrainingJob
 
 
-def live_progress(job: TrainingJob, curves: bool = False, key: str = "job") -> None:
-    """Progress (and curves) of a job, refreshed every 0.5 s while it runs, with one full rerun at its end."""
+def live_progress(job: TrainingJob, curves: bool = False, key: str = "job", units: bool = False) -> None:
+    """Progress (and curves, and the hidden units forming) of a job, refreshed every 0.5 s while it runs,
+    with one full rerun at its end."""
     was_running = job.running
 
     @st.fragment(run_every=0.5 if was_running else None)
@@ -26,6 +27,8 @@ def live_progress(job: TrainingJob, curves: bool = False, key: str = "job") -> N
                 st.plotly_chart(training_curves(snap.events), key=f"{key}_curves")
             else:
                 st.caption("The curves appear after the first batches.")
+        if units:
+            units_view.live_grid(snap, key)
         if was_running and not snap.running:
             session.activate_finished_job()
             st.rerun()

@@ -10,6 +10,7 @@ together hold at most `SLOTS.max_running` slots on the whole server (ui/backgrou
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import hashlib
 import statistics
 import threading
@@ -42,20 +43,22 @@ ONE_CLICK_PRESET = "draw"
 DEFAULT_SECONDS_GUESS = 15.0  # the draw preset: ~15-22 s estimated on the 2-core AVX2 reference, less on faster CPUs
 ABANDON_AFTER = 180.0  # seconds without a poll from the job's browser before the job stops itself
 BUSY = "You already have a training job running. Stop it or wait for it to finish."
+# Seconds between live pictures of the watched hidden units (BatchEvent.units): the Train page polls every
+# 0.5 s, so each poll finds a fresh one; progress events come far more often (tens a second at batch 16).
+UNITS_EVERY = 0.25
 
 
 def _train_in_child(
     emit: Callable[[Any], None], stop: Any, config: TrainConfig, data: MnistData, train_kwargs: dict[str, Any]
 ) -> TrainResult:
-    """The job's function in its child process: train, every event sent as a message."""
-    return _to_wire(train(config, data, on_event=emit, stop=stop, **train_kwargs))
+    """The job's function in its child process: train, every event sent as a message (live unit pictures on)."""
+    kwargs = {"units_every": UNITS_EVERY, **train_kwargs}
+    return _to_wire(train(config, data, on_event=emit, stop=stop, **kwargs))
 
 
 def _to_wire(result: TrainResult) -> TrainResult:
     """The result with every tensor as a numpy array: a tensor would be sent as a shared-memory handle that
     the server fetches from this process, which is gone by then."""
-    import dataclasses
-
     import torch
 
     def plain(value: Any) -> Any:
@@ -72,8 +75,6 @@ def _to_wire(result: TrainResult) -> TrainResult:
 
 def _from_wire(result: TrainResult) -> TrainResult:
     """Undo _to_wire: tensors back, the model rebuilt (eval mode, CPU)."""
-    import dataclasses
-
     import numpy as np
     import torch
 
@@ -127,6 +128,7 @@ class JobSnapshot:
     abandoned: bool = False  # stopped by itself because its browser went away
     keep_if_abandoned: bool = False
     warning: str | None = None  # something the user must know about the saved run (where it went)
+    units: BatchEvent | None = None  # the latest progress event that carried the watched units' weights
 
     @property
     def running(self) -> bool:
@@ -206,6 +208,7 @@ class TrainingJob(Work):
         self._data = data
         self._store = store
         self._events: list[BatchEvent | EpochEvent] = []
+        self._units: BatchEvent | None = None  # only the latest picture is kept: the events list stays small
         self._result: TrainResult | None = None
         self._run_info: RunInfo | None = None
         self._abandoned = False
@@ -222,6 +225,8 @@ class TrainingJob(Work):
     # -- the reader thread ----------------------------------------------------------------------
     def _on_message(self, event: BatchEvent | EpochEvent) -> None:
         with self._lock:
+            if isinstance(event, BatchEvent) and event.units is not None:
+                self._units, event = event, dataclasses.replace(event, units=None)
             self._events.append(event)
         self._check_abandoned()
 
@@ -333,6 +338,7 @@ class TrainingJob(Work):
                 abandoned=self._abandoned,
                 keep_if_abandoned=self.keep_if_abandoned,
                 warning=self._warning,
+                units=self._units,
             )
 
 

@@ -129,7 +129,7 @@ def panel(job: TrainingJob) -> None:
             f"If you close this page, training stops by itself after {job.abandon_after / 60:.0f} minutes "
             f"without it, and the partial model is {fate}."
         )
-    components.live_progress(job, curves=True, key="train")
+    components.live_progress(job, curves=True, key="train", units=True)
     if err := st.session_state.pop("ui_job_error", None):
         st.error(err)
     if snap.warning:
