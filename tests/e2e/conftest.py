@@ -24,6 +24,16 @@ def _missing(reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session")
+def nginx() -> str:
+    """Path of the nginx binary (the proxy tests of deploy/): .ci/run installs nginx-light; skipped without it
+    on a developer's machine, a failure under CI."""
+    path = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(path).exists():
+        _missing("nginx is not installed (apt-get install nginx-light)")
+    return path
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/e2e/" in str(item.fspath).replace(os.sep, "/"):

@@ -152,9 +152,7 @@ def _sign_in(page, url: str) -> None:
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["one-cookie-secret", "different-secrets-control"])
-def test_a_login_started_on_one_replica_is_called_back_on_another(tmp_path, provider, page, shared):
-    if not Path(NGINX).exists():
-        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+def test_a_login_started_on_one_replica_is_called_back_on_another(tmp_path, provider, page, shared, nginx):
     secret = "e2e-only-shared-cookie-secret-0123456789abcdef"  # a throwaway, >= 32 bytes
     other = secret if shared else "e2e-only-other-cookie-secret-9876543210fedcba"
     url, procs = _replicas(tmp_path, provider, secret, other)
