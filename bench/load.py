@@ -1,6 +1,6 @@
 """Several users at once: page switches and drawing in real Chromium against a real `streamlit run` (127.0.0.1).
 
-    python -m bench.load [--quick] [--only 1 2 3] [--no-old] [--seed N]
+    python -m bench.load [--quick] [--only 1 2 3] [--no-old] [--seed N] [--sign-in]
 
 Everything runs on this machine: the bench starts its own server (bench/appserver.py) on a private runs
 dir holding one freshly trained model, drives headless Chromium contexts (one per user) with Playwright,
@@ -25,6 +25,11 @@ animation frame that shows the result). A WebSocket hook splits a stroke's time 
 (first message sent after mouse-up -> last message received before the result appeared) and the
 browser's part (the rest: serialising the canvas, rendering). Load averages are read before each
 scenario: the machine is shared, and the browsers run on the same cores as the server.
+
+--sign-in turns sign-in on (st.login against oidc-provider-mock on 127.0.0.1, bench/oidc.py): every simulated
+user signs in as a different person (alice1@example.edu, alice2@..., before the scenario's timed part),
+and the health page is read by an instructor (instructor@example.edu) in a browser of their own. The old
+version (scenario 2's comparison, --old-switches) has no sign-in and is served as before.
 """
 
 from __future__ import annotations
@@ -47,11 +52,12 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import oidc
 from bench.appserver import CHROMIUM, CHROMIUM_ARGS, AppServer, free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +66,7 @@ FREEZE_SECONDS = 15.0
 ANSWER_SECONDS = 20.0  # a stroke with no answer after this long counts as unanswered
 JOB = {"hidden": 256, "epochs": 20, "batch": 16}  # ~75 000 small steps: minutes of Python-heavy work
 NAV = '[data-testid="stSidebarNav"] a'
+INSTRUCTOR = "instructor@example.edu"  # --sign-in: the one person who may read the health page (/server)
 
 # In every frame: when the last pointer-up and click happened (page clock, ms since the epoch); in the
 # top frame also when each WebSocket message was sent and received.
@@ -434,12 +441,25 @@ class OldServer:
 
 
 # -- browser actions ---------------------------------------------------------------------------------
-async def new_user(browser: Any) -> Any:
+async def new_user(browser: Any, sign_in: tuple[str, str] | None = None) -> Any:
+    """A new browser context (one user); signed in at (app url, email) first when given."""
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     await context.add_init_script(INIT_JS)
     page = await context.new_page()
     page.set_default_timeout(60_000)
+    if sign_in is not None:
+        url, email = sign_in
+        await oidc.sign_in_async(page, url, email, email)
     return page
+
+
+async def user(env: Env, srv: Any = None) -> Any:
+    """A new user of srv (default: this version's server); with --sign-in, on this version's server, signed in
+    as the next person (alice1@example.edu, alice2@...). The old version has no sign-in."""
+    srv = srv or env.server
+    if env.people is None or srv is not env.server:
+        return await new_user(env.browser)
+    return await new_user(env.browser, (srv.url, next(env.people)))
 
 
 async def wait_rendered(page: Any, title: str, timeout: float) -> float:
@@ -687,6 +707,7 @@ class Env:
     cleanups: list[Callable[[], None]] = field(default_factory=list)
     old_worktree: Path | None = None
     old_servers: int = 0
+    people: Iterator[str] | None = None  # --sign-in: who the next user signs in as
 
 
 async def server_side(env: Env, scenario: str) -> dict[str, str]:
@@ -695,7 +716,8 @@ async def server_side(env: Env, scenario: str) -> dict[str, str]:
     Measured inside the server (ui/activity.py): script start to end, which a browser cannot see apart from
     the network and its own rendering. Reading it is one more page run, after the figures it reads.
     """
-    page = await new_user(env.browser)
+    instructor = None if env.people is None else (env.server.url, INSTRUCTOR)
+    page = await new_user(env.browser, instructor)  # with sign-in on, only an instructor may see /server
     try:
         await page.goto(f"{env.server.url}/server")
         box = page.locator(".st-key-server_times")
@@ -719,12 +741,14 @@ async def scenario_switches(env: Env, n: int, old: bool = False) -> dict[str, An
     load = loadavg()
     srv = start_old(env) if old else env.server
     pages = page_titles((srv.root if old else ROOT) / "app.py")
+    if env.people is not None and not old:  # signed in as students, the health page is not in their sidebar
+        pages = [p for p in pages if p[0] != "/server"]
     mon = Monitor(srv.url, srv.proc.pid).__enter__() if old else env.mon
     if old:
         env.cleanups.append(lambda: mon.__exit__(None, None, None))
-    a, b = await new_user(env.browser), await new_user(env.browser)
+    a, b = await user(env, srv), await user(env, srv)
     # A first visit of every page by a third user, so that the figures are for a warm server.
-    warm = await new_user(env.browser)
+    warm = await user(env, srv)
     cold = []
     for path, title in pages:
         t0 = time.perf_counter()
@@ -839,7 +863,7 @@ async def scenario_draw_alone(env: Env, n: int, with_old: bool, block: int = 5) 
     cpu: dict[str, float] = dict.fromkeys(results, 0.0)
     pages = []
     for ui, srv in servers:
-        page = await new_user(env.browser)
+        page = await user(env, srv)
         await open_draw(page, srv.url, ui)
         await draw_block(page, ui, 2, env.rng)  # warm-up strokes (first model load, first picture), not counted
         pages.append(page)
@@ -943,10 +967,10 @@ async def scenario_draw_crowd(env: Env, users: int, n: int) -> dict[str, Any]:
     from mnistcore.strokes import rasterize
 
     load = loadavg()
-    owners = [await new_user(env.browser) for _ in range(2)]
+    owners = [await user(env) for _ in range(2)]
     for p in owners:
         await start_job(p, env.server.url)
-    pages = [await new_user(env.browser) for _ in range(users)]
+    pages = [await user(env) for _ in range(users)]
     for p in pages:  # one after the other: six first loads at once take minutes on a busy 2-core machine
         await open_draw(p, env.server.url, NEW_UI)
     jobs_before = env.mon.jobs_at(time.time())
@@ -1063,18 +1087,32 @@ def log_summary(path: Path) -> None:
     print(f"\nserver log: {len(lines)} lines; {found or 'no error, traceback or dropped-fragment line'}")
 
 
-def start_server(runs: Path, data_dir: Path, log: Path, options: list[str]) -> AppServer:
-    """This version's server; options ("runner.postScriptGC=false") reach it as STREAMLIT_* variables."""
+def start_server(
+    runs: Path, data_dir: Path, log: Path, options: list[str], port: int | None = None, args: Sequence[str] = ()
+) -> AppServer:
+    """This version's server; options ("runner.postScriptGC=false") reach it as STREAMLIT_* variables, `port` and
+    `args` go to AppServer (sign-in: bench/oidc.py app_args)."""
     saved = dict(os.environ)
     try:
         for opt in options:
             key, _, value = opt.partition("=")
             name = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", key.replace(".", "_")).upper()
             os.environ[f"STREAMLIT_{name}"] = value
-        return AppServer(runs, data_dir, log)
+        return AppServer(runs, data_dir, log, port=port, args=args)
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def start_signed_in(runs: Path, data_dir: Path, work: Path, options: list[str]) -> tuple[AppServer, oidc.Provider]:
+    """An OIDC provider and this version's server with sign-in on, INSTRUCTOR its one instructor."""
+    provider = oidc.Provider(work / "provider.log")
+    try:
+        port, args = oidc.app_args(work, provider, [INSTRUCTOR])
+        return start_server(runs, data_dir, work / "streamlit.log", options, port=port, args=args), provider
+    except BaseException:
+        provider.stop()
+        raise
 
 
 def train_model(runs: Path, data_dir: Path) -> None:
@@ -1104,6 +1142,7 @@ async def run(args: argparse.Namespace) -> int:
         f"bench.load: {'quick' if args.quick else 'full'} run, work dir {work}; load average {loadavg()}"
         + (f"; server options {' '.join(args.server_option)}" if args.server_option else "")
         + (f"; browsers at niceness {args.nice_browsers}" if args.nice_browsers else "")
+        + ("; sign-in on (a different person per user)" if args.sign_in else "")
     )
     data_dir = default_data_dir().resolve()
     provision_mnist(data_dir)
@@ -1113,7 +1152,11 @@ async def run(args: argparse.Namespace) -> int:
     else:
         train_model(runs, data_dir)
     failed = False
-    server = start_server(runs, data_dir, work / "streamlit.log", args.server_option)
+    provider: oidc.Provider | None = None
+    if args.sign_in:
+        server, provider = start_signed_in(runs, data_dir, work, args.server_option)
+    else:
+        server = start_server(runs, data_dir, work / "streamlit.log", args.server_option)
     seen: set[int] = set()
     env: Env | None = None
     try:
@@ -1123,6 +1166,8 @@ async def run(args: argparse.Namespace) -> int:
                     executable_path=chromium(work, args.nice_browsers), args=CHROMIUM_ARGS
                 )
                 env = Env(browser, server, mon, work, runs, data_dir, random.Random(args.seed), deadline)
+                if provider is not None:
+                    env.people = (f"alice{i}@example.edu" for i in itertools.count(1))
                 try:
                     results = {}
                     if 1 in args.only:
@@ -1152,6 +1197,8 @@ async def run(args: argparse.Namespace) -> int:
         seen |= set(descendants(server.proc.pid))
         server.stop()
         kill_tree([], seen)  # job processes and the forkserver, should any outlive the server
+        if provider is not None:
+            provider.stop()
         log_summary(server.log_path)
         for cleanup in reversed(env.cleanups if env else []):
             with contextlib.suppress(Exception):
@@ -1192,6 +1239,11 @@ def main(argv: list[str] | None = None) -> int:
         help="a Streamlit config option for this version's server, e.g. runner.postScriptGC=false",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--sign-in",
+        action="store_true",
+        help="sign-in on: each user signs in as another person (a local OIDC provider); an instructor reads /server",
+    )
     p.add_argument("--runs-from", type=Path, help="copy this runs dir (one trained model) instead of training one")
     p.add_argument("--max-minutes", type=float, default=None, help="stop starting new work after this long")
     args = p.parse_args(argv)

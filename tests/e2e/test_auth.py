@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from bench.appserver import AppServer, free_port
+from bench import oidc
+from bench.appserver import AppServer
+from bench.oidc import Provider, app_args
 from mnistcore.owners import Owner
 from mnistcore.runs import META, RunStore
 
@@ -33,57 +32,9 @@ USERS = {
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-class Provider:
-    """oidc-provider-mock in its own process on a free loopback port (stopped by stop())."""
-
-    def __init__(self, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        claims = [a for u in USERS.values() for a in ("--user-claims", json.dumps(u))]
-        self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "oidc_provider_mock", "--port", str(self.port), *claims],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/.well-known/openid-configuration", timeout=2) as r:
-                    self.issuer = json.loads(r.read())["issuer"]
-                    return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(
-                        f"the OIDC provider did not start: {log.read_text(errors='replace')[-2000:]}"
-                    ) from None
-                time.sleep(0.3)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=15)
-        self._log.close()
-
-
-def _secrets(folder: Path, app_port: int, provider: Provider) -> Path:
-    """A secrets.toml for the app under test (a throwaway cookie secret, never a real one)."""
-    path = folder / "secrets.toml"
-    path.write_text(
-        "[auth]\n"
-        f'redirect_uri = "http://127.0.0.1:{app_port}/oauth2callback"\n'
-        'cookie_secret = "e2e-only-cookie-secret-0123456789abcdef"\n'
-        'client_id = "mnist-lab-e2e"\n'
-        'client_secret = "e2e-client-secret"\n'
-        f'server_metadata_url = "{provider.url}/.well-known/openid-configuration"\n'
-    )
-    return path
-
-
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provider]:
-    p = Provider(tmp_path_factory.mktemp("oidc") / "provider.log")
+    p = Provider(tmp_path_factory.mktemp("oidc") / "provider.log", USERS.values())
     try:
         yield p
     finally:
@@ -92,11 +43,8 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provider]:
 
 def _server(tmp_path_factory, runs: Path, data_dir: Path, provider: Provider, **env: str) -> AppServer:
     folder = tmp_path_factory.mktemp("auth-app")
-    port = free_port()
-    secrets = _secrets(folder, port, provider)
-    return AppServer(
-        runs, data_dir, folder / "streamlit.log", port=port, args=["--secrets.files", str(secrets)], env=env
-    )
+    port, args = app_args(folder, provider)
+    return AppServer(runs, data_dir, folder / "streamlit.log", port=port, args=args, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -121,12 +69,7 @@ def app(tmp_path_factory, alices_run, data_dir: Path, provider: Provider) -> Ite
 
 
 def sign_in(page: Page, app: AppServer, who: str) -> None:
-    page.goto(app.url)
-    page.locator(".st-key-auth_login button").click()
-    page.locator("input[name=sub]").fill(who)
-    page.get_by_role("button", name="Authorize").click()
-    page.wait_for_url(f"{app.url}/**")
-    expect(page.locator(".st-key-auth_user")).to_contain_text(USERS[who]["email"])
+    oidc.sign_in(page, app.url, who, USERS[who]["email"])
 
 
 def test_signed_out_visitor_sees_only_home_and_sign_in(app: AppServer, page: Page, shot) -> None:
