@@ -121,7 +121,10 @@ def _kmeans(x: torch.Tensor, groups: int, iterations: int = KMEANS_ITERATIONS) -
     centres = x[torch.randint(len(x), (1,), generator=g)]
     for _ in range(groups - 1):  # k-means++: each next centre drawn in proportion to its squared distance
         d = torch.cdist(x, centres).min(1).values.square()
+        if not float(d.sum()) > 0:  # every image already sits on a centre (e.g. all alike): no more groups
+            break
         centres = torch.cat([centres, x[torch.multinomial(d / d.sum(), 1, generator=g)]])
+    groups = len(centres)
     found = torch.zeros(len(x), dtype=torch.int64)
     for _ in range(iterations):
         found = torch.cdist(x, centres).argmin(1)

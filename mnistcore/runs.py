@@ -582,8 +582,17 @@ class RunStore:
     def rename(self, run_id: str, name: str | None) -> RunInfo:
         """Give a run a name (None or blank clears it); meta.json is rewritten atomically, nothing else changes."""
         name = validate_name(name)
+        self._must_exist(run_id)  # before the owner check, which would only say "no run"
         self._authorize(self.info(run_id), "rename")
         return self._update_meta(run_id, {"name": name})
+
+    def _must_exist(self, run_id: str) -> None:
+        """RunError saying the run was deleted elsewhere when a valid run id has no folder (any more)."""
+        if _is_run_id(run_id) and run_id != "latest" and not (self.root / run_id).is_dir():
+            raise RunError(
+                f"no run {run_id!r} in {self.root}: it does not exist or was deleted elsewhere (another tab, "
+                f"session or process)"
+            )
 
     @staticmethod
     def _cleanup_meta_temps(run_dir: os.DirEntry, before: float) -> builtins.list[str]:
@@ -604,11 +613,7 @@ class RunStore:
 
     def _update_meta(self, run_id: str, changes: dict[str, Any]) -> RunInfo:
         """Rewrite some top-level fields of a valid run's meta.json atomically (temp file + rename)."""
-        if _is_run_id(run_id) and run_id != "latest" and not (self.root / run_id).is_dir():
-            raise RunError(
-                f"no run {run_id!r} in {self.root}: it does not exist or was deleted elsewhere (another tab, "
-                f"session or process)"
-            )
+        self._must_exist(run_id)
         info = self.info(run_id)  # refuses a run whose meta.json is not ours before touching it
         path = info.path / META
         try:

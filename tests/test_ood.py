@@ -68,6 +68,20 @@ def test_the_residual_is_the_one_from_the_nearest_group_of_the_class() -> None:
     assert (far**2).sum() > 10 * (r**2).sum()
 
 
+def test_a_class_of_identical_images_gets_one_group_not_a_crash() -> None:
+    # k-means++ draws each next centre by distance: with every image on the first centre there is nothing to
+    # draw from (a 0/0 probability), so the class keeps the groups it has.
+    rng = np.random.default_rng(0)
+    other = rng.integers(0, 256, (200, 28, 28), dtype=np.uint8)
+    same = np.repeat(other[:1], 200, axis=0)
+    images = np.concatenate([same, other])
+    labels = np.array([3] * 200 + [5] * 200)
+    means, bases, owners = ood.class_subspaces(images, labels, k=5, centres=4)
+    assert (owners == 3).sum() == 1 and (owners == 5).sum() == 4
+    assert np.allclose(means[owners == 3][0], same[0].reshape(-1) / 255.0)
+    assert np.all(np.isfinite(bases))
+
+
 def test_fit_threshold_is_the_quantile_of_held_out_prepared_digits(tiny_data: MnistData) -> None:
     model = ShallowNet(32).eval()
     x, y = tiny_data.train_images.numpy(), tiny_data.train_labels.numpy()
