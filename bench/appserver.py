@@ -45,6 +45,17 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> Non
     raise RuntimeError(f"streamlit did not become healthy at {url} within {timeout} s")
 
 
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate a child process started for a test or a benchmark, and kill it if it does not exit in 15 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class AppServer:
     """A running `streamlit run app.py` on a free loopback port, with its own runs and data dirs."""
 
@@ -101,11 +112,5 @@ class AppServer:
 
     def stop(self) -> None:
         """Terminate the server (kill it if it does not exit in 15 s)."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self._log.close()

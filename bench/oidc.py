@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.appserver import free_port
+from bench.appserver import free_port, stop_process
 
 LOGIN_BUTTON = ".st-key-auth_login button"
 SIGNED_IN_AS = ".st-key-auth_user"  # the sidebar's "signed in as" line
@@ -52,13 +52,7 @@ class Provider:
 
     def stop(self) -> None:
         """Terminate the provider (kill it if it does not exit in 15 s)."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self._log.close()
 
 

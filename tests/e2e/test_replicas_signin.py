@@ -10,19 +10,17 @@ restarts or a class shares one IP. Skipped where nginx is not installed.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from bench.appserver import ROOT, free_port, wait_healthy
+from bench.appserver import ROOT, free_port, stop_process, wait_healthy
+from bench.oidc import Provider
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 pytest.importorskip("oidc_provider_mock")
@@ -48,34 +46,15 @@ class Proc:
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self._log.close()
 
 
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    p = Proc(
-        [sys.executable, "-m", "oidc_provider_mock", "--port", str(port), "--user-claims", json.dumps(USER)],
-        tmp_path_factory.mktemp("oidc") / "provider.log",
-    )
+    p = Provider(tmp_path_factory.mktemp("oidc") / "provider.log", [USER])
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/.well-known/openid-configuration", timeout=2).close()
-                break
-            except OSError:
-                assert p.proc.poll() is None and time.monotonic() < deadline, p.log.read_text()[-2000:]
-                time.sleep(0.3)
-        yield url
+        yield p.url
     finally:
         p.stop()
 
