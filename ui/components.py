@@ -47,10 +47,11 @@ def train_default_prompt(where: str) -> None:
     seconds = session.default_train_seconds()
     st.info(
         f"There is no trained model yet. Train one made for reading digits you draw: a network with one "
-        f"hidden layer of {preset.hidden} units, trained for {preset.epochs} passes over MNIST's 60 000 "
-        f"handwritten digits, many of them slanted, stretched, thickened, blurred or broken the way digits "
-        f"drawn with a mouse or a finger are. It takes about {seconds} s; then draw digits, explore its "
-        "confusion matrix and its mistakes."
+        f"hidden layer of {preset.hidden} units, trained for {preset.epochs} passes over "
+        f"{60000 - preset.holdout:,} of MNIST's 60,000 handwritten digits (the other {preset.holdout:,} check how "
+        "sure it may be), many of them slanted, stretched, thickened, blurred or broken the way digits drawn "
+        f"with a mouse or a finger are. It takes about {seconds} s; then draw digits, explore its confusion "
+        "matrix and its mistakes."
     )
     label = f"Train a model for drawing (~{seconds} s)"
     clicked = st.button(label, key=f"{where}_train_default", type="primary", icon=":material/bolt:")

@@ -71,7 +71,7 @@ def test_every_page_runs_without_a_model(make_app, tmp_path, page):
         assert re.fullmatch(r"Train a model for drawing \(~\d+ s\)", button.label)
         draw = PRESETS["draw"]
         prompt = " ".join(i.value for i in at.info)  # says in plain words what the button trains
-        assert f"{draw.hidden} units" in prompt and f"{draw.epochs} passes over MNIST" in prompt
+        assert f"{draw.hidden} units" in prompt and f"{draw.epochs} passes over 55,000 of MNIST" in prompt
 
 
 def test_home_one_click_trains_the_draw_preset_and_the_train_page_lists_it(make_app, tmp_path, monkeypatch):
