@@ -39,6 +39,15 @@ REFERENCE_GFLOPS = 114.0  # torch fp32 sgemm of the reference machine (issue 10)
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
+def rerun_with_avx2(module: str, argv: list[str] | None) -> int | None:
+    """Run `python -m module` again limited to AVX2 kernels (the limits only take effect when torch loads: a
+    fresh process) and return its exit status; None when this process already runs so limited."""
+    if all(os.environ.get(k) == v for k, v in AVX2_ENV.items()):
+        return None
+    rest = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--avx2"]
+    return subprocess.call([sys.executable, "-m", module, *rest], env={**os.environ, **AVX2_ENV})
+
+
 def sgemm_gflops(dtype: torch.dtype = torch.float32, seconds: float = 1.0) -> float:
     """Best rate of torch.mm at (512 x 784) @ (784 x 1024) in GFLOP/s: the size the reference's 114 was measured at."""
     gen = torch.Generator().manual_seed(0)
@@ -87,10 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         help="sgemm rate of the machine to estimate for (default: the AVX2 EPYC's 114)",
     )
     args = p.parse_args(argv)
-    if args.avx2 and not all(os.environ.get(k) == v for k, v in AVX2_ENV.items()):
-        rest = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--avx2"]
-        # The limits only take effect when torch loads: a fresh process.
-        return subprocess.call([sys.executable, "-m", "bench.best_preset", *rest], env={**os.environ, **AVX2_ENV})
+    if args.avx2 and (code := rerun_with_avx2("bench.best_preset", argv)) is not None:
+        return code
     if args.threads:
         torch.set_num_threads(args.threads)
     changes = {

@@ -32,15 +32,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
 import torch
 
 from bench import machine
-from bench.best_preset import AVX2_ENV, REFERENCE_GFLOPS, product_flops, sgemm_gflops
+from bench.best_preset import AVX2_ENV, REFERENCE_GFLOPS, product_flops, rerun_with_avx2, sgemm_gflops
 from bench.finetune_drawings import prepared_digits
 from bench.shapes import HANDS, digit_drawings
 from mnistcore.config import PRESETS, TrainConfig
@@ -146,9 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         help="also train this many epochs of the old best preset (timed on the reference) for a ratio estimate",
     )
     args = p.parse_args(argv)
-    if args.avx2 and not all(os.environ.get(k) == v for k, v in AVX2_ENV.items()):
-        rest = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--avx2"]
-        return subprocess.call([sys.executable, "-m", "bench.draw_preset", *rest], env={**os.environ, **AVX2_ENV})
+    if args.avx2 and (code := rerun_with_avx2("bench.draw_preset", argv)) is not None:
+        return code
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
