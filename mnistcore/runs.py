@@ -416,6 +416,11 @@ class RunStore:
                 owner=Owner.from_record(meta.get("owner")),
             )
         except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            if isinstance(exc, FileNotFoundError) and not path.is_dir():  # deleted by another process meanwhile
+                raise RunError(
+                    f"no run {path.name!r} in {self.root}: it was deleted elsewhere meanwhile (another tab, "
+                    f"session or process)"
+                ) from None
             why = "nested too deeply" if isinstance(exc, RecursionError) else exc
             raise RunError(f"{path} is not a valid run: bad or missing {META} ({why})") from None
 

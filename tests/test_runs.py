@@ -765,6 +765,25 @@ def test_deleting_a_run_deleted_elsewhere_says_so(tmp_path: Path, monkeypatch: p
         store.delete(second.run_id)
 
 
+def test_renaming_a_run_deleted_between_check_and_read_says_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    store = RunStore(tmp_path)
+    run = _save(store)
+    real_read = runs_mod.read_bounded
+
+    def deleted_first(path: Path, limit: int) -> bytes:
+        shutil.rmtree(path.parent)  # another process's delete lands after the existence check
+        return real_read(path, limit)
+
+    monkeypatch.setattr(runs_mod, "read_bounded", deleted_first)
+    with pytest.raises(RunError, match="deleted elsewhere") as caught:
+        store.rename(run.run_id, "mine")
+    assert "not a valid run" not in str(caught.value)
+
+
 def test_check_writable_before_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     RunStore(tmp_path / "new" / "runs").check_writable(CONFIG)  # created on the way
     assert (tmp_path / "new" / "runs").is_dir() and _visible(tmp_path / "new" / "runs") == []
