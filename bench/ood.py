@@ -139,11 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         f"default recipe, seed 0: MNIST test {result.test_accuracy:.2%}; OOD record fitted in "
         f"{result.ood_seconds:.2f} s ({ood.METHOD}, {len(record.means)} groups of {record.bases.shape[2]} "
         f"components, threshold "
-        f"{record.threshold:.2f} = {record.quantile:.1%} quantile of {record.calibration_images} prepared "
-        f"held-out MNIST training digits); kernels: ATEN_CPU_CAPABILITY={isa}"
+        f"{record.threshold:.2f} = {record.quantile:.1%} quantile of {record.calibration_images} "
+        f"{record.calibration}); kernels: ATEN_CPU_CAPABILITY={isa}"
     )
     sets = canvas_sets(data, args.seed, 10 if args.quick else 40, 500 if args.quick else 3000)
-    cal_idx, fit_idx = ood.calibration_split(len(data.train_labels))
+    cal_idx, fit_idx = ood.calibration_split(len(data.train_labels), held=result.calibration["holdout"])
     calibration = ood.prepared_mnist(data.train_images.numpy()[cal_idx])
     chosen: Score = lambda px: record.scores(model, px)  # noqa: E731
     methods = {f"{ood.METHOD} (chosen)": chosen, **alternatives(model, data, fit_idx)}

@@ -32,7 +32,7 @@ from mnistcore.calibration import check_record, temperature_of
 from mnistcore.config import TrainConfig
 from mnistcore.fileio import TEMP_SUFFIX, atomic_write_json, read_bounded, temp_prefix
 from mnistcore.model import ShallowNet, param_count
-from mnistcore.ood import OodError, OodModel
+from mnistcore.ood import OodError, OodModel, ood_file_size
 from mnistcore.ood import load as load_ood_file
 from mnistcore.ood import save as save_ood
 from mnistcore.owners import Actor, NotAllowedError, Owner, QuotaError, check_change
@@ -216,7 +216,7 @@ def run_size_estimate(config: TrainConfig) -> int:
     """Bytes a saved run of this config takes: weights, optimizer state, unit snapshots, metadata (an upper bound)."""
     n = param_count(config.hidden)
     snapshots = (config.epochs + 1) * (min(WATCHED, config.hidden) * 784 * 2 + 4)
-    return 4 * n * (1 + len(OPTIMIZER_STATE_KEYS[config.optimizer])) + snapshots + (1 << 20)
+    return 4 * n * (1 + len(OPTIMIZER_STATE_KEYS[config.optimizer])) + snapshots + ood_file_size() + (1 << 20)
 
 
 def _expected_shapes(hidden: int) -> dict[str, tuple[int, ...]]:

@@ -567,16 +567,17 @@ def train(
     fitted = calibrate(result.model, data, held, config.holdout, note)
     result.model.temperature, result.model.temperature_drawn = fitted.temperature, fitted.temperature_drawn
     result.calibration = fitted.to_dict()
-    _fit_ood(result, data)
+    _fit_ood(result, data, held)
     return result
 
 
-def _fit_ood(result: TrainResult, data: MnistData) -> None:
-    """Fit the run's "not a digit" score on its training images (seconds; mnistcore/ood.py)."""
+def _fit_ood(result: TrainResult, data: MnistData, held: int) -> None:
+    """Fit the run's "not a digit" score on its training images, the last `held` never trained on (mnistcore/ood)."""
     from mnistcore import ood
 
     start = time.perf_counter()
-    result.ood = ood.fit(result.model, data.train_images.cpu().numpy(), data.train_labels.cpu().numpy())
+    images, labels = data.train_images.cpu().numpy(), data.train_labels.cpu().numpy()
+    result.ood = ood.fit(result.model, images, labels, held=held)
     result.ood_seconds = time.perf_counter() - start
 
 

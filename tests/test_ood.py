@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 from mnistcore import ood
 from mnistcore.config import TrainConfig
@@ -99,11 +100,22 @@ def test_fit_threshold_is_the_quantile_of_held_out_prepared_digits(tiny_data: Mn
     assert one.residual.shape == (28, 28) and float((one.residual**2).sum()) == pytest.approx(one.score, rel=1e-4)
 
 
+def test_calibration_digits_come_from_the_nets_holdout() -> None:
+    cal, rest = ood.calibration_split(1000, calibration=100, held=300)
+    assert len(cal) == 100 and len(set(cal)) == 100 and cal.min() >= 700  # only digits the net never trained on
+    assert sorted([*cal, *rest]) == list(range(1000))
+    cal_small, rest_small = ood.calibration_split(1000, calibration=100, held=40)
+    assert sorted(cal_small) == list(range(960, 1000)) and len(rest_small) == 960
+    cal_none, _ = ood.calibration_split(1000, calibration=100)
+    assert cal_none.min() < 700  # no holdout: drawn from all
+
+
 @pytest.fixture(scope="module")
 def run_with_ood(tiny_data: MnistData, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunStore, str]:
     store = RunStore(tmp_path_factory.mktemp("ood-runs"))
     result = train(TINY, tiny_data)
     assert isinstance(result.ood, ood.OodModel) and result.ood_seconds > 0
+    assert result.ood.calibration == (ood.FROM_HELD if result.calibration["holdout"] else ood.FROM_TRAINED)
     info, why = save_result(store, result, dataset=tiny_data.checksums)
     assert why is None
     return store, info.run_id
@@ -121,6 +133,23 @@ def test_the_threshold_is_stored_with_the_run_and_reloaded(run_with_ood: tuple[R
     assert len(loaded.means) <= 10 * meta["ood"]["centres"]
 
 
+def test_the_stored_arrays_are_the_calibrated_ones(tiny_data: MnistData, tmp_path: Path) -> None:
+    """FILE keeps float16 means and bases; the threshold was calibrated on exactly those values."""
+    model = ShallowNet(32).eval()
+    x, y = tiny_data.train_images.numpy(), tiny_data.train_labels.numpy()
+    fitted = ood.fit(model, x, y, calibration=100, centres=3, k=4)
+    ood.save(tmp_path, fitted)
+    assert {t.dtype for name, t in load_file(str(tmp_path / ood.FILE)).items() if name != "owners"} == {torch.float16}
+    assert (tmp_path / ood.FILE).stat().st_size <= ood.ood_file_size(3, 4)
+    loaded = ood.load(tmp_path, fitted.record())
+    assert loaded is not None and loaded.means.dtype == np.float32
+    np.testing.assert_array_equal(loaded.means, fitted.means)
+    np.testing.assert_array_equal(loaded.bases, fitted.bases)
+    px = ood.prepared_mnist(x[ood.calibration_split(len(x), 100)[0]])
+    np.testing.assert_array_equal(loaded.scores(model, px), fitted.scores(model, px))
+    assert (fitted.scores(model, px) > fitted.threshold).mean() == pytest.approx(1 - ood.QUANTILE, abs=0.011)
+
+
 def test_a_run_with_the_first_version_of_the_score_still_loads(run_with_ood: tuple[RunStore, str], tmp_path) -> None:
     """Runs saved with one subspace per class ("class-pca-residual", no owners) load and score as before."""
     store, run_id = run_with_ood
@@ -131,7 +160,7 @@ def test_a_run_with_the_first_version_of_the_score_still_loads(run_with_ood: tup
     means = rng.random((10, 784)).astype(np.float32)
     bases = np.linalg.qr(rng.normal(size=(10, 784, 4)))[0].astype(np.float32)
     old = ood.OodModel(means, bases, 1.5, 0.985, 100)
-    ood.save(first, old)
+    save_file({"means": torch.from_numpy(means), "bases": torch.from_numpy(bases)}, str(first / ood.FILE))  # float32
     record = old.record()
     assert record["method"] == "class-pca-residual" and "owners" not in old.tensors()
     loaded = ood.load(first, record)
