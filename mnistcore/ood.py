@@ -9,8 +9,9 @@ hand is close to one. The per-pixel squared residual adds up to the score, so it
 part of a drawing is unlike MNIST. (Runs saved with the first version, one subspace per class of 20
 directions, "class-pca-residual", still load and score as they were fitted.)
 
-The threshold is a quantile (QUANTILE) of the scores of held-out MNIST training digits pushed through
-prepare_digit, as a drawing is: so it is calibrated on MNIST alone, in the form the Draw page produces.
+The threshold is a quantile (QUANTILE) of the scores of MNIST training digits the network never trained on
+(its calibration holdout; any training digits for a run without one) pushed through prepare_digit, as a
+drawing is: so it is calibrated on MNIST alone, in the form the Draw page produces.
 bench/ood.py compares this score with the net's max-logit and a Mahalanobis distance in the hidden layer,
 on letters and symbols, redrawn MNIST test digits and scikit-learn's load_digits (bench/OOD_RESULTS.md).
 """
