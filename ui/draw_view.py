@@ -11,7 +11,7 @@ from PIL import Image
 
 from mnistcore.drawings import MAX_IMAGE_BYTES
 from mnistcore.model import ShallowNet
-from mnistcore.ood import OodModel, assess
+from mnistcore.ood import FROM_HELD, OodModel, assess
 from mnistcore.predict import predict_prepared
 from mnistcore.preprocess import NOTHING_DRAWN, ImageReadError, PreparedDigit, decode_upload, prepare_digit
 from mnistcore.strokes import rasterize
@@ -75,7 +75,7 @@ def not_a_digit(model: ShallowNet, ood: OodModel, pixels: np.ndarray, digit: int
         left.warning(
             f"**This does not look like any digit the network was trained on.** It would have answered "
             f"**{digit}** ({sure:.0%} sure), but the drawing is further from every real {digit} in MNIST than "
-            f"{ood.quantile:.1%} of MNIST's own digits are. The network only knows the ten digits, so it "
+            f"{ood.quantile:.1%} of {_calibrated_on(ood)} are. The network only knows the ten digits, so it "
             f"answers with one even for a letter or a symbol."
         )
         right.image(
@@ -84,6 +84,11 @@ def not_a_digit(model: ShallowNet, ood: OodModel, pixels: np.ndarray, digit: int
             "have ink and the drawing has not.",
             output_format="PNG",
         )
+
+
+def _calibrated_on(ood: OodModel) -> str:
+    """The digits the threshold was set on, in a learner's words."""
+    return "MNIST digits it never trained on" if ood.calibration == FROM_HELD else "MNIST's own digits"
 
 
 def _png(picture: np.ndarray) -> bytes:

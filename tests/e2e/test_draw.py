@@ -109,6 +109,7 @@ def test_a_drawn_x_is_not_a_digit_but_the_answer_is_still_shown(server, page, sh
         page.wait_for_timeout(200)
     box = page.locator(".st-key-draw_not_a_digit")
     expect(box).to_contain_text("does not look like any digit the network was trained on", timeout=30_000)
+    expect(box).to_contain_text("than 99.0% of MNIST digits it never trained on")  # its threshold, from its holdout
     expect(box.locator("img")).to_be_visible()
     expect(page.locator(DIGIT)).to_have_text(re.compile(r"^\d$"))  # what it would have answered
     digit = page.locator(DIGIT).inner_text()
