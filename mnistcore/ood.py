@@ -125,15 +125,24 @@ def _kmeans(x: torch.Tensor, groups: int, iterations: int = KMEANS_ITERATIONS) -
     """Group labels (n,) of images x (n, 784) by k-means: k-means++ seeding from a fixed generator, then Lloyd."""
     g = torch.Generator().manual_seed(_SPLIT_SEED)
     centres = x[torch.randint(len(x), (1,), generator=g)]
+    xx = x.square().sum(1)
+
+    def to(c: torch.Tensor) -> torch.Tensor:  # squared distances of every image to c, as one matrix-vector product
+        return (xx - 2 * (x @ c) + c.square().sum()).clamp(min=0)
+
+    d = to(centres[0])  # squared distance to the nearest centre so far, kept up to date
     for _ in range(groups - 1):  # k-means++: each next centre drawn in proportion to its squared distance
-        d = torch.cdist(x, centres).min(1).values.square()
         if not float(d.sum()) > 0:  # every image already sits on a centre (e.g. all alike): no more groups
             break
-        centres = torch.cat([centres, x[torch.multinomial(d / d.sum(), 1, generator=g)]])
+        new = x[torch.multinomial(d / d.sum(), 1, generator=g)]
+        centres = torch.cat([centres, new])
+        d = torch.minimum(d, to(new[0]))
     groups = len(centres)
     found = torch.zeros(len(x), dtype=torch.int64)
     for _ in range(iterations):
-        found = torch.cdist(x, centres).argmin(1)
+        # Nearest centre by |c|^2 - 2 x.c (|x|^2 is the same for every centre): one matrix product, ~10x
+        # faster than cdist, which made k-means most of the fit's time.
+        found = (centres.square().sum(1) - 2 * x @ centres.T).argmin(1)
         sums = torch.zeros_like(centres).index_add_(0, found, x)
         counts = torch.bincount(found, minlength=groups).clamp(min=1).unsqueeze(1).to(x.dtype)
         centres = sums / counts
