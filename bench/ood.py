@@ -37,7 +37,7 @@ from bench.finetune_drawings import prepared_digits
 from bench.redraw import RedrawStyle, redraw
 from bench.shapes import HANDS, TUNING_HANDS, drawings
 from mnistcore import ood
-from mnistcore.config import TrainConfig
+from mnistcore.config import PRESETS, TrainConfig
 from mnistcore.data import MnistData, default_data_dir, load_mnist
 from mnistcore.model import ShallowNet
 from mnistcore.normalize import normalize
@@ -126,18 +126,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.ood", description=__doc__.splitlines()[0])
     p.add_argument("--seed", type=int, default=2, help="generation seed (1 is the tuning seed; default 2)")
     p.add_argument("--quick", action="store_true", help="10 drawings per shape, 500 MNIST canvases")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="train this preset instead (e.g. draw: Home's model)")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
     start = time.perf_counter()
     data = load_mnist(default_data_dir())
     from mnistcore.train import train
 
-    result = train(TrainConfig(device="cpu", seed=0), data)
+    config = PRESETS[args.preset] if args.preset else TrainConfig()
+    result = train(config.with_(device="cpu", seed=0), data)
     model, record = result.model, result.ood
     print(f"not a digit (bench.ood, seed {args.seed}): {machine()}")
     isa = os.environ.get("ATEN_CPU_CAPABILITY", "default")
     print(
-        f"default recipe, seed 0: MNIST test {result.test_accuracy:.2%}; OOD record fitted in "
+        f"{args.preset or 'default'} recipe, seed 0: MNIST test {result.test_accuracy:.2%}; OOD record fitted in "
         f"{result.ood_seconds:.2f} s ({ood.METHOD}, {len(record.means)} groups of {record.bases.shape[2]} "
         f"components, threshold "
         f"{record.threshold:.2f} = {record.quantile:.1%} quantile of {record.calibration_images} "
